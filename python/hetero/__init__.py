@@ -1,0 +1,34 @@
+"""hetero: one op API (GEMM, attention) over many kernel backends.
+
+>>> import hetero, torch
+>>> y = hetero.gemm(torch.randn(8, 16), torch.randn(16, 4))   # best backend for cpu
+>>> print(hetero.explain("gemm", torch.randn(8, 16), torch.randn(16, 4)))
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+from .backends.base import Backend
+from .dispatch import Decision, fallback_policy, reload, set_fallback_policy, use
+from .errors import (DispatchError, FallbackError, HeteroConfigWarning, HeteroError,
+                     HeteroFallbackWarning, HeteroWarning)
+from .explain import explain
+from .info import info
+from .kernel import Kernel, Support
+from .ops import attention, gemm, reference_attention, reference_gemm
+from .registry import register as register_backend
+from .registry import unregister as unregister_backend
+
+try:
+    __version__ = _metadata.version("hetero")
+except _metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Backend", "Decision", "DispatchError", "FallbackError", "HeteroConfigWarning",
+    "HeteroError", "HeteroFallbackWarning", "HeteroWarning", "Kernel", "Support",
+    "attention", "explain", "fallback_policy", "gemm", "info", "reference_attention",
+    "reference_gemm", "register_backend", "reload", "set_fallback_policy",
+    "unregister_backend", "use",
+]

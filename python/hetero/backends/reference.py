@@ -1,0 +1,46 @@
+"""The reference backend: plain torch ops on any device, every dtype and feature.
+
+It is the last resort of every default order and the oracle the others are checked
+against. It computes in float32 (float64 for float64 inputs) and rounds once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..kernel import ATTENTION_FEATURES, GEMM_FEATURES, Kernel, Support
+from ..ops import reference_attention, reference_gemm
+from .base import Backend
+
+_ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torch.float64})
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype is torch.float64 else torch.float32
+
+
+def _gemm(a, b, bias, alpha, beta, out):
+    out.copy_(reference_gemm(a, b, bias, alpha, beta, compute_dtype=_compute_dtype(a.dtype)))
+
+
+def _attention(q, k, v, mask, causal, scale, out):
+    out.copy_(reference_attention(q, k, v, causal=causal, scale=scale, attn_mask=mask,
+                                  compute_dtype=_compute_dtype(q.dtype)))
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+    device_type = "any"
+    priority = -1000
+    description = "plain torch ops in float32/float64; the oracle and last resort"
+
+    def kernels(self):
+        return (
+            Kernel("gemm", "torch", _gemm,
+                   Support(dtypes=_ALL_DTYPES, features=frozenset(GEMM_FEATURES))),
+            Kernel("attention", "torch", _attention,
+                   Support(dtypes=_ALL_DTYPES, features=frozenset(ATTENTION_FEATURES))),
+        )
+
+
+backend = ReferenceBackend()

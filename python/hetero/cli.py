@@ -1,0 +1,112 @@
+"""The ``hetero`` command: ``hetero info`` and ``hetero explain``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+import torch
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+           "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float64": torch.float64, "fp64": torch.float64}
+
+
+def _dims(text: str, count: int, names: str) -> list[int]:
+    parts = [p for p in re.split(r"[,x×\s]+", text.strip()) if p]
+    if len(parts) != count or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"--shape: expected {names}, got {text!r}")
+    return [int(p) for p in parts]
+
+
+def _print_info(data: dict) -> None:
+    v = data["versions"]
+    print(f"hetero {v['hetero']}  torch {v['torch']}  python {v['python']}")
+    print(f"fallback policy: {data['fallback_policy']}")
+    for device, order in data["default_order"].items():
+        print(f"default order for {device}: {' > '.join(order)}")
+    env_set = data["environment"]["set"]
+    print("environment: " + (", ".join(f"{k}={v}" for k, v in env_set.items()) or "no HETERO_* set"))
+    print()
+    for b in data["backends"]:
+        state = "available" if b["available"] else "unavailable"
+        opt_in = "" if b["default"] in (True, None) else ", opt-in"
+        print(f"{b['name']:<12} {state:<12} device={b['device_type']}{opt_in}  [{b['source']}]")
+        if b["description"]:
+            print(f"{'':<12} {b['description']}")
+        for reason in b["reasons"]:
+            print(f"{'':<12} why: {reason}")
+        for k in b["kernels"]:
+            s = k["support"]
+            extra = {key: val for key, val in s.items()
+                     if key not in ("dtypes", "device_types", "features")}
+            print(f"{'':<12} {k['op']:<10} {k['name']:<10} dtypes={','.join(s['dtypes'])}"
+                  f" features={','.join(s['features']) or '-'}"
+                  + "".join(f" {key}={val}" for key, val in extra.items()))
+
+
+def _explain_tensors(args) -> tuple[list, dict]:
+    dtype, device = _DTYPES[args.dtype], torch.device(args.device)
+    make = lambda *shape: torch.empty(shape, dtype=dtype, device=device)  # noqa: E731
+    if args.op == "gemm":
+        m, n, k = _dims(args.shape, 3, "M,N,K")
+        batch = [args.batch] if args.batch else []
+        kw = {"bias": make(n) if args.bias else None}
+        return [make(*batch, m, k), make(*batch, k, n)], kw
+    b, h, s, d = _dims(args.shape, 4, "B,H,S,D")
+    hkv, sk, dv = args.kv_heads or h, args.kv_len or s, args.head_dim_v or d
+    mask = None
+    if args.mask == "bool":
+        mask = torch.ones(s, sk, dtype=torch.bool, device=device)
+    elif args.mask == "additive":
+        mask = torch.zeros(s, sk, dtype=dtype, device=device)
+    return [make(b, h, s, d), make(b, hkv, sk, d), make(b, hkv, sk, dv)], {
+        "causal": args.causal, "attn_mask": mask}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hetero", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_info = sub.add_parser("info", help="backends, availability and declared support")
+    p_info.add_argument("--json", action="store_true", help="print JSON")
+
+    p_exp = sub.add_parser("explain", help="which kernel a call would run, and why")
+    p_exp.add_argument("op", choices=["gemm", "attention"])
+    p_exp.add_argument("--shape", required=True,
+                       help="gemm: M,N,K   attention: B,H,S,D (query side)")
+    p_exp.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
+    p_exp.add_argument("--device", default="cpu")
+    p_exp.add_argument("--backend", help="comma-separated priority list ('*' = default)")
+    p_exp.add_argument("--batch", type=int, help="gemm: leading batch size")
+    p_exp.add_argument("--bias", action="store_true", help="gemm: add a bias of shape (N,)")
+    p_exp.add_argument("--kv-heads", type=int, help="attention: key/value heads (GQA)")
+    p_exp.add_argument("--kv-len", type=int, help="attention: key/value length Sk")
+    p_exp.add_argument("--head-dim-v", type=int, help="attention: value head dim")
+    p_exp.add_argument("--causal", action="store_true")
+    p_exp.add_argument("--mask", choices=["bool", "additive"])
+
+    args = parser.parse_args(argv)
+    import hetero
+
+    if args.command == "info":
+        data = hetero.info()
+        print(json.dumps(data, indent=2)) if args.json else _print_info(data)
+        return 0
+
+    try:
+        tensors, kwargs = _explain_tensors(args)
+        if args.backend:
+            kwargs["backend"] = [b.strip() for b in args.backend.split(",") if b.strip()]
+        decision = hetero.explain(args.op, *tensors, **kwargs)
+    except (argparse.ArgumentTypeError, TypeError, ValueError, RuntimeError) as exc:
+        print(f"hetero explain: {exc}", file=sys.stderr)
+        return 2
+    print(decision)
+    return 0 if decision.chosen else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

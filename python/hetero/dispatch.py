@@ -1,0 +1,290 @@
+"""Choosing a kernel for a call, explaining the choice, and caching it.
+
+Candidate order, first match wins:
+
+1. ``backend=`` on the call,
+2. the innermost ``with hetero.use(...)``,
+3. ``HETERO_BACKENDS``,
+4. the default order for the tensors' device type (backends of that device type by
+   priority, then ``reference``).
+
+A list given by 1–3 is exclusive — an explicitly requested backend that cannot serve the
+call raises with every reason — unless it contains ``"*"``, which expands to the default
+order at that position. When the first candidate backend is rejected and a later one
+serves the call, that is a *fallback*, handled by the policy: ``warn`` (once per
+reason), ``error`` (raise :class:`~hetero.errors.FallbackError`) or ``silent``.
+
+Decisions are cached by a tuple of call traits + ``backend=`` + scope, so the hot path
+is one dict lookup. Anything that can change a decision (registry, policy, environment)
+clears the cache.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Iterator, NamedTuple, Sequence
+
+from . import env, registry
+from .errors import DispatchError, FallbackError, HeteroFallbackWarning
+from .kernel import AttentionTraits, GemmTraits, Kernel, Traits
+
+TRAITS_BY_OP = {"gemm": GemmTraits, "attention": AttentionTraits}
+REFERENCE = "reference"
+
+
+class Scope(NamedTuple):
+    """What a ``with hetero.use(...)`` block sets; ``None`` fields inherit."""
+
+    backends: tuple[str, ...] | None
+    policy: str | None
+
+
+current_scope: ContextVar[Scope | None] = ContextVar("hetero_scope", default=None)
+
+# name -> kernel.fn, keyed by (*traits, backend, scope): the hot path's only lookup.
+_cache: dict[tuple, object] = {}
+_warned: set[str] = set()
+_settings = env.read()
+_policy_override: str | None = None
+# Computing pointer alignment costs ~1 us a call: only done for ops where some
+# registered kernel declares an alignment (kept up to date by _on_registry_change;
+# True until the backends are first discovered).
+alignment_matters = {op: True for op in TRAITS_BY_OP}
+
+
+@dataclass
+class Candidate:
+    """One backend (and kernel, when the backend got that far) that was considered."""
+
+    backend: str
+    kernel: Kernel | None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.kernel.qualname if self.kernel else self.backend
+
+
+@dataclass
+class Decision:
+    """The outcome of dispatch for one call signature, as returned by :func:`explain`.
+
+    ``chosen`` is ``None`` when no candidate can serve the call. ``candidates`` lists
+    everything considered, in order, each with the reasons it was rejected (empty for
+    a kernel that could serve it).
+    """
+
+    traits: Traits
+    source: str
+    exclusive: bool
+    policy: str
+    candidates: list[Candidate]
+    chosen: Kernel | None
+
+    @property
+    def fallback(self) -> bool:
+        """True when a backend ahead of the chosen one was rejected."""
+        return self.chosen is not None and self.candidates[0].backend != self.chosen.backend
+
+    def rejected(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.reasons]
+
+    def summary(self) -> str:
+        t = self.traits
+        fields = ", ".join(f"{k}={str(v).removeprefix('torch.')}"
+                           for k, v in t._asdict().items() if k != "op" and v is not None)
+        return f"{t.op}({fields})"
+
+    def __str__(self) -> str:
+        head = (f"{self.summary()}: " +
+                (f"runs {self.chosen.qualname}" if self.chosen else "no kernel can run it"))
+        lines = [head, f"  order from {self.source}"
+                       f"{' (exclusive)' if self.exclusive else ''}, fallback policy "
+                       f"{self.policy!r}:"]
+        for c in self.candidates:
+            if not c.reasons:
+                mark = "chosen" if c.kernel is self.chosen else "could also run"
+                lines.append(f"    + {c.label}: {mark}")
+            else:
+                lines.append(f"    - {c.label}: " + "; ".join(c.reasons))
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- policy and scope
+def fallback_policy() -> str:
+    """The policy in force for this context: ``warn``, ``error`` or ``silent``."""
+    scope = current_scope.get()
+    if scope is not None and scope.policy is not None:
+        return scope.policy
+    return _policy_override or _settings.fallback
+
+
+def _check_policy(policy: str) -> str:
+    if policy not in env.FALLBACK_POLICIES:
+        raise ValueError(f"policy: expected one of {env.FALLBACK_POLICIES}, got {policy!r}")
+    return policy
+
+
+def set_fallback_policy(policy: str | None) -> str | None:
+    """Set the process-wide fallback policy (``None`` returns to the environment's);
+    returns the previous override."""
+    global _policy_override
+    previous, _policy_override = _policy_override, (
+        None if policy is None else _check_policy(policy))
+    clear_cache()
+    return previous
+
+
+def _check_backend_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
+    if isinstance(names, str):
+        names = (names,)
+    names = tuple(names)
+    known = registry.entries()
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{argument}: backend names must be str, got {name!r}")
+        if name != "*" and name not in known:
+            raise ValueError(f"{argument}: no backend named {name!r} is installed "
+                             f"(installed: {', '.join(sorted(known))})")
+    return names
+
+
+@contextmanager
+def use(*backends: str, policy: str | None = None) -> Iterator[None]:
+    """Within the block, try ``backends`` in this order (exclusive unless ``"*"`` is
+    among them) and/or apply a fallback ``policy``. Scopes nest; what an inner scope
+    leaves out it inherits. Context-local: threads and asyncio tasks see their own.
+
+    >>> with hetero.use("cpu", "*", policy="error"):
+    ...     y = hetero.gemm(a, b)
+    """
+    outer = current_scope.get() or Scope(None, None)
+    scope = Scope(_check_backend_names(backends, "use") if backends else outer.backends,
+                  _check_policy(policy) if policy is not None else outer.policy)
+    token = current_scope.set(scope)
+    try:
+        yield
+    finally:
+        current_scope.reset(token)
+
+
+# ---------------------------------------------------------------- deciding
+def default_order(device_type: str) -> list[str]:
+    """Backends serving ``device_type`` by default, best first, ``reference`` last."""
+    ranked = sorted(
+        (e for e in registry.entries().values()
+         if e.backend is not None and e.name != REFERENCE and e.backend.default
+         and e.backend.device_type == device_type),
+        key=lambda e: (-e.backend.priority, e.name))
+    return [e.name for e in ranked] + [REFERENCE]
+
+
+def _order(traits: Traits, backend, scope: Scope | None) -> tuple[list[str], str, bool]:
+    if backend is not None:
+        names, source = _check_backend_names(backend, "backend"), "backend= argument"
+    elif scope is not None and scope.backends is not None:
+        names, source = scope.backends, "hetero.use()"
+    elif _settings.backends is not None:
+        names, source = _settings.backends, "HETERO_BACKENDS"
+    else:
+        names, source = ("*",), f"the default order for {traits.device.type}"
+    order: list[str] = []
+    for name in names:
+        for expanded in (default_order(traits.device.type) if name == "*" else [name]):
+            if expanded not in order:
+                order.append(expanded)
+    return order, source, "*" not in names
+
+
+def _candidates(traits: Traits, name: str) -> list[Candidate]:
+    entry = registry.get(name)
+    if entry is None:
+        return [Candidate(name, None, [
+            f"no backend named {name!r} is installed "
+            f"(installed: {', '.join(sorted(registry.entries()))})"])]
+    unavailable = entry.reasons_unavailable()
+    if unavailable:
+        return [Candidate(name, None, [f"unavailable: {r}" for r in unavailable])]
+    kernels = entry.kernels.get(traits.op, [])
+    if not kernels:
+        return [Candidate(name, None, [f"provides no {traits.op} kernel"])]
+    out = []
+    for kernel in kernels:
+        try:
+            reasons = kernel.support.reasons(traits)
+        except Exception as exc:
+            reasons = [f"support check raised {type(exc).__name__}: {exc}"]
+        out.append(Candidate(name, kernel, reasons))
+    return out
+
+
+def decide(traits: Traits, backend=None, scope: Scope | None = None) -> Decision:
+    """The full decision for ``traits`` (not cached, never raises for a failed choice)."""
+    order, source, exclusive = _order(traits, backend, scope)
+    candidates = [c for name in order for c in _candidates(traits, name)]
+    chosen = next((c.kernel for c in candidates if not c.reasons), None)
+    policy = (scope.policy if scope and scope.policy else None) or \
+        _policy_override or _settings.fallback
+    return Decision(traits, source, exclusive, policy, candidates, chosen)
+
+
+def _enforce(decision: Decision) -> None:
+    if decision.chosen is None:
+        raise DispatchError(decision)
+    if not decision.fallback or decision.policy == "silent":
+        return
+    if decision.policy == "error":
+        raise FallbackError(decision)
+    skipped = [c for c in decision.candidates if c.backend != decision.chosen.backend
+               and c.reasons][:3]
+    message = (f"hetero: {decision.traits.op} on {decision.traits.device.type} "
+               f"({str(decision.traits.dtype).removeprefix('torch.')}) runs on "
+               f"{decision.chosen.qualname} because " +
+               "; ".join(f"{c.label}: {', '.join(c.reasons)}" for c in skipped) +
+               " (hetero.explain() tells more; HETERO_FALLBACK=silent hides this)")
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, HeteroFallbackWarning, stacklevel=4)
+
+
+def resolve(key: tuple):
+    """Cache miss: decide for ``key = (*traits, backend, scope)``, apply the policy and
+    cache the kernel function."""
+    traits = TRAITS_BY_OP[key[0]]._make(key[:-2])
+    decision = decide(traits, key[-2], key[-1])
+    _enforce(decision)
+    _cache[key] = fn = decision.chosen.fn
+    return fn
+
+
+def clear_cache() -> None:
+    """Forget all cached decisions (and which fallbacks were already warned about)."""
+    _cache.clear()
+    _warned.clear()
+
+
+def cache_size() -> int:
+    return len(_cache)
+
+
+def reload() -> None:
+    """Re-read the ``HETERO_*`` environment, rediscover backends, re-probe them and
+    clear every cached decision."""
+    global _settings
+    _settings = env.read()
+    registry.rediscover()
+    clear_cache()
+
+
+def _on_registry_change() -> None:
+    clear_cache()
+    kernels = [k for e in (registry._entries or {}).values() for ks in e.kernels.values()
+               for k in ks]
+    for op in alignment_matters:
+        alignment_matters[op] = any(k.op == op and k.support.alignment > 1 for k in kernels)
+
+
+registry.on_change(_on_registry_change)

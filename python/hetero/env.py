@@ -1,0 +1,82 @@
+"""The ``HETERO_*`` environment variables: one table, read in one place.
+
+Variables are read when hetero is imported and again on :func:`hetero.reload`. Unknown
+or misspelled ``HETERO_*`` names and malformed values are reported with a
+:class:`~hetero.errors.HeteroConfigWarning`, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Mapping
+
+from .errors import HeteroConfigWarning
+
+FALLBACK_POLICIES = ("warn", "error", "silent")
+
+#: name -> (meaning, example). The README's table is generated from this.
+VARIABLES: dict[str, tuple[str, str]] = {
+    "HETERO_BACKENDS": (
+        "Backend priority list used when neither `backend=` nor `hetero.use()` is "
+        "given. Exclusive unless it contains `*`, which stands for the device's "
+        "default order (reference last).",
+        "HETERO_BACKENDS=cpu,*",
+    ),
+    "HETERO_FALLBACK": (
+        "What happens when the first candidate cannot serve a call and a later one "
+        "does: `warn` (default, once per reason), `error` or `silent`.",
+        "HETERO_FALLBACK=error",
+    ),
+    "HETERO_STRICT": (
+        "`1` is shorthand for `HETERO_FALLBACK=error` (used by the conformance suite).",
+        "HETERO_STRICT=1",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parsed environment."""
+
+    backends: tuple[str, ...] | None = None
+    fallback: str = "warn"
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, HeteroConfigWarning, stacklevel=3)
+
+
+def parse_backend_list(text: str) -> tuple[str, ...]:
+    """``"triton, cuda,*"`` -> ``("triton", "cuda", "*")``; empty items dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def read(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse the ``HETERO_*`` variables of ``environ`` (default ``os.environ``)."""
+    environ = os.environ if environ is None else environ
+    for name in sorted(n for n in environ if n.startswith("HETERO_")):
+        if name not in VARIABLES:
+            close = difflib.get_close_matches(name, VARIABLES, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            _warn(f"unknown environment variable {name} is ignored{hint} "
+                  f"(known: {', '.join(VARIABLES)})")
+
+    backends = None
+    if environ.get("HETERO_BACKENDS", "").strip():
+        backends = parse_backend_list(environ["HETERO_BACKENDS"])
+
+    fallback = environ.get("HETERO_FALLBACK", "warn").strip().lower() or "warn"
+    if fallback not in FALLBACK_POLICIES:
+        _warn(f"HETERO_FALLBACK={environ['HETERO_FALLBACK']!r} is not one of "
+              f"{FALLBACK_POLICIES}; using 'warn'")
+        fallback = "warn"
+
+    strict = environ.get("HETERO_STRICT", "").strip().lower()
+    if strict in ("1", "true", "yes", "on"):
+        fallback = "error"
+    elif strict not in ("", "0", "false", "no", "off"):
+        _warn(f"HETERO_STRICT={environ['HETERO_STRICT']!r} is not 0 or 1; ignored")
+    return Settings(backends=backends, fallback=fallback)

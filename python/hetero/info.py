@@ -1,0 +1,52 @@
+"""``hetero.info()``: every backend, whether it can run here and why not, and what each
+kernel declares it supports — the data behind ``hetero info``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+
+import torch
+
+from . import dispatch, env, registry
+
+
+def info() -> dict:
+    """A JSON-friendly description of this installation.
+
+    Keys: ``versions`` (hetero, torch, python), ``environment`` (the parsed
+    ``HETERO_*`` settings), ``default_order`` per device type, and ``backends``: one
+    entry per discovered backend with ``available`` (bool), ``reasons`` (why not),
+    ``source`` (distribution), and ``kernels`` (op, name, declared support).
+    """
+    from . import __version__
+
+    backends = []
+    for name, entry in sorted(registry.entries().items()):
+        b = entry.backend
+        backends.append({
+            "name": name,
+            "source": entry.source,
+            "device_type": getattr(b, "device_type", None),
+            "default": getattr(b, "default", None),
+            "priority": getattr(b, "priority", None),
+            "description": getattr(b, "description", ""),
+            "available": not entry.reasons_unavailable(),
+            "reasons": entry.reasons_unavailable(),
+            "kernels": [{"op": op, "name": k.name, "support": k.support.describe()}
+                        for op, kernels in entry.kernels.items() for k in kernels],
+        })
+    device_types = sorted({b["device_type"] for b in backends
+                           if b["device_type"] not in (None, "any")})
+    return {
+        "versions": {"hetero": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "environment": {"settings": dataclasses.asdict(dispatch._settings),
+                        "set": {n: v for n, v in os.environ.items()
+                                if n.startswith("HETERO_")},
+                        "known": list(env.VARIABLES)},
+        "fallback_policy": dispatch.fallback_policy(),
+        "default_order": {d: dispatch.default_order(d) for d in device_types},
+        "backends": backends,
+    }

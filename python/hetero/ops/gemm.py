@@ -1,0 +1,147 @@
+"""``hetero.gemm``: batched matrix product with bias, on whichever backend serves it.
+
+``out = alpha * (a @ b) + beta * bias``
+
+Shapes: ``a (..., M, K)``, ``b (..., K, N)`` with batch dims broadcast as in
+``torch.matmul``; ``bias`` broadcastable to ``(..., M, N)``; result ``(..., M, N)``.
+Dtypes: float32, float16, bfloat16 (float64 on the reference backend); products
+accumulate in float32 (float64 for float64). Any strides: kernels take transposed and
+strided views as they are.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import dispatch
+from . import _checks
+
+
+_DTYPES = frozenset(_checks.FLOAT_DTYPES)
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_cache = dispatch._cache  # the hot path reads the cache directly
+_current_scope = dispatch.current_scope.get
+
+
+def _prepare(a, b, bias, alpha, beta, out, backend):
+    """Validate and normalise; return the dispatch key and the kernel's arguments.
+
+    Ordered for the common case (2-D, no bias, fresh output): every tensor attribute
+    is read once, and the rarer checks live in the cold helpers below."""
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        _checks.tensor(a, "a")
+        _checks.tensor(b, "b")
+    dtype = a.dtype
+    if dtype not in _DTYPES or b.dtype is not dtype:
+        _checks.float_dtype(a, "a")
+        _checks.same_dtype(b, "b", dtype, "a")
+    device = a.device
+    if b.device != device:
+        _checks.same_device(b, "b", device, "a")
+    a_shape, b_shape = a.shape, b.shape
+    if len(a_shape) == 2 and len(b_shape) == 2 and a_shape[1] == b_shape[0]:
+        batched, out_shape = False, (a_shape[0], b_shape[1])
+    else:
+        a, b, out_shape = _broadcast(a, b, a_shape, b_shape)
+        batched = True
+    if type(alpha) is not float or type(beta) is not float:
+        alpha = _checks.real_scalar(alpha, "alpha")
+        beta = _checks.real_scalar(beta, "beta")
+    if bias is not None:
+        bias = _check_bias(bias, dtype, device, out_shape)
+    if (a.requires_grad or b.requires_grad or (bias is not None and bias.requires_grad)) \
+            and torch.is_grad_enabled():
+        _checks.no_autograd("gemm", a, b, bias)
+    if out is None:
+        out = torch.empty(out_shape, dtype=dtype, device=device)
+        out_dtype = None  # same as dtype; None hashes faster
+    else:
+        out_dtypes = (dtype, torch.float32) if dtype in _LOW_PRECISION else (dtype,)
+        _checks.check_out(out, out_shape, out_dtypes, device, (("a", a), ("b", b), ("bias", bias)))
+        out_dtype = None if out.dtype is dtype else out.dtype
+    if backend is not None and type(backend) is not str:
+        backend = tuple(backend)
+    align = _checks.alignment(a, b, bias, out) if dispatch.alignment_matters["gemm"] else None
+    key = ("gemm", device, dtype, out_dtype, bias is not None, batched, align, backend,
+           _current_scope())
+    return key, (a, b, bias, alpha, beta, out)
+
+
+def _broadcast(a, b, a_shape, b_shape):
+    """Batched (or malformed) operands: check, and expand batch dims (as views)."""
+    if len(a_shape) < 2:
+        raise ValueError(f"a: expected at least 2 dims (..., M, K), got shape {tuple(a_shape)}")
+    if len(b_shape) < 2:
+        raise ValueError(f"b: expected at least 2 dims (..., K, N), got shape {tuple(b_shape)}")
+    M, K, N = a_shape[-2], a_shape[-1], b_shape[-1]
+    if b_shape[-2] != K:
+        raise ValueError(f"b: expected {K} rows to match a's K (a is {tuple(a_shape)}), "
+                         f"got shape {tuple(b_shape)}")
+    try:
+        batch = tuple(torch.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+    except RuntimeError:
+        raise ValueError(f"b: batch dims {tuple(b_shape[:-2])} do not broadcast with "
+                         f"a's {tuple(a_shape[:-2])}") from None
+    if a_shape[:-2] != batch:
+        a = a.expand(*batch, M, K)
+    if b_shape[:-2] != batch:
+        b = b.expand(*batch, K, N)
+    return a, b, (*batch, M, N)
+
+
+def _check_bias(bias, dtype, device, out_shape):
+    _checks.tensor(bias, "bias")
+    if bias.dtype is not dtype and bias.dtype is not torch.float32:
+        allowed = {_checks.dtype_name(dtype), "float32"}
+        raise TypeError(f"bias: expected dtype {' or '.join(sorted(allowed))}, "
+                        f"got {_checks.dtype_name(bias.dtype)}")
+    _checks.same_device(bias, "bias", device, "a")
+    try:
+        return bias.expand(out_shape)
+    except RuntimeError:
+        raise ValueError(f"bias: shape {tuple(bias.shape)} does not broadcast to the "
+                         f"output's {out_shape}") from None
+
+
+def gemm(a: torch.Tensor, b: torch.Tensor, *, bias: torch.Tensor | None = None,
+         alpha: float = 1.0, beta: float = 1.0, out: torch.Tensor | None = None,
+         backend: str | list[str] | None = None) -> torch.Tensor:
+    """``alpha * (a @ b) + beta * bias`` on the best backend for the call.
+
+    Args:
+        a: ``(..., M, K)``, float32/float16/bfloat16 (float64 on ``reference``).
+        b: ``(..., K, N)``, same dtype and device as ``a``; batch dims broadcast.
+        bias: optional, broadcastable to ``(..., M, N)``; ``a``'s dtype or float32.
+            Ignored when ``beta == 0``.
+        alpha, beta: real scalars.
+        out: optional ``(..., M, N)`` tensor to write into, ``a``'s dtype (or float32
+            for float16/bfloat16 inputs); must not share memory with the inputs.
+        backend: a backend name or priority list for this call only (exclusive
+            unless it contains ``"*"``).
+
+    Returns:
+        ``out``, or a new ``(..., M, N)`` tensor of ``a``'s dtype.
+
+    Raises:
+        TypeError, ValueError: bad input, naming the argument.
+        hetero.DispatchError: no candidate can serve the call (see ``.decision``).
+    """
+    key, args = _prepare(a, b, bias, alpha, beta, out, backend)
+    fn = _cache.get(key) or dispatch.resolve(key)
+    fn(*args)
+    return args[-1]
+
+
+def reference_gemm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
+                   alpha: float = 1.0, beta: float = 1.0, *,
+                   compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The oracle: the same formula computed in ``compute_dtype`` with plain torch.
+
+    Returns a ``compute_dtype`` tensor (float64 by default, for checking others).
+    """
+    result = torch.matmul(a.to(compute_dtype), b.to(compute_dtype))
+    if alpha != 1:
+        result = result * alpha
+    if bias is not None and beta != 0:
+        result = result + beta * bias.to(compute_dtype)
+    return result

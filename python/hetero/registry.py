@@ -1,0 +1,142 @@
+"""Backend discovery and the kernel registry.
+
+Backends come from the ``hetero.backends`` entry-point group — hetero's own are declared
+in its ``pyproject.toml`` exactly like a vendor's — or from :func:`register` at run
+time. A backend that fails to load is recorded with the error, never fatal: ``hetero
+info`` and ``explain()`` show the cause instead of burying it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+
+from .backends.base import Backend
+from .errors import HeteroConfigWarning
+from .kernel import Kernel
+
+ENTRY_POINT_GROUP = "hetero.backends"
+
+
+@dataclass
+class BackendEntry:
+    """A discovered backend: the object, or why it could not be loaded."""
+
+    name: str
+    source: str  # "distribution version" or "register()"
+    backend: Backend | None = None
+    load_error: str | None = None
+    kernels: dict[str, list[Kernel]] = field(default_factory=dict)  # op -> kernels
+    _probe: list[str] | None = None
+
+    def reasons_unavailable(self) -> list[str]:
+        """Load error or probe reasons (probed once, then cached)."""
+        if self.load_error:
+            return [self.load_error]
+        if self._probe is None:
+            try:
+                self._probe = list(self.backend.probe())
+            except Exception as exc:  # a probe must never take hetero down
+                self._probe = [f"probe() raised {type(exc).__name__}: {exc}"]
+        return self._probe
+
+
+_entries: dict[str, BackendEntry] | None = None
+_registered: dict[str, Backend] = {}  # from register(): kept across rediscover()
+_listeners: list = []  # called after every change (dispatch clears its cache)
+
+
+def on_change(callback) -> None:
+    """Call ``callback()`` whenever the set of backends changes."""
+    _listeners.append(callback)
+
+
+def _changed() -> None:
+    for callback in _listeners:
+        callback()
+
+
+def _instantiate(obj) -> Backend:
+    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Backend)):
+        obj = obj()
+    for attr in ("name", "device_type", "probe", "kernels", "synchronize"):
+        if not hasattr(obj, attr):
+            raise TypeError(f"{obj!r} is not a hetero backend: it has no {attr!r}")
+    return obj
+
+
+def _add(entries: dict[str, BackendEntry], entry: BackendEntry) -> None:
+    if entry.name in entries:
+        previous = entries[entry.name]
+        warnings.warn(f"backend {entry.name!r} from {entry.source} ignored: the name is "
+                      f"taken by {previous.source}", HeteroConfigWarning, stacklevel=4)
+        return
+    if entry.backend is not None:
+        for kernel in entry.backend.kernels():
+            kernel = replace(kernel, backend=entry.name)
+            entry.kernels.setdefault(kernel.op, []).append(kernel)
+    entries[entry.name] = entry
+
+
+def _discover() -> dict[str, BackendEntry]:
+    entries: dict[str, BackendEntry] = {}
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        source = f"{dist.name} {dist.version}" if dist else ep.value
+        try:
+            backend = _instantiate(ep.load())
+            if backend.name != ep.name:
+                raise ValueError(f"entry point is named {ep.name!r} but the backend "
+                                 f"calls itself {backend.name!r}")
+            entry = BackendEntry(ep.name, source, backend)
+        except Exception as exc:
+            message = f"failed to load from {source}: {type(exc).__name__}: {exc}"
+            warnings.warn(f"hetero backend {ep.name!r} {message}", HeteroConfigWarning,
+                          stacklevel=3)
+            entry = BackendEntry(ep.name, source, load_error=message)
+        _add(entries, entry)
+    for backend in _registered.values():
+        _add(entries, BackendEntry(backend.name, "register()", backend))
+    return entries
+
+
+def entries() -> dict[str, BackendEntry]:
+    """All known backends by name (discovered on first use)."""
+    global _entries
+    if _entries is None:
+        _entries = _discover()
+        _changed()
+    return _entries
+
+
+def get(name: str) -> BackendEntry | None:
+    return entries().get(name)
+
+
+def register(backend: Backend) -> None:
+    """Register a backend object at run time (tests, notebooks, private plugins)."""
+    backend = _instantiate(backend)
+    if backend.name in entries():
+        raise ValueError(f"a backend named {backend.name!r} is already registered "
+                         f"({entries()[backend.name].source})")
+    _registered[backend.name] = backend
+    _add(_entries, BackendEntry(backend.name, "register()", backend))
+    _changed()
+
+
+def unregister(name: str) -> None:
+    """Remove a backend registered under ``name``."""
+    if entries().pop(name, None) is None:
+        raise ValueError(f"no backend named {name!r} is registered")
+    _registered.pop(name, None)
+    _changed()
+
+
+def rediscover() -> None:
+    """Discover the entry points again and re-probe every backend (e.g. after
+    installing a plugin into the running interpreter's path). Backends added with
+    :func:`register` are kept."""
+    global _entries
+    _entries = None
+    _changed()

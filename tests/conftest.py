@@ -1,0 +1,52 @@
+"""Shared fixtures: every test starts from hetero's default dispatch state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import hetero
+from hetero import dispatch, registry
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _default_dispatch_state():
+    yield
+    hetero.set_fallback_policy(None)
+    dispatch.clear_cache()
+
+
+@pytest.fixture
+def hetero_env():
+    """``hetero_env(HETERO_X="...")`` replaces every HETERO_* variable and reloads;
+    the original environment is restored (and reloaded) afterwards."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("HETERO_")}
+
+    def replace(**values: str) -> None:
+        for name in [n for n in os.environ if n.startswith("HETERO_")]:
+            del os.environ[name]
+        os.environ.update(values)
+        hetero.reload()
+
+    yield replace
+    replace(**saved)
+
+
+@pytest.fixture
+def plugin_site():
+    """Puts tests/fixtures/plugin_site (a real installed distribution: dist-info with
+    an entry_points.txt) on sys.path and rediscovers backends."""
+    import sys
+
+    path = str(FIXTURES / "plugin_site")
+    sys.path.insert(0, path)
+    registry.rediscover()
+    yield path
+    sys.path.remove(path)
+    for name in [m for m in sys.modules if m.startswith("hetero_toy_backend")]:
+        del sys.modules[name]
+    registry.rediscover()

@@ -1,0 +1,37 @@
+"""HETERO_* parsing, and the README's table staying in sync with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hetero import env
+from hetero.errors import HeteroConfigWarning
+
+
+def test_defaults():
+    assert env.read({}) == env.Settings(backends=None, fallback="warn")
+
+
+def test_backend_list_and_policies():
+    s = env.read({"HETERO_BACKENDS": " triton, cuda ,*,", "HETERO_FALLBACK": "SILENT"})
+    assert s == env.Settings(backends=("triton", "cuda", "*"), fallback="silent")
+    assert env.read({"HETERO_STRICT": "1", "HETERO_FALLBACK": "silent"}).fallback == "error"
+    assert env.read({"HETERO_STRICT": "0"}).fallback == "warn"
+
+
+def test_malformed_strict_is_reported():
+    with pytest.warns(HeteroConfigWarning, match="HETERO_STRICT='maybe' is not 0 or 1"):
+        assert env.read({"HETERO_STRICT": "maybe"}).fallback == "warn"
+
+
+def test_unknown_variable_without_close_match_is_still_reported():
+    with pytest.warns(HeteroConfigWarning, match="unknown environment variable HETERO_ZZZ"):
+        env.read({"HETERO_ZZZ": "1", "PATH": "/bin"})
+
+
+def test_readme_table_matches_the_code():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name, (meaning, example) in env.VARIABLES.items():
+        assert f"| `{name}` | {meaning} | `{example}` |" in readme, name
