@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+import torch
 
-import hetero
-from hetero import dispatch, registry
+# Without a GPU, run the Triton kernels through Triton's CPU interpreter. Must be set
+# before anything imports triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+import hetero  # noqa: E402
+from hetero import dispatch, registry  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -108,5 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if decision.chosen else 1
 
 
+def run() -> int:
+    """Console-script entry point: ``main()``, quiet when its output pipe closes early."""
+    try:
+        return main()
+    except BrokenPipeError:
+        sys.stderr.close()  # e.g. `hetero info | head`; nothing left to report to
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

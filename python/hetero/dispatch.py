@@ -116,7 +116,10 @@ class Decision:
 # ---------------------------------------------------------------- policy and scope
 def fallback_policy() -> str:
     """The policy in force for this context: ``warn``, ``error`` or ``silent``."""
-    scope = current_scope.get()
+    return _policy_in(current_scope.get())
+
+
+def _policy_in(scope: Scope | None) -> str:
     if scope is not None and scope.policy is not None:
         return scope.policy
     return _policy_override or _settings.fallback
@@ -226,9 +229,7 @@ def decide(traits: Traits, backend=None, scope: Scope | None = None) -> Decision
     order, source, exclusive = _order(traits, backend, scope)
     candidates = [c for name in order for c in _candidates(traits, name)]
     chosen = next((c.kernel for c in candidates if not c.reasons), None)
-    policy = (scope.policy if scope and scope.policy else None) or \
-        _policy_override or _settings.fallback
-    return Decision(traits, source, exclusive, policy, candidates, chosen)
+    return Decision(traits, source, exclusive, _policy_in(scope), candidates, chosen)
 
 
 def _enforce(decision: Decision) -> None:

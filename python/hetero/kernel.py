@@ -138,7 +138,7 @@ class Support:
             **({"alignment": self.alignment} if self.alignment > 1 else {}),
             **({"min_compute_capability": ".".join(map(str, self.min_compute_capability))}
                if self.min_compute_capability else {}),
-            **({"predicate": getattr(self.predicate, "__doc__", None) or "yes"}
+            **({"predicate": " ".join((self.predicate.__doc__ or "yes").split())}
                if self.predicate else {}),
         }
 

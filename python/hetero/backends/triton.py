@@ -1,0 +1,82 @@
+"""The Triton backend: GEMM and flash attention from ``hetero/kernels/triton/``.
+
+Serves CUDA and ROCm torch devices (both have device type ``"cuda"``). With
+``TRITON_INTERPRET=1`` it serves CPU tensors instead, through Triton's interpreter —
+slow, opt-in only, and without bfloat16, which the interpreter's ``tl.dot`` gets wrong.
+Triton itself is imported on the first kernel call, not with hetero.
+
+fp32 inputs: exact fp32 products unless ``torch.backends.cuda.matmul.allow_tf32`` is
+set, the same switch PyTorch's own matmul obeys.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from ..kernel import ATTENTION_FEATURES, GEMM_FEATURES, Kernel, Support
+from ..kernels.triton import interpreting
+from .base import Backend
+
+_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
+
+
+def _allow_tf32() -> bool:
+    return torch.backends.cuda.matmul.allow_tf32
+
+
+def _gemm(a, b, bias, alpha, beta, out):
+    from ..kernels.triton.gemm import gemm
+
+    gemm(a, b, bias if beta != 0 else None, alpha, beta, out, allow_tf32=_allow_tf32())
+
+
+def _attention(q, k, v, mask, causal, scale, out):
+    from ..kernels.triton.attention import attention
+
+    attention(q, k, v, mask, causal, scale, out, allow_tf32=_allow_tf32())
+
+
+def _interpreter_limits(traits):
+    """bfloat16 refused under TRITON_INTERPRET (the interpreter's tl.dot multiplies
+    raw bf16 bits)"""
+    if interpreting() and traits.dtype is torch.bfloat16:
+        return ["Triton's interpreter computes tl.dot wrongly for bfloat16 operands"]
+    return []
+
+
+class TritonBackend(Backend):
+    name = "triton"
+    priority = 50
+
+    def __init__(self):
+        self.interpret = interpreting()
+        self.device_type = "cpu" if self.interpret else "cuda"
+        self.default = not self.interpret  # the interpreter is for testing, never a default
+        self.description = ("Triton kernels on CPU tensors through the interpreter "
+                            "(TRITON_INTERPRET=1)" if self.interpret else
+                            "Triton kernels for CUDA and ROCm GPUs")
+
+    def probe(self):
+        if importlib.util.find_spec("triton") is None:
+            return ["triton is not installed (pip install triton)"]
+        if not self.interpret and not torch.cuda.is_available():
+            return ["triton is installed, but no CUDA or ROCm device is present "
+                    "(TRITON_INTERPRET=1 runs the kernels on the CPU, slowly)"]
+        return []
+
+    def kernels(self):
+        devices = frozenset({self.device_type})
+        return (
+            Kernel("gemm", "tiled", _gemm, Support(
+                dtypes=_DTYPES, device_types=devices, features=frozenset(GEMM_FEATURES),
+                predicate=_interpreter_limits)),
+            Kernel("attention", "flash", _attention, Support(
+                dtypes=_DTYPES, device_types=devices,
+                features=frozenset(ATTENTION_FEATURES), head_dims=(16, 256),
+                predicate=_interpreter_limits)),
+        )
+
+
+backend = TritonBackend()
