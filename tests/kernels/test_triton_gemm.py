@@ -27,6 +27,8 @@ pytestmark = [
 ]
 if HAVE_TRITON:
     from hetero.kernels.triton import gemm as G
+    from hetero.kernels.triton import gemm_configs as C
+    from hetero.kernels.triton import gemm_launch as L
 
 F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
 DTYPES = [F32, F16] + ([BF16] if GPU else [])
@@ -87,7 +89,7 @@ def test_batch_broadcast_and_dims_that_cannot_merge(dtype):
     a = rand(3, 1, 9, 14, dtype=dtype, seed=1)  # batch (3, 4): a broadcast on dim 1,
     b = rand(4, 14, 6, dtype=dtype, seed=2)  # b on dim 0: no single batch stride
     operands = [a.expand(3, 4, 9, 14), b.expand(3, 4, 14, 6), torch.empty(3, 4, 9, 6)]
-    assert len(G._batch_dims((3, 4), operands)) == 2  # a loop over 3 launches of 4
+    assert len(L.batch_dims((3, 4), operands)) == 2  # a loop over 3 launches of 4
     run(a, b, rand(6, dtype=dtype, seed=3), 0.5, -2.0)
 
 
@@ -96,10 +98,10 @@ def test_batch_dims_that_merge_and_a_shared_weight(dtype):
     a = rand(2, 3, 9, 16, dtype=dtype, seed=1)
     w = rand(5, 16, dtype=dtype, seed=2)
     operands = [a, w.t().expand(2, 3, 16, 5), torch.empty(2, 3, 9, 5)]
-    dims = G._batch_dims((2, 3), operands)
+    dims = L.batch_dims((2, 3), operands)
     assert [size for size, _ in dims] == [6]  # one launch
-    views = [G._batched_view(t, dims, i) for i, t in enumerate(operands)]
-    folded = G._fold_batch_into_m(views[0], views[1], None, views[2])
+    views = [L.batched_view(t, dims, i) for i, t in enumerate(operands)]
+    folded = L.fold_batch_into_m(views[0], views[1], None, views[2])
     assert folded is not None and folded[0].shape == (1, 54, 16)  # x @ w: one GEMM
     run(a, w.t())
     run(a, rand(2, 3, 16, 5, dtype=dtype, seed=3))  # per-element b: a real batch
@@ -175,7 +177,7 @@ def test_tf32_within_a_tf32_bound():
     a, b = rand(257, 1031, seed=1), rand(1031, 511, seed=2)
     out = poison_(torch.empty(257, 511, device=DEVICE))
     G.gemm(a, b, None, 1.0, 1.0, out, allow_tf32=True,
-           config=G.TileConfig(64, 128, 64, 8, 4, 3))
+           config=C.TileConfig(64, 128, 64, 8, 4, 3))
     ref = hetero.reference_gemm(a, b)
     magnitude = torch.matmul(a.double().abs(), b.double().abs())
     # Each input rounded to tf32 (relative 2**-11) before exact products, fp32 sums.
@@ -202,8 +204,8 @@ def test_tma_descriptors_for_every_operand_majorness(a_layout, b_layout, persist
         rand(2, k, m, dtype=F16, seed=1).transpose(1, 2)
     b = rand(2, k, n, dtype=F16, seed=2) if b_layout == "N" else \
         rand(2, n, k, dtype=F16, seed=2).transpose(1, 2)
-    cfg = (G.TileConfig(32, 16, 16, 2, 4, 3, tma=True, persistent=persistent) if not GPU
-           else G.TileConfig(64, 128, 64, 8, 4, 3, tma=True, persistent=persistent))
+    cfg = (C.TileConfig(32, 16, 16, 2, 4, 3, tma=True, persistent=persistent) if not GPU
+           else C.TileConfig(64, 128, 64, 8, 4, 3, tma=True, persistent=persistent))
     run(a, b, rand(n, dtype=F16, seed=3), 0.5, 2.0, config=cfg)
     run(a, b, tma=True)
 
@@ -217,13 +219,13 @@ def test_tma_refuses_what_it_cannot_load():
 
 @pytest.mark.parametrize("dtype", [F32, F16], ids=str)
 def test_persistent_programs_loop_over_tiles_and_batches(dtype):
-    cfg = G.TileConfig(16, 16, 16, 2, 4, 3, persistent=True)
+    cfg = C.TileConfig(16, 16, 16, 2, 4, 3, persistent=True)
     run(rand(3, 33, 20, dtype=dtype, seed=1), rand(3, 20, 40, dtype=dtype, seed=2),
         rand(3, 33, 40, dtype=dtype, seed=3), -1.0, 0.5, config=cfg)
 
 
 def test_64_bit_offsets(monkeypatch):
-    monkeypatch.setattr(G, "_INT32_LIMIT", 0)  # every offset counts as large
+    monkeypatch.setattr(L, "_INT32_LIMIT", 0)  # every offset counts as large
     a, b = rand(2, 17, 40, dtype=F16, seed=1), rand(2, 24, 40, dtype=F16, seed=2)
     run(a, b.transpose(1, 2), rand(17, 1, dtype=F16, seed=3), 2.0, 1.0)
     if TMA_HERE:
@@ -234,21 +236,21 @@ def test_64_bit_offsets(monkeypatch):
 
 @pytest.mark.parametrize("platform", ["cuda", "hip"])
 def test_configs_for_is_never_empty_and_respects_the_problem(platform):
-    table = G.HIP_CONFIGS if platform == "hip" else G.CUDA_CONFIGS
+    table = C.HIP_CONFIGS if platform == "hip" else C.CUDA_CONFIGS
     for dtype in (F32, F16, BF16):
         for m, n, k in [(1, 1, 1), (16, 4096, 4096), (128, 11008, 4096), (4096, 4096, 4096),
                         (7, 5, 100000), (100000, 3, 8)]:
             for tma in (False, True):
-                chosen = G.configs_for(m, n, k, dtype, platform=platform, tma=tma,
+                chosen = C.configs_for(m, n, k, dtype, platform=platform, tma=tma,
                                        max_shared_mem=101376, num_sms=132)
                 assert chosen and all(c in table for c in chosen)
                 assert tma or not any(c.tma for c in chosen)
-    decode = G.configs_for(16, 4096, 4096, BF16, tma=True, max_shared_mem=232448,
+    decode = C.configs_for(16, 4096, 4096, BF16, tma=True, max_shared_mem=232448,
                            num_sms=132)
     assert {c.block_m for c in decode} == {16}
-    exact = G.configs_for(512, 512, 512, F32, exact_fp32=True)
+    exact = C.configs_for(512, 512, 512, F32, exact_fp32=True)
     assert all(c.block_k <= 32 and not c.tma for c in exact)
-    assert all(c.num_stages == 2 for c in G.HIP_CONFIGS)
+    assert all(c.num_stages == 2 for c in C.HIP_CONFIGS)
 
 
 # -- GPU only: larger shapes, every config, the autotuner --------------------------------
@@ -257,7 +259,7 @@ def test_configs_for_is_never_empty_and_respects_the_problem(platform):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_gpu_large_odd_shapes_with_a_fixed_config(dtype):
     a, w = rand(257, 1031, dtype=dtype, seed=1), rand(511, 1031, dtype=dtype, seed=2)
-    cfg = G.TileConfig(64, 64, 32, 8, 4, 3)
+    cfg = C.TileConfig(64, 64, 32, 8, 4, 3)
     run(a, w.t(), rand(511, dtype=dtype, seed=3), 0.5, 1.0, config=cfg)
     run(a, rand(1031, 511, dtype=dtype, seed=4), config=cfg)
 
@@ -271,10 +273,10 @@ def _configs():
     if not HAVE_TRITON:
         return []
     if GPU:
-        return G.HIP_CONFIGS if torch.version.hip else G.CUDA_CONFIGS
+        return C.HIP_CONFIGS if torch.version.hip else C.CUDA_CONFIGS
     # The interpreter checks the tilings of both tables (warps, stages and compile
     # options mean nothing to it).
-    tilings = {tuple(c.meta().items()): c for c in G.CUDA_CONFIGS + G.HIP_CONFIGS}
+    tilings = {tuple(c.meta().items()): c for c in C.CUDA_CONFIGS + C.HIP_CONFIGS}
     return list(tilings.values())
 
 
@@ -286,7 +288,7 @@ def test_every_config_is_correct(cfg):
     if GPU:
         if cfg.tma and not HOPPER:
             pytest.skip("TMA needs sm90+")
-        smem, _, _ = G._device_limits(torch.cuda.current_device())
+        smem, _, _ = L._device_limits(torch.cuda.current_device())
         if smem and cfg.num_stages * (cfg.block_m + cfg.block_n) * cfg.block_k * 2 > smem:
             pytest.skip("does not fit in this GPU's shared memory")
         # x @ w.t() as in test_gpu_autotuned and the benchmark (same specialisations:

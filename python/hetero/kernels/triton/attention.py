@@ -33,13 +33,13 @@ float32 operands use ``input_precision="ieee"`` unless the caller passes
 ``allow_tf32=True``. The probabilities are rounded to the input dtype before ``P @ V``,
 as FlashAttention does.
 
-Configurations are data (``FWD_CONFIGS``, ``BWD_DKDV_CONFIGS``, ``BWD_DQ_CONFIGS``
-per GPU family), filtered by :func:`config_fits` (shared memory, and a float32
-accumulator budget per thread against spills, for the head dims and dtype), then
-autotuned per (sequence-length bucket, head dims, causal, mask kind, dtype). With
-``AUTOTUNE = False`` the first fitting configuration of each table runs. Under the
-interpreter (``TRITON_INTERPRET=1``) one small configuration runs and bfloat16 is
-refused: the interpreter's ``tl.dot`` multiplies raw bf16 bits.
+Configurations are data (``attention_configs.py``: a table per kernel and GPU family),
+filtered by ``config_fits`` (shared memory, and a float32 accumulator budget per thread
+against spills, for the head dims and dtype), then autotuned per (sequence-length
+bucket, head dims, causal, mask kind, dtype). With ``AUTOTUNE = False`` the first
+fitting configuration of each table runs. Under the interpreter (``TRITON_INTERPRET=1``)
+one small configuration runs and bfloat16 is refused: the interpreter's ``tl.dot``
+multiplies raw bf16 bits.
 
 Measured on an H100 (bf16, H=16, D=128, B·S=16k tokens, autotuned, 2026-11):
 forward 390-450 TFLOP/s, 0.68-0.81x of ``scaled_dot_product_attention``, which
@@ -57,7 +57,9 @@ import torch
 import triton
 import triton.language as tl
 
-from . import interpreting
+from . import interpreter_numpy_fix, interpreting
+from .attention_configs import (FWD_CONFIGS, INTERPRETER_CONFIG, fwd_fits, gpu_kind,
+                                head_block, make_configs, pruner, seq_bucket)
 
 __all__ = ["attention", "attention_forward", "attention_backward"]
 
@@ -68,83 +70,8 @@ MAX_HEAD_DIM = 256
 MASK_NONE, MASK_BOOL, MASK_ADDITIVE = 0, 1, 2
 
 # ---------------------------------------------------------------------------------------
-# Configurations: (BLOCK_M, BLOCK_N, num_warps, num_stages). Forward: BLOCK_M query rows
-# per program, BLOCK_N keys per step. Backward dk/dv: BLOCK_N keys per program, BLOCK_M
-# queries per step; backward dq: BLOCK_M queries per program, BLOCK_N keys per step.
-# ---------------------------------------------------------------------------------------
-FWD_CONFIGS = {  # measured on H100 (bf16, D=128): first two are the fastest
-    "cuda": [(128, 64, 8, 3), (64, 64, 4, 3), (128, 128, 8, 2), (128, 64, 8, 2),
-             (128, 32, 4, 4), (64, 32, 4, 2), (128, 64, 4, 3)],
-    "hip": [(128, 64, 4, 2), (128, 32, 4, 2), (64, 64, 4, 2), (64, 32, 4, 1)],
-}
-BWD_DKDV_CONFIGS = {
-    "cuda": [(64, 128, 8, 3), (32, 64, 4, 4), (64, 128, 8, 2), (32, 128, 8, 3),
-             (32, 64, 4, 2), (16, 64, 4, 2), (32, 64, 8, 2), (16, 32, 4, 2)],
-    "hip": [(32, 128, 8, 2), (64, 64, 4, 2), (32, 64, 4, 1), (16, 64, 4, 1), (16, 32, 4, 1)],
-}
-BWD_DQ_CONFIGS = {
-    "cuda": [(128, 64, 8, 3), (64, 32, 4, 3), (128, 64, 8, 2), (64, 64, 4, 3),
-             (128, 32, 8, 3), (64, 32, 4, 2), (128, 32, 4, 4)],
-    "hip": [(128, 32, 4, 2), (64, 64, 4, 2), (64, 32, 4, 1)],
-}
-INTERPRETER_CONFIG = (16, 16, 4, 1)
-SMEM_BYTES = {"cuda": 220 * 1024, "hip": 64 * 1024}  # Hopper allows 227 KiB per block
-ACC_FLOATS_PER_THREAD = 160  # float32 accumulator + score-tile budget per thread
-
-
-def config_fits(kind: str, num_warps: int, num_stages: int, resident: int, per_stage: int,
-                elem_bytes: int, acc_floats: int) -> bool:
-    """Whether a configuration plausibly fits a ``kind`` GPU: ``resident`` elements
-    (the tiles a program keeps: q, or k and v) plus ``num_stages`` buffers of
-    ``per_stage`` streamed elements in shared memory, and ``acc_floats`` float32
-    accumulator/score elements spread over the program's threads (beyond the budget
-    they spill to local memory)."""
-    smem = (resident + max(num_stages, 1) * per_stage) * elem_bytes
-    threads = (32 if kind == "cuda" else 64) * num_warps
-    return smem <= SMEM_BYTES[kind] and acc_floats <= ACC_FLOATS_PER_THREAD * threads
-
-
-def gpu_kind() -> str:
-    return "hip" if torch.version.hip else "cuda"
-
-
-def _make_configs(table):
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
-            for m, n, w, s in table]
-
-
-def _pruner(table_fits):
-    """An autotune ``early_config_prune`` keeping the configs ``table_fits`` accepts
-    (the smallest one if it accepts none)."""
-
-    def prune(configs, named_args, **kwargs):
-        args = {**named_args, **kwargs}
-        kept = [c for c in configs if table_fits(c, args)]
-        return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
-
-    return prune
-
-
-def _fwd_fits(config, args):
-    m, n = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
-    d, dv = args["BLOCK_D"], args["BLOCK_DV"]
-    return config_fits(gpu_kind(), config.num_warps, config.num_stages, resident=m * d,
-                       per_stage=n * (d + dv), elem_bytes=args["Q"].element_size(),
-                       acc_floats=m * (dv + n))
-
-
-def seq_bucket(n: int) -> int:
-    """Autotuning key for a sequence length: the next power of two (tune once per
-    bucket, not once per length)."""
-    return 1 << max(n - 1, 0).bit_length()
-
-
-def head_block(d: int) -> int:
-    return max(16, triton.next_power_of_2(d))
-
-
-# ---------------------------------------------------------------------------------------
-# Shared device helpers (also used by attention_backward.py)
+# Shared device helpers (also used by attention_backward.py; the forward and dq kernels
+# share the program layout, key stages and score masking: both must see the same keys)
 # ---------------------------------------------------------------------------------------
 @triton.jit
 def _load_2d(ptrs, rows, n_rows, cols, N_COLS: tl.constexpr,
@@ -173,6 +100,54 @@ def _apply_user_mask(s, ptrs, rows, n_rows, cols, n_cols, MASK_KIND: tl.constexp
     return s
 
 
+@triton.jit
+def _mask_scores(s, m_ptrs, offs_m, Sq, cols, Sk, diag, MASKED: tl.constexpr,
+                 CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr):
+    """Scores ``s`` (BLOCK_M, BLOCK_N) of query rows ``offs_m`` against keys ``cols`` as
+    those rows see them: the user mask at ``m_ptrs`` applied and, when MASKED, keys past
+    Sk and (CAUSAL) right of the diagonal set to -inf."""
+    if MASK_KIND != 0:
+        s = _apply_user_mask(s, m_ptrs, offs_m, Sq, cols, Sk, MASK_KIND)
+    if MASKED:
+        ok = cols[None, :] < Sk
+        if CAUSAL:
+            ok = ok & (cols[None, :] <= offs_m[:, None] + diag)
+        s = tl.where(ok, s, float("-inf"))
+    return s
+
+
+@triton.jit
+def _query_program(Hq, group, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr):
+    """``(bh, b, h, hk, start_m)`` of a program in a ``(query blocks, B * Hq)`` grid:
+    batch, query head and its kv head (int64), and the block's first query row. Causal
+    grids run the longest rows (the last query blocks) first, so the short programs
+    fill in the tail."""
+    pid_m = tl.program_id(0)
+    if CAUSAL:
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    bh = tl.program_id(1)
+    b = (bh // Hq).to(tl.int64)
+    h = bh % Hq
+    hk = (h // group).to(tl.int64)
+    h = h.to(tl.int64)
+    return bh, b, h, hk, pid_m * BLOCK_M
+
+
+@triton.jit
+def _key_stages(start_m, diag, Sk, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
+                BLOCK_N: tl.constexpr):
+    """``(full_end, hi)`` for query rows [start_m, start_m + BLOCK_M): every row sees
+    all of keys [0, full_end) (whole blocks, unmasked stage); keys [full_end, hi) need
+    the bound and causal checks (masked stage); none sees a key from hi on."""
+    if CAUSAL:  # keys seen by every row of the block: j <= start_m + diag
+        full_end = tl.maximum(tl.minimum(start_m + diag + 1, Sk), 0) // BLOCK_N * BLOCK_N
+        hi = tl.maximum(tl.minimum(start_m + BLOCK_M + diag, Sk), full_end)
+    else:
+        full_end = Sk // BLOCK_N * BLOCK_N
+        hi = Sk
+    return full_end, hi
+
+
 # ---------------------------------------------------------------------------------------
 # Forward kernel
 # ---------------------------------------------------------------------------------------
@@ -196,14 +171,8 @@ def _fwd_inner(acc, l_i, m_i, q, K, V, Mask, lo, hi, offs_m, Sq, Sk, diag, qk_sc
         k = _load_2d(k_ptrs, cols, Sk, offs_d, HEAD_D, MASKED, BLOCK_D != HEAD_D)
         qk = tl.dot(q, tl.trans(k), input_precision=PRECISION)          # (BLOCK_M, BLOCK_N)
         if MASKED or MASK_KIND != 0:
-            s = qk * qk_scale
-            if MASK_KIND != 0:
-                s = _apply_user_mask(s, m_ptrs, offs_m, Sq, cols, Sk, MASK_KIND)
-            if MASKED:
-                ok = cols[None, :] < Sk
-                if CAUSAL:
-                    ok = ok & (cols[None, :] <= offs_m[:, None] + diag)
-                s = tl.where(ok, s, float("-inf"))
+            s = _mask_scores(qk * qk_scale, m_ptrs, offs_m, Sq, cols, Sk, diag, MASKED,
+                             CAUSAL, MASK_KIND)
             m_new = tl.maximum(m_i, tl.max(s, 1))                         # (BLOCK_M,)
             m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows that saw nothing yet
             p = tl.exp2(s - m_use[:, None])
@@ -239,15 +208,7 @@ def _attn_fwd(Q, K, V, Out, Lse, Mask,
               MASK_KIND: tl.constexpr, POS_SCALE: tl.constexpr, PRECISION: tl.constexpr,
               STORE_LSE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    pid_m = tl.program_id(0)
-    if CAUSAL:  # the longest rows (last query blocks) first
-        pid_m = tl.num_programs(0) - 1 - pid_m
-    bh = tl.program_id(1)
-    b = (bh // Hq).to(tl.int64)
-    h = bh % Hq
-    hk = (h // group).to(tl.int64)
-    h = h.to(tl.int64)
-    start_m = pid_m * BLOCK_M
+    bh, b, h, hk, start_m = _query_program(Hq, group, CAUSAL, BLOCK_M)
     offs_m = start_m + tl.arange(0, BLOCK_M)                               # (BLOCK_M,)
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
@@ -264,12 +225,7 @@ def _attn_fwd(Q, K, V, Out, Lse, Mask,
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)                  # (BLOCK_M, BLOCK_DV)
 
     diag = Sk - Sq
-    if CAUSAL:  # keys seen by every row of the block: j <= start_m + diag
-        full_end = tl.maximum(tl.minimum(start_m + diag + 1, Sk), 0) // BLOCK_N * BLOCK_N
-        hi = tl.maximum(tl.minimum(start_m + BLOCK_M + diag, Sk), full_end)
-    else:
-        full_end = Sk // BLOCK_N * BLOCK_N
-        hi = Sk
+    full_end, hi = _key_stages(start_m, diag, Sk, CAUSAL, BLOCK_M, BLOCK_N)
     acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, K, V, Mask, 0, full_end, offs_m, Sq, Sk,
                                diag, qk_scale, stride_kn, stride_kd, stride_vn, stride_vd,
                                stride_mm, stride_mn, HEAD_D, HEAD_DV, BLOCK_N, BLOCK_D,
@@ -301,62 +257,38 @@ def _attn_fwd(Q, K, V, Out, Lse, Mask,
 _FWD_KEYS = ["SQ_KEY", "SK_KEY", "HEAD_D", "HEAD_DV", "CAUSAL", "MASK_KIND", "PRECISION",
              "STORE_LSE"]
 
-
 #: False: run the first configuration of each table that fits, untuned (tests, quick
 #: runs: tuning compiles and times every configuration once per key).
 AUTOTUNE = True
 _TUNED: dict = {}
 
 
-def _interpreter_numpy_fix() -> None:
-    """Backport of triton PR #9172 (issue #9171) for the interpreter of triton <= 3.6
-    under numpy >= 2.4: a scalar is a 1-element array there, and ``int()`` of one now
-    raises, so every loop with run-time bounds fails. Applied once, only when
-    interpreting and only where needed; it changes nothing else."""
-    import numpy as np
-    from triton.runtime import interpreter as ti
-
-    original = ti._patch_lang_tensor
-    if getattr(original, "hetero_fixed", False):
-        return
-    try:
-        int(np.zeros(1, dtype=np.int32))
-        return  # this numpy still converts 1-element arrays
-    except TypeError:
-        pass
-
-    def patched(tensor, scope):
-        original(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
-
-    patched.hetero_fixed = True
-    ti._patch_lang_tensor = patched
-
-
 def launch(kernel, grid, args, kwargs, tables: dict, keys: list, fits) -> None:
     """Run ``kernel``: one small fixed config under the interpreter; on a GPU, autotuned
-    over ``tables[gpu_kind()]`` (pruned by ``fits(config, args)``) per ``keys``."""
+    over ``tables[gpu_kind()]`` (pruned by ``fits(config, args)``) per ``keys``, or the
+    first config that fits when ``AUTOTUNE`` is off."""
     if interpreting():
-        _interpreter_numpy_fix()
-        config = _make_configs([INTERPRETER_CONFIG])[0]
-        kernel[grid](*args, **kwargs, **config.kwargs, num_warps=config.num_warps,
-                     num_stages=config.num_stages)
+        interpreter_numpy_fix()
+        _run_config(kernel, grid, args, kwargs, make_configs([INTERPRETER_CONFIG])[0])
         return
     kind = gpu_kind()
-    if not AUTOTUNE:
-        named = {**dict(zip(kernel.arg_names, args)), **kwargs}
-        config = _pruner(fits)(_make_configs(tables[kind]), named)[0]
-        with torch.cuda.device(args[0].device):
-            kernel[grid](*args, **kwargs, **config.kwargs, num_warps=config.num_warps,
-                         num_stages=config.num_stages)
-        return
-    tuned = _TUNED.get((kernel, kind))
-    if tuned is None:
-        tuned = _TUNED[kernel, kind] = triton.autotune(
-            configs=_make_configs(tables[kind]), key=keys,
-            prune_configs_by={"early_config_prune": _pruner(fits)})(kernel)
     with torch.cuda.device(args[0].device):
+        if not AUTOTUNE:
+            named = {**dict(zip(kernel.arg_names, args)), **kwargs}
+            _run_config(kernel, grid, args, kwargs,
+                        pruner(fits)(make_configs(tables[kind]), named)[0])
+            return
+        tuned = _TUNED.get((kernel, kind))
+        if tuned is None:
+            tuned = _TUNED[kernel, kind] = triton.autotune(
+                configs=make_configs(tables[kind]), key=keys,
+                prune_configs_by={"early_config_prune": pruner(fits)})(kernel)
         tuned[grid](*args, **kwargs)
+
+
+def _run_config(kernel, grid, args, kwargs, config) -> None:
+    kernel[grid](*args, **kwargs, **config.kwargs, num_warps=config.num_warps,
+                 num_stages=config.num_stages)
 
 
 def check_inputs(q, k, v, mask):
@@ -404,7 +336,7 @@ def _forward(q, k, v, mask, causal, scale, out, allow_tf32, store_lse):
     kwargs = dict(HEAD_D=D, HEAD_DV=Dv, CAUSAL=bool(causal), MASK_KIND=mask_kind,
                   POS_SCALE=scale >= 0, PRECISION=precision(q, allow_tf32),
                   STORE_LSE=store_lse, BLOCK_D=head_block(D), BLOCK_DV=head_block(Dv))
-    launch(_attn_fwd, grid, args, kwargs, FWD_CONFIGS, _FWD_KEYS, _fwd_fits)
+    launch(_attn_fwd, grid, args, kwargs, FWD_CONFIGS, _FWD_KEYS, fwd_fits)
     return lse
 
 

@@ -1,6 +1,6 @@
 """Flash attention backward in Triton (FlashAttention-2, Dao 2023, Algorithm 2; the
 layout of Triton's fused-attention tutorial). Semantics and conventions: see
-``attention.py``; the configuration tables live there too.
+``attention.py``; the configuration tables: ``attention_configs.py``.
 
 With ``s = q k^T scale (+ mask)`` in log2 units and the forward's log-sum-exp, the
 probabilities are recomputed block by block, ``p = exp2(s - lse * log2(e))``, and
@@ -35,9 +35,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention import (_LOG2E, BWD_DKDV_CONFIGS, BWD_DQ_CONFIGS, LOG2E,
-                        _apply_user_mask, _load_2d, check_inputs, config_fits, gpu_kind,
-                        head_block, launch, precision, seq_bucket)
+from .attention import (_LOG2E, LOG2E, _apply_user_mask, _key_stages, _load_2d,
+                        _mask_scores, _query_program, check_inputs, launch, precision)
+from .attention_configs import (BWD_DKDV_CONFIGS, BWD_DQ_CONFIGS, dkdv_fits, dq_fits,
+                                head_block, seq_bucket)
 
 
 @triton.jit
@@ -182,13 +183,7 @@ def _bwd_dq_inner(dq, q, do, lse2, delta, K, V, Mask, lo, hi, offs_m, Sq, Sk, di
         cols = start_n + tl.arange(0, BLOCK_N)
         k = _load_2d(k_ptrs, cols, Sk, offs_d, HEAD_D, MASKED, BLOCK_D != HEAD_D)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
-        if MASK_KIND != 0:
-            s = _apply_user_mask(s, m_ptrs, offs_m, Sq, cols, Sk, MASK_KIND)
-        if MASKED:
-            ok = cols[None, :] < Sk
-            if CAUSAL:
-                ok = ok & (cols[None, :] <= offs_m[:, None] + diag)
-            s = tl.where(ok, s, float("-inf"))
+        s = _mask_scores(s, m_ptrs, offs_m, Sq, cols, Sk, diag, MASKED, CAUSAL, MASK_KIND)
         p = tl.exp2(s - lse2[:, None])
         v = _load_2d(v_ptrs, cols, Sk, offs_dv, HEAD_DV, MASKED, BLOCK_DV != HEAD_DV)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)           # (BLOCK_M, BLOCK_N)
@@ -213,15 +208,7 @@ def _bwd_dq(Q, K, V, DO, Lse, Delta, Mask, DQ,
             HEAD_D: tl.constexpr, HEAD_DV: tl.constexpr, CAUSAL: tl.constexpr,
             MASK_KIND: tl.constexpr, PRECISION: tl.constexpr, BLOCK_D: tl.constexpr,
             BLOCK_DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    pid_m = tl.program_id(0)
-    if CAUSAL:  # the longest rows first
-        pid_m = tl.num_programs(0) - 1 - pid_m
-    bh = tl.program_id(1)
-    b = (bh // Hq).to(tl.int64)
-    h = bh % Hq
-    hk = (h // group).to(tl.int64)
-    h = h.to(tl.int64)
-    start_m = pid_m * BLOCK_M
+    bh, b, h, hk, start_m = _query_program(Hq, group, CAUSAL, BLOCK_M)
     offs_m = start_m + tl.arange(0, BLOCK_M)                               # (BLOCK_M,)
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
@@ -240,12 +227,7 @@ def _bwd_dq(Q, K, V, DO, Lse, Delta, Mask, DQ,
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
     diag = Sk - Sq
-    if CAUSAL:
-        full_end = tl.maximum(tl.minimum(start_m + diag + 1, Sk), 0) // BLOCK_N * BLOCK_N
-        hi = tl.maximum(tl.minimum(start_m + BLOCK_M + diag, Sk), full_end)
-    else:
-        full_end = Sk // BLOCK_N * BLOCK_N
-        hi = Sk
+    full_end, hi = _key_stages(start_m, diag, Sk, CAUSAL, BLOCK_M, BLOCK_N)
     dq = _bwd_dq_inner(dq, q, do, lse2, delta, K, V, Mask, 0, full_end, offs_m, Sq, Sk,
                        diag, qk_scale, stride_kn, stride_kd, stride_vn, stride_vd,
                        stride_mm, stride_mn, HEAD_D, HEAD_DV, BLOCK_N, BLOCK_D, BLOCK_DV,
@@ -266,22 +248,6 @@ def _bwd_dq(Q, K, V, DO, Lse, Delta, Mask, DQ,
 # ---------------------------------------------------------------------------------------
 _BWD_KEYS = ["SQ_KEY", "SK_KEY", "group", "HEAD_D", "HEAD_DV", "CAUSAL", "MASK_KIND",
              "PRECISION"]
-
-
-def _dkdv_fits(config, args):
-    m, n = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
-    d, dv = args["BLOCK_D"], args["BLOCK_DV"]
-    return config_fits(gpu_kind(), config.num_warps, config.num_stages,
-                       resident=n * (d + dv), per_stage=m * (d + dv),
-                       elem_bytes=args["Q"].element_size(), acc_floats=n * (d + dv + m))
-
-
-def _dq_fits(config, args):
-    m, n = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
-    d, dv = args["BLOCK_D"], args["BLOCK_DV"]
-    return config_fits(gpu_kind(), config.num_warps, config.num_stages,
-                       resident=m * (d + dv), per_stage=n * (d + dv),
-                       elem_bytes=args["Q"].element_size(), acc_floats=m * (d + n))
 
 
 def attention_backward(dout, q, k, v, out, lse, mask, causal, scale, *,
@@ -321,7 +287,7 @@ def attention_backward(dout, q, k, v, out, lse, mask, causal, scale, *,
            (q, k, v, dout, lse, delta, mask_t, dk, dv, *q.stride(), *k.stride(),
             *v.stride(), *dout.stride(), *dk.stride(), *dv.stride(), *mask_strides,
             Hq, Hkv, Sq, Sk, group, qk_scale, float(scale), seq_bucket(Sq), seq_bucket(Sk)),
-           common, BWD_DKDV_CONFIGS, _BWD_KEYS, _dkdv_fits)
+           common, BWD_DKDV_CONFIGS, _BWD_KEYS, dkdv_fits)
 
     def dq_grid(meta):
         return (triton.cdiv(Sq, meta["BLOCK_M"]), B * Hq)
@@ -330,6 +296,6 @@ def attention_backward(dout, q, k, v, out, lse, mask, causal, scale, *,
            (q, k, v, dout, lse, delta, mask_t, dq, *q.stride(), *k.stride(), *v.stride(),
             *dout.stride(), *dq.stride(), *mask_strides, Hq, Sq, Sk, group, qk_scale,
             float(scale), seq_bucket(Sq), seq_bucket(Sk)),
-           common, BWD_DQ_CONFIGS, _BWD_KEYS, _dq_fits)
+           common, BWD_DQ_CONFIGS, _BWD_KEYS, dq_fits)
     return dq, dk, dv
 
