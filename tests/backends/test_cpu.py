@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import hetero
-from hetero.testing import check_within, gemm_error_bound, poison_, randn
+from hetero.testing import (GEMM_LAYOUTS, check_within, gemm_error_bound, gemm_operands,
+                            poison_, randn)
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SHAPES = [(1, 1, 1), (1, 7, 13), (13, 1, 7), (7, 13, 1), (17, 31, 23), (33, 65, 47),
@@ -29,18 +30,9 @@ def test_gemm_shapes(dtype, m, n, k):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("layout", ["a.T", "b.T", "both.T", "sliced", "offset"])
+@pytest.mark.parametrize("layout", GEMM_LAYOUTS)
 def test_gemm_views_are_taken_as_they_are(dtype, layout):
-    m, n, k = 19, 11, 29
-    a, b = randn(m, k, dtype=dtype, seed=1), randn(k, n, dtype=dtype, seed=2)
-    if layout in ("a.T", "both.T"):
-        a = randn(k, m, dtype=dtype, seed=3).t()
-    if layout in ("b.T", "both.T"):
-        b = randn(n, k, dtype=dtype, seed=4).t()  # x @ w.t()
-    if layout == "sliced":
-        a = randn(2 * m, 3 * k, dtype=dtype, seed=5)[::2, ::3]
-    if layout == "offset":
-        b = randn(k + 3, n + 5, dtype=dtype, seed=6)[3:, 5:]
+    a, b = gemm_operands(layout, 19, 11, 29, dtype=dtype)
     out = hetero.gemm(a, b, backend="cpu")
     _check(a, b, out)
 

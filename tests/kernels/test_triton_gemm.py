@@ -15,7 +15,8 @@ import torch
 
 import hetero
 from hetero.kernels.triton import interpreting
-from hetero.testing import check_within, gemm_error_bound, poison_, randn
+from hetero.testing import (GEMM_LAYOUTS, check_within, gemm_error_bound, gemm_operands,
+                            poison_, randn)
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -69,19 +70,9 @@ def test_shapes(dtype, m, n, k):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("layout", ["a.T", "b.T", "both.T", "sliced", "offset"])
+@pytest.mark.parametrize("layout", GEMM_LAYOUTS)
 def test_views_are_read_through_their_strides(dtype, layout):
-    m, n, k = 19, 11, 29
-    a, b = rand(m, k, dtype=dtype, seed=1), rand(k, n, dtype=dtype, seed=2)
-    if layout in ("a.T", "both.T"):
-        a = rand(k, m, dtype=dtype, seed=3).t()
-    if layout in ("b.T", "both.T"):
-        b = rand(n, k, dtype=dtype, seed=4).t()  # x @ w.t()
-    if layout == "sliced":
-        a = rand(2 * m, 3 * k, dtype=dtype, seed=5)[::2, ::3]
-    if layout == "offset":
-        b = rand(k + 3, n + 5, dtype=dtype, seed=6)[3:, 5:]
-    run(a, b)
+    run(*gemm_operands(layout, 19, 11, 29, dtype=dtype, device=DEVICE))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

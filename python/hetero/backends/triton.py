@@ -29,7 +29,7 @@ def _allow_tf32() -> bool:
 def _gemm(a, b, bias, alpha, beta, out):
     from ..kernels.triton.gemm import gemm
 
-    gemm(a, b, bias if beta != 0 else None, alpha, beta, out, allow_tf32=_allow_tf32())
+    gemm(a, b, bias, alpha, beta, out, allow_tf32=_allow_tf32())
 
 
 def _attention(q, k, v, mask, causal, scale, out):

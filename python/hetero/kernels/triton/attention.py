@@ -57,9 +57,10 @@ import torch
 import triton
 import triton.language as tl
 
-from . import interpreter_numpy_fix, interpreting
-from .attention_configs import (FWD_CONFIGS, INTERPRETER_CONFIG, fwd_fits, gpu_kind,
-                                head_block, make_configs, pruner, seq_bucket)
+from . import (gpu_platform, interpreter_numpy_fix, interpreting, next_pow2,
+               refuse_interpreter_bfloat16)
+from .attention_configs import (FWD_CONFIGS, INTERPRETER_CONFIG, fwd_fits,
+                                head_block, make_configs, pruner)
 
 __all__ = ["attention", "attention_forward", "attention_backward"]
 
@@ -265,13 +266,13 @@ _TUNED: dict = {}
 
 def launch(kernel, grid, args, kwargs, tables: dict, keys: list, fits) -> None:
     """Run ``kernel``: one small fixed config under the interpreter; on a GPU, autotuned
-    over ``tables[gpu_kind()]`` (pruned by ``fits(config, args)``) per ``keys``, or the
+    over ``tables[gpu_platform()]`` (pruned by ``fits(config, args)``) per ``keys``, or the
     first config that fits when ``AUTOTUNE`` is off."""
     if interpreting():
         interpreter_numpy_fix()
         _run_config(kernel, grid, args, kwargs, make_configs([INTERPRETER_CONFIG])[0])
         return
-    kind = gpu_kind()
+    kind = gpu_platform()
     with torch.cuda.device(args[0].device):
         if not AUTOTUNE:
             named = {**dict(zip(kernel.arg_names, args)), **kwargs}
@@ -293,10 +294,7 @@ def _run_config(kernel, grid, args, kwargs, config) -> None:
 
 def check_inputs(q, k, v, mask):
     """Refusals the kernels cannot serve; returns the mask kind and its kernel view."""
-    if interpreting() and q.dtype is torch.bfloat16:
-        raise TypeError("q: bfloat16 is not supported under the Triton interpreter "
-                        "(TRITON_INTERPRET=1): its tl.dot multiplies the raw bf16 bits; "
-                        "use float16/float32 or run on a GPU")
+    refuse_interpreter_bfloat16(q.dtype, "q")
     if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise TypeError(f"q: dtype {q.dtype} not supported (float16, bfloat16, float32)")
     for name, d in (("q", q.shape[3]), ("v", v.shape[3])):
@@ -332,7 +330,7 @@ def _forward(q, k, v, mask, causal, scale, out, allow_tf32, store_lse):
 
     args = (q, k, v, out, lse if lse is not None else out, mask_t,
             *q.stride(), *k.stride(), *v.stride(), *out.stride(), *mask_strides,
-            Hq, Sq, Sk, Hq // Hkv, float(scale) * LOG2E, seq_bucket(Sq), seq_bucket(Sk))
+            Hq, Sq, Sk, Hq // Hkv, float(scale) * LOG2E, next_pow2(Sq), next_pow2(Sk))
     kwargs = dict(HEAD_D=D, HEAD_DV=Dv, CAUSAL=bool(causal), MASK_KIND=mask_kind,
                   POS_SCALE=scale >= 0, PRECISION=precision(q, allow_tf32),
                   STORE_LSE=store_lse, BLOCK_D=head_block(D), BLOCK_DV=head_block(Dv))

@@ -35,10 +35,11 @@ import torch
 import triton
 import triton.language as tl
 
+from . import next_pow2
 from .attention import (_LOG2E, LOG2E, _apply_user_mask, _key_stages, _load_2d,
                         _mask_scores, _query_program, check_inputs, launch, precision)
 from .attention_configs import (BWD_DKDV_CONFIGS, BWD_DQ_CONFIGS, dkdv_fits, dq_fits,
-                                head_block, seq_bucket)
+                                head_block)
 
 
 @triton.jit
@@ -286,7 +287,7 @@ def attention_backward(dout, q, k, v, out, lse, mask, causal, scale, *,
     launch(_bwd_dkdv, dkdv_grid,
            (q, k, v, dout, lse, delta, mask_t, dk, dv, *q.stride(), *k.stride(),
             *v.stride(), *dout.stride(), *dk.stride(), *dv.stride(), *mask_strides,
-            Hq, Hkv, Sq, Sk, group, qk_scale, float(scale), seq_bucket(Sq), seq_bucket(Sk)),
+            Hq, Hkv, Sq, Sk, group, qk_scale, float(scale), next_pow2(Sq), next_pow2(Sk)),
            common, BWD_DKDV_CONFIGS, _BWD_KEYS, dkdv_fits)
 
     def dq_grid(meta):
@@ -295,7 +296,7 @@ def attention_backward(dout, q, k, v, out, lse, mask, causal, scale, *,
     launch(_bwd_dq, dq_grid,
            (q, k, v, dout, lse, delta, mask_t, dq, *q.stride(), *k.stride(), *v.stride(),
             *dout.stride(), *dq.stride(), *mask_strides, Hq, Sq, Sk, group, qk_scale,
-            float(scale), seq_bucket(Sq), seq_bucket(Sk)),
+            float(scale), next_pow2(Sq), next_pow2(Sk)),
            common, BWD_DQ_CONFIGS, _BWD_KEYS, dq_fits)
     return dq, dk, dv
 

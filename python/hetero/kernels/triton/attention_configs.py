@@ -9,8 +9,9 @@ queries per step; backward dq: BLOCK_M queries per program, BLOCK_N keys per ste
 
 from __future__ import annotations
 
-import torch
 import triton
+
+from . import gpu_platform
 
 FWD_CONFIGS = {  # measured on H100 (bf16, D=128): first two are the fastest
     "cuda": [(128, 64, 8, 3), (64, 64, 4, 3), (128, 128, 8, 2), (128, 64, 8, 2),
@@ -50,7 +51,7 @@ def config_fits(kind: str, num_warps: int, num_stages: int, resident: int, per_s
 def fwd_fits(config, args):
     m, n = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
     d, dv = args["BLOCK_D"], args["BLOCK_DV"]
-    return config_fits(gpu_kind(), config.num_warps, config.num_stages, resident=m * d,
+    return config_fits(gpu_platform(), config.num_warps, config.num_stages, resident=m * d,
                        per_stage=n * (d + dv), elem_bytes=args["Q"].element_size(),
                        acc_floats=m * (dv + n))
 
@@ -58,7 +59,7 @@ def fwd_fits(config, args):
 def dkdv_fits(config, args):
     m, n = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
     d, dv = args["BLOCK_D"], args["BLOCK_DV"]
-    return config_fits(gpu_kind(), config.num_warps, config.num_stages,
+    return config_fits(gpu_platform(), config.num_warps, config.num_stages,
                        resident=n * (d + dv), per_stage=m * (d + dv),
                        elem_bytes=args["Q"].element_size(), acc_floats=n * (d + dv + m))
 
@@ -66,7 +67,7 @@ def dkdv_fits(config, args):
 def dq_fits(config, args):
     m, n = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
     d, dv = args["BLOCK_D"], args["BLOCK_DV"]
-    return config_fits(gpu_kind(), config.num_warps, config.num_stages,
+    return config_fits(gpu_platform(), config.num_warps, config.num_stages,
                        resident=m * (d + dv), per_stage=n * (d + dv),
                        elem_bytes=args["Q"].element_size(), acc_floats=m * (d + n))
 
@@ -86,16 +87,6 @@ def pruner(table_fits):
 def make_configs(table):
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
             for m, n, w, s in table]
-
-
-def gpu_kind() -> str:
-    return "hip" if torch.version.hip else "cuda"
-
-
-def seq_bucket(n: int) -> int:
-    """Autotuning key for a sequence length: the next power of two (tune once per
-    bucket, not once per length)."""
-    return 1 << max(n - 1, 0).bit_length()
 
 
 def head_block(d: int) -> int:

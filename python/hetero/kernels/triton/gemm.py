@@ -49,7 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import interpreting
+from . import refuse_interpreter_bfloat16
 from .gemm_configs import TileConfig
 from .gemm_launch import Launch, make_launch, plan, problems, run
 
@@ -262,10 +262,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None, alpha: flo
     forbids TMA, ``True`` requires it (``ValueError`` where it cannot serve).
     ``config``: run this :class:`TileConfig` instead of tuning (tests, benchmarks).
     """
-    if a.dtype is torch.bfloat16 and interpreting():
-        raise TypeError("a: bfloat16 is not supported under TRITON_INTERPRET=1 (the "
-                        "interpreter's tl.dot multiplies the raw bfloat16 bits); use "
-                        "float16 or float32, or a GPU")
+    refuse_interpreter_bfloat16(a.dtype, "a")
     if a.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise TypeError(f"a: expected float16, bfloat16 or float32, got {a.dtype}")
     if out.numel() == 0:

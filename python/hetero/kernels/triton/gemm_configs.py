@@ -10,6 +10,8 @@ from typing import NamedTuple
 import torch
 import triton
 
+from . import next_pow2
+
 
 class TileConfig(NamedTuple):
     """One point of the tuning space. ``tma``: load operand tiles through TMA tensor
@@ -178,5 +180,3 @@ def first_tma_config(platform: str) -> TileConfig:
     return next(c for c in platform_configs(platform) if c.tma)
 
 
-def next_pow2(x: int) -> int:
-    return 1 << max(0, int(x) - 1).bit_length()

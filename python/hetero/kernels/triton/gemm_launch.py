@@ -16,9 +16,9 @@ from typing import NamedTuple
 import torch
 import triton
 
-from . import interpreter_numpy_fix, interpreting
+from . import gpu_platform, interpreter_numpy_fix, interpreting, next_pow2
 from .gemm_configs import (AUTOTUNE_MIN_WORK, INTERPRETER_CONFIG, SAFE_CONFIG, TileConfig,
-                           configs_for, first_tma_config, next_pow2, platform_configs)
+                           configs_for, first_tma_config, platform_configs)
 
 _INT32_LIMIT = 2**31  # in-tile offsets at or beyond this switch the kernel to int64
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -53,7 +53,7 @@ def make_launch(a, b, bias, out, allow_tf32, tma, config) -> Launch:
     batch, M, K = a.shape
     N = b.shape[2]
     interp = interpreting()
-    platform = "interpreter" if interp else _platform()
+    platform = "interpreter" if interp else gpu_platform()
     if a.dtype in _LOW_PRECISION:
         precision = None
     elif allow_tf32 and (platform == "cuda" or _hip_has_tf32(a.device)):
@@ -288,20 +288,16 @@ def _prune(configs, named_args, **kwargs):
     smem, sms, _ = _device_limits(a.device.index)
     tma_mode = named_args["LAYOUT_KEY"] // 16  # 0: pointers only, 1: either, 2: TMA only
     allowed = configs_for(named_args["M"], named_args["N"], named_args["K"], a.dtype,
-                          platform=_platform(), tma=tma_mode > 0,
+                          platform=gpu_platform(), tma=tma_mode > 0,
                           exact_fp32=kwargs.get("DOT_PRECISION") == "ieee",
                           max_shared_mem=smem, num_sms=sms, batch=named_args["BATCH"])
     if tma_mode == 2:
-        allowed = [c for c in allowed if c.tma] or [first_tma_config(_platform())]
+        allowed = [c for c in allowed if c.tma] or [first_tma_config(gpu_platform())]
     allowed = set(allowed)
     return [c for c in configs if _TILE_OF[id(c)] in allowed]
 
 
 # -- The device ---------------------------------------------------------------------------
-
-def _platform() -> str:
-    return "hip" if torch.version.hip is not None else "cuda"
-
 
 @functools.lru_cache(maxsize=None)
 def _device_limits(index: int) -> tuple[int | None, int | None, bool]:
@@ -314,7 +310,7 @@ def _device_limits(index: int) -> tuple[int | None, int | None, bool]:
         pass
     if not sms:
         sms = torch.cuda.get_device_properties(index).multi_processor_count
-    tma = _platform() == "cuda" and torch.cuda.get_device_capability(index) >= (9, 0)
+    tma = gpu_platform() == "cuda" and torch.cuda.get_device_capability(index) >= (9, 0)
     return smem, sms, tma
 
 
