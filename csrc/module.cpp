@@ -11,6 +11,7 @@
 #include <string>
 
 #include "backends/cpu/gemm.h"
+#include "backends/cpu/gemm_kernels.h"
 #include "hetero/dtype.h"
 #include "hetero/status.h"
 #include "hetero/tensor_view.h"
@@ -95,7 +96,8 @@ void raise_if_error(const Status& s) {
   throw std::runtime_error(s.message);
 }
 
-void gemm(py::handle a, py::handle b, py::handle out, py::handle bias, double alpha, double beta) {
+void gemm(py::handle a, py::handle b, py::handle out, py::handle bias, double alpha, double beta,
+          int num_threads) {
   const TensorView av = to_view(a, "a");
   const TensorView bv = to_view(b, "b");
   const TensorView ov = to_view(out, "out");
@@ -105,7 +107,7 @@ void gemm(py::handle a, py::handle b, py::handle out, py::handle bias, double al
   Status s;
   {
     py::gil_scoped_release release;
-    s = hetero::cpu::gemm(av, bv, ov, bias.is_none() ? nullptr : &cv, alpha, beta);
+    s = hetero::cpu::gemm(av, bv, ov, bias.is_none() ? nullptr : &cv, alpha, beta, num_threads);
   }
   raise_if_error(s);
 }
@@ -155,13 +157,27 @@ PYBIND11_MODULE(_C, m) {
   m.attr("MAX_DIMS") = hetero::kMaxDims;
 
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("bias") = py::none(),
-        py::arg("alpha") = 1.0, py::arg("beta") = 1.0,
+        py::arg("alpha") = 1.0, py::arg("beta") = 1.0, py::arg("num_threads") = 1,
         "out = alpha * (a @ b) + beta * bias, in place into out.\n\n"
         "Each tensor is (data_ptr, dtype_code, sizes, strides), strides in elements.\n"
         "bias may be None; it is ignored when float32(beta) == 0. All four share one ndim\n"
         "(2..MAX_DIMS) and identical batch sizes (broadcast first; batch strides may be 0).\n"
         "Raises ValueError for malformed or inconsistent views, TypeError for\n"
-        "unsupported dtypes. Releases the GIL while computing.");
+        "unsupported dtypes. Runs on up to num_threads threads with the GIL released.");
+
+  m.def("cpu_isa", [] { return std::string(hetero::cpu::active_kernels().isa); },
+        "Name of the CPU kernel set in use: 'avx2' or 'portable'.");
+  m.def("set_cpu_isa", [](const std::string& isa) {
+        const std::string previous = hetero::cpu::active_kernels().isa;
+        if (!hetero::cpu::select_kernels(isa.c_str())) {
+          throw py::value_error("isa: expected 'auto', 'portable' or a kernel set this CPU "
+                                "and build support ('avx2' on x86-64 with AVX2+FMA+F16C), got '" +
+                                isa + "'");
+        }
+        return previous;
+      }, py::arg("isa"),
+      "Select the CPU kernel set ('auto', 'avx2', 'portable'); returns the previous name.\n"
+      "For tests and benchmarks: 'auto' picks the best this CPU runs.");
 
   m.def("build_info", &build_info, "Compiler and build settings of this extension, as a dict.");
 }

@@ -1,34 +1,58 @@
-// out = alpha * (a @ b) + beta * bias on the CPU: the simple, correct version.
+// out = alpha * (a @ b) + beta * bias on the CPU: the BLIS loop nest around
+// the packed micro-kernel of gemm_kernels.h.
 //
-// For every batch and every row i of out, a float32 accumulator row of length
-// N collects sum_k a[i,k] * b[k,:]. The i-k-j order makes the innermost loop
-// walk the accumulator with unit stride whatever the operands' strides are.
-// The epilogue then computes alpha * acc + beta * bias in float32 and rounds
-// once to out's dtype. Packing, SIMD and threads are a later, separate step.
+// For each batch element, with blocks NC (columns), MC (rows), KC (depth):
+//
+//   for jc in N step NC:                 Bp = pack(b[:, jc:jc+NC])      K x NC, shared
+//     for ic in M step MC:
+//       for pc in K step KC:             Ap = pack(a[ic:+MC, pc:+KC])   MC x KC, L2
+//         for jr in NC step NR:          one Bp sliver, KC x NR, L1
+//           for ir in MC step MR:        C[ir, jr] += Ap sliver . Bp sliver
+//       out[ic:+MC, jc:+NC] = alpha * C + beta * bias   (C: fp32 workspace)
+//
+// Accumulating into a float32 workspace tile and writing out only once keeps
+// bf16/fp16 outputs rounded exactly once and lets any output stride, bias
+// dtype and alpha/beta share one epilogue; it costs one extra pass over
+// MC x NC floats per block, which is 1/K of the arithmetic.
+//
+// Threads form a tm x tn grid over (rows, columns) of each batch element; the
+// tm threads sharing a column range pack their Bp together and meet at a
+// barrier. Many small batch elements are instead dealt out whole, one thread
+// each.
 
 #include "gemm.h"
 
-#include <cstdint>
+#include <algorithm>
+#include <cstring>
 #include <exception>
-#include <limits>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "gemm_kernels.h"
+#include "thread_pool.h"
+#include "view_checks.h"
+#include "workspace.h"
 
 namespace hetero {
 namespace cpu {
 namespace {
 
-// ------------------------------------------------------------------ kernel
+// MC x KC floats of Ap (144 KiB) sit in a 512 KiB L2 next to Bp slivers; a
+// KC x NR Bp sliver (16 KiB) stays in a 32 KiB L1 while MC / MR tiles use it.
+// NC bounds the accumulator workspace and how often Ap is repacked (N / NC).
+constexpr int64_t kMC = 144;  // multiple of kMR
+constexpr int64_t kKC = 256;
+constexpr int64_t kNC = 512;  // multiple of kNR
+static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must be whole slivers");
 
-// A 2-D strided slice of a view; strides in elements.
-template <typename T>
-struct Matrix {
-  T* data;
-  int64_t row_stride;
-  int64_t col_stride;
+// Below this many multiply-adds per thread, waking threads costs more than
+// it saves.
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 18;
+// Batch elements at most this large are dealt out whole to threads.
+constexpr int64_t kSmallMacs = int64_t{1} << 21;
 
-  T& at(int64_t i, int64_t j) const { return data[i * row_stride + j * col_stride]; }
-};
+// ------------------------------------------------------------------ operands
 
 // bias is float32 or a's dtype. It is read only in the O(M*N) epilogue, so a
 // run-time dtype switch there is cheaper than more template instantiations.
@@ -48,129 +72,214 @@ struct BiasMatrix {
   }
 };
 
-template <typename In, typename Out>
-void gemm_2d(Matrix<const In> a, Matrix<const In> b, Matrix<Out> out, BiasMatrix bias, int64_t M,
-             int64_t N, int64_t K, float alpha, float beta, float* acc) {
-  for (int64_t i = 0; i < M; ++i) {
-    if (K == 0) {
-      for (int64_t j = 0; j < N; ++j) acc[j] = 0.0f;
-    } else {
-      // Seeding with the first product rather than adding it to 0 keeps the
-      // sign of -0 products, so K == 1 is exactly an elementwise multiply.
-      const float a0 = to_float(a.at(i, 0));
-      for (int64_t j = 0; j < N; ++j) acc[j] = a0 * to_float(b.at(0, j));
-      for (int64_t k = 1; k < K; ++k) {
-        const float aik = to_float(a.at(i, k));
-        for (int64_t j = 0; j < N; ++j) acc[j] += aik * to_float(b.at(k, j));
-      }
+struct OutMatrix {
+  void* data;
+  DType dtype;
+  int64_t row_stride;
+  int64_t col_stride;
+};
+
+// One batch element: plain 2-D operands.
+struct Gemm2d {
+  MatrixRef a, b;
+  OutMatrix out;
+  BiasMatrix bias;
+};
+
+// Everything about the call that does not change per batch element.
+struct Problem {
+  const TensorView *a, *b, *out, *bias;
+  int64_t M, N, K, batches;
+  float alpha, beta;
+
+  Gemm2d element(int64_t flat) const {
+    const int32_t nb = a->ndim - 2;
+    int64_t off_a = 0, off_b = 0, off_out = 0, off_bias = 0;
+    for (int32_t d = nb - 1; d >= 0; --d) {
+      const int64_t idx = flat % a->sizes[d];
+      flat /= a->sizes[d];
+      off_a += idx * a->strides[d];
+      off_b += idx * b->strides[d];
+      off_out += idx * out->strides[d];
+      if (bias != nullptr) off_bias += idx * bias->strides[d];
     }
-    for (int64_t j = 0; j < N; ++j) {
-      float v = alpha * acc[j];
-      if (bias.data != nullptr) v += beta * bias.at(i, j);
-      out.at(i, j) = from_float<Out>(v);
+    // With K == 0, a and b are empty and may legitimately be null: never
+    // offset a null pointer (they are never read then).
+    Gemm2d g;
+    g.a = {K > 0 ? a->element_ptr(off_a) : nullptr, a->dtype, a->strides[nb], a->strides[nb + 1]};
+    g.b = {K > 0 ? b->element_ptr(off_b) : nullptr, b->dtype, b->strides[nb], b->strides[nb + 1]};
+    g.out = {out->element_ptr(off_out), out->dtype, out->strides[nb], out->strides[nb + 1]};
+    g.bias = bias == nullptr ? BiasMatrix{nullptr, DType::float32, 0, 0}
+                             : BiasMatrix{bias->element_ptr(off_bias), bias->dtype,
+                                          bias->strides[nb], bias->strides[nb + 1]};
+    return g;
+  }
+};
+
+// ------------------------------------------------------------------ epilogue
+
+template <typename Out>
+void store_block(const float* c, int64_t ldc, const Gemm2d& g, int64_t i0, int64_t j0,
+                 int64_t rows, int64_t cols, float alpha, float beta) {
+  Out* out = static_cast<Out*>(g.out.data) + i0 * g.out.row_stride + j0 * g.out.col_stride;
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* ci = c + i * ldc;
+    Out* oi = out + i * g.out.row_stride;
+    if (g.bias.data == nullptr) {
+      for (int64_t j = 0; j < cols; ++j) oi[j * g.out.col_stride] = from_float<Out>(alpha * ci[j]);
+    } else {
+      for (int64_t j = 0; j < cols; ++j) {
+        const float v = alpha * ci[j] + beta * g.bias.at(i0 + i, j0 + j);
+        oi[j * g.out.col_stride] = from_float<Out>(v);
+      }
     }
   }
 }
 
-// Walks the (already identical) batch dims of all operands in lockstep.
-template <typename In, typename Out>
-void gemm_batched(const TensorView& a, const TensorView& b, const TensorView& out,
-                  const TensorView* bias, float alpha, float beta) {
-  const int32_t nb = a.ndim - 2;
-  const int64_t M = a.sizes[nb];
-  const int64_t K = a.sizes[nb + 1];
-  const int64_t N = b.sizes[nb + 1];
-  int64_t batches = 1;
-  for (int32_t d = 0; d < nb; ++d) batches *= a.sizes[d];
-
-  std::vector<float> acc(static_cast<size_t>(N));
-  for (int64_t flat = 0; flat < batches; ++flat) {
-    int64_t off_a = 0, off_b = 0, off_out = 0, off_bias = 0;
-    int64_t rem = flat;
-    for (int32_t d = nb - 1; d >= 0; --d) {
-      const int64_t idx = rem % a.sizes[d];
-      rem /= a.sizes[d];
-      off_a += idx * a.strides[d];
-      off_b += idx * b.strides[d];
-      off_out += idx * out.strides[d];
-      if (bias != nullptr) off_bias += idx * bias->strides[d];
-    }
-    // With K == 0, a and b are empty and may legitimately be null: never
-    // offset a null pointer.
-    const In* a_base = K > 0 ? static_cast<const In*>(a.data) + off_a : nullptr;
-    const In* b_base = K > 0 ? static_cast<const In*>(b.data) + off_b : nullptr;
-    const Matrix<const In> am{a_base, a.strides[nb], a.strides[nb + 1]};
-    const Matrix<const In> bm{b_base, b.strides[nb], b.strides[nb + 1]};
-    const Matrix<Out> om{static_cast<Out*>(out.data) + off_out, out.strides[nb],
-                         out.strides[nb + 1]};
-    const BiasMatrix cm =
-        bias == nullptr
-            ? BiasMatrix{nullptr, DType::float32, 0, 0}
-            : BiasMatrix{bias->element_ptr(off_bias), bias->dtype, bias->strides[nb],
-                         bias->strides[nb + 1]};
-    gemm_2d<In, Out>(am, bm, om, cm, M, N, K, alpha, beta, acc.data());
+void store(const float* c, int64_t ldc, const Gemm2d& g, int64_t i0, int64_t j0, int64_t rows,
+           int64_t cols, float alpha, float beta) {
+  switch (g.out.dtype) {
+    case DType::float16: store_block<Half>(c, ldc, g, i0, j0, rows, cols, alpha, beta); break;
+    case DType::bfloat16: store_block<BFloat16>(c, ldc, g, i0, j0, rows, cols, alpha, beta); break;
+    default: store_block<float>(c, ldc, g, i0, j0, rows, cols, alpha, beta); break;
   }
+}
+
+// ------------------------------------------------------------------ driver
+
+struct Plan {
+  int threads = 1;
+  int tm = 1, tn = 1;           // thread grid over one batch element
+  bool whole_batches = false;   // each thread takes whole batch elements instead
+};
+
+// The grid whose busiest thread has the fewest padded tiles; ties go to more
+// row groups, which share one packed Bp.
+Plan make_plan(const Problem& p, int requested) {
+  Plan plan;
+  const int64_t macs = p.M * p.N * std::max<int64_t>(p.K, 1) * p.batches;
+  const int64_t useful = std::max<int64_t>(1, macs / kMinMacsPerThread);
+  plan.threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(requested, useful)));
+  if (plan.threads > 1 && p.batches >= plan.threads && p.M * p.N * p.K <= kSmallMacs) {
+    plan.whole_batches = true;
+    return plan;
+  }
+  const int64_t m_slivers = ceil_div(p.M, kMR), n_slivers = ceil_div(p.N, kNR);
+  int64_t best = -1;
+  for (int tm = plan.threads; tm >= 1; --tm) {
+    if (plan.threads % tm != 0) continue;
+    const int tn = plan.threads / tm;
+    const int64_t cost = ceil_div(m_slivers, tm) * ceil_div(n_slivers, tn);
+    if (best < 0 || cost < best) {
+      best = cost;
+      plan.tm = tm;
+      plan.tn = tn;
+    }
+  }
+  return plan;
+}
+
+// Scratch of one thread (Ap, C) and of one thread group (Bp).
+struct Buffers {
+  float* packed_a;
+  float* acc;
+  float* packed_b;
+};
+
+constexpr int64_t kAccStride = kNC;                 // row stride of the C workspace
+constexpr int64_t kAccFloats = kMC * kNC;
+
+// Rows [m0, m1) x columns [n0, n1) of one batch element, by one member of a
+// group of `members` threads that share columns, Bp and `barrier`.
+void compute_block(const GemmKernels& kern, const Problem& p, const Gemm2d& g, int64_t m0,
+                   int64_t m1, int64_t n0, int64_t n1, int member, int members, Barrier* barrier,
+                   const Buffers& buf) {
+  const int64_t K = p.K;
+  for (int64_t jc = n0; jc < n1; jc += kNC) {
+    const int64_t nc = std::min(kNC, n1 - jc);
+    const int64_t slivers = ceil_div(nc, kNR);
+    if (K > 0) {
+      if (members > 1) barrier->wait();  // everyone is done with the previous Bp
+      int64_t s0, s1;
+      split_range(slivers, members, member, &s0, &s1);
+      if (s1 > s0) {
+        const MatrixRef b{g.b.at(0, jc + s0 * kNR), g.b.dtype, g.b.row_stride, g.b.col_stride};
+        kern.pack_b(b, K, std::min(nc - s0 * kNR, (s1 - s0) * kNR), buf.packed_b + s0 * K * kNR);
+      }
+      if (members > 1) barrier->wait();  // Bp complete
+    }
+    for (int64_t ic = m0; ic < m1; ic += kMC) {
+      const int64_t mc = std::min(kMC, m1 - ic);
+      const int64_t row_slivers = ceil_div(mc, kMR);
+      if (K == 0) {
+        std::memset(buf.acc, 0, sizeof(float) * static_cast<size_t>(row_slivers * kMR * kAccStride));
+      }
+      for (int64_t pc = 0; pc < K; pc += kKC) {
+        const int64_t kc = std::min(kKC, K - pc);
+        const MatrixRef a{g.a.at(ic, pc), g.a.dtype, g.a.row_stride, g.a.col_stride};
+        kern.pack_a(a, mc, kc, buf.packed_a);
+        for (int64_t jr = 0; jr < slivers; ++jr) {
+          const float* b_sliver = buf.packed_b + jr * K * kNR + pc * kNR;
+          for (int64_t ir = 0; ir < row_slivers; ++ir) {
+            kern.micro(kc, buf.packed_a + ir * kc * kMR, b_sliver,
+                       buf.acc + ir * kMR * kAccStride + jr * kNR, kAccStride, pc > 0);
+          }
+        }
+      }
+      store(buf.acc, kAccStride, g, ic, jc, mc, nc, p.alpha, p.beta);
+    }
+  }
+}
+
+Status run(const Problem& p, int requested_threads) {
+  const GemmKernels& kern = active_kernels();
+  const Plan plan = make_plan(p, requested_threads);
+  const int groups = plan.whole_batches ? plan.threads : plan.tn;
+  const int64_t packed_b_floats = std::max<int64_t>(p.K, 1) * kNC;
+
+  // Reserve everything before the threads start: only this can throw.
+  thread_local std::vector<Workspace> per_thread, per_group;
+  std::vector<Buffers> buffers(static_cast<size_t>(plan.threads));
+  try {
+    if (per_thread.size() < static_cast<size_t>(plan.threads)) per_thread.resize(plan.threads);
+    if (per_group.size() < static_cast<size_t>(groups)) per_group.resize(groups);
+    for (int t = 0; t < plan.threads; ++t) {
+      const int group = plan.whole_batches ? t : t / plan.tm;
+      float* scratch = per_thread[t].reserve(kMC * kKC + kAccFloats);
+      buffers[t] = {scratch, scratch + kMC * kKC,
+                    per_group[group].reserve(packed_b_floats)};
+    }
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("gemm: cannot allocate workspace: ") + e.what());
+  }
+
+  std::vector<std::unique_ptr<Barrier>> barriers;
+  for (int gi = 0; gi < groups; ++gi) barriers.emplace_back(new Barrier(plan.tm));
+
+  parallel_run(plan.threads, [&](int t) {
+    if (plan.whole_batches) {
+      for (int64_t bi = t; bi < p.batches; bi += plan.threads) {
+        compute_block(kern, p, p.element(bi), 0, p.M, 0, p.N, 0, 1, nullptr, buffers[t]);
+      }
+      return;
+    }
+    const int group = t / plan.tm, member = t % plan.tm;
+    int64_t m0, m1, n0, n1;
+    split_range(ceil_div(p.M, kMR), plan.tm, member, &m0, &m1);
+    split_range(ceil_div(p.N, kNR), plan.tn, group, &n0, &n1);
+    m0 = std::min(m0 * kMR, p.M), m1 = std::min(m1 * kMR, p.M);
+    n0 = std::min(n0 * kNR, p.N), n1 = std::min(n1 * kNR, p.N);
+    for (int64_t bi = 0; bi < p.batches; ++bi) {
+      compute_block(kern, p, p.element(bi), m0, m1, n0, n1, member, plan.tm,
+                    barriers[group].get(), buffers[t]);
+    }
+  });
+  return Status::Ok();
 }
 
 // -------------------------------------------------------------- validation
 
-std::string join(const int64_t* values, int32_t n) {
-  std::string s = "(";
-  for (int32_t d = 0; d < n; ++d) s += (d ? ", " : "") + std::to_string(values[d]);
-  return s + (n == 1 ? ",)" : ")");
-}
-
-Status invalid(const char* name, const std::string& expected, const std::string& got) {
-  return Status::InvalidArgument(std::string(name) + ": expected " + expected + ", got " + got);
-}
-
-// Checks one view on its own: everything that would make indexing it unsafe.
-Status check_view(const TensorView& v, const char* name) {
-  if (v.ndim < 2 || v.ndim > kMaxDims) {
-    return invalid(name, "2 to " + std::to_string(kMaxDims) + " dims", std::to_string(v.ndim));
-  }
-  if (!is_known(v.dtype)) {
-    return invalid(name, "a known dtype code", std::to_string(static_cast<int32_t>(v.dtype)));
-  }
-  bool empty = false;
-  for (int32_t d = 0; d < v.ndim; ++d) {
-    if (v.sizes[d] < 0) return invalid(name, "sizes >= 0", join(v.sizes, v.ndim));
-    if (v.strides[d] < 0) return invalid(name, "strides >= 0", join(v.strides, v.ndim));
-    empty = empty || v.sizes[d] == 0;
-  }
-  if (empty) return Status::Ok();  // never dereferenced
-
-  // Every element offset (and its byte offset) must fit in int64, so that
-  // the kernel's index arithmetic cannot overflow.
-  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  int64_t count = 1, last = 0;
-  for (int32_t d = 0; d < v.ndim; ++d) {
-    const int64_t size = v.sizes[d], stride = v.strides[d];
-    const bool count_overflows = count > kMax / size;
-    const bool last_overflows = size > 1 && stride > (kMax - last) / (size - 1);
-    if (count_overflows || last_overflows) {
-      return invalid(name, "an element count and index range that fit int64",
-                     "sizes " + join(v.sizes, v.ndim) + " strides " + join(v.strides, v.ndim));
-    }
-    count *= size;
-    last += (size - 1) * stride;
-  }
-  const int64_t esize = element_size(v.dtype);
-  if (last > kMax / esize) {
-    return invalid(name, "a byte range that fits int64", "last element offset " + std::to_string(last));
-  }
-  if (v.data == nullptr) {
-    return invalid(name, "a data pointer for " + std::to_string(count) + " elements", "null");
-  }
-  if (reinterpret_cast<uintptr_t>(v.data) % static_cast<uintptr_t>(esize) != 0) {
-    return invalid(name, "data aligned to " + std::to_string(esize) + " bytes",
-                   std::to_string(reinterpret_cast<uintptr_t>(v.data)));
-  }
-  return Status::Ok();
-}
-
 // Checks that v has a's ndim and batch sizes and trailing (rows, cols).
-// (For b, cols is b's own N: only K is constrained there.)
 Status check_shape(const TensorView& v, const char* name, const TensorView& a, int64_t rows,
                    int64_t cols, const char* what) {
   if (v.ndim != a.ndim) {
@@ -199,11 +308,10 @@ Status check_dtype(const TensorView& v, const char* name, DType in) {
 Status validate(const TensorView& a, const TensorView& b, const TensorView& out,
                 const TensorView* bias) {
   Status s;
-  if (!(s = check_view(a, "a")).ok() || !(s = check_view(b, "b")).ok() ||
-      !(s = check_view(out, "out")).ok() || (bias && !(s = check_view(*bias, "bias")).ok())) {
+  if (!(s = check_view(a, "a", 2)).ok() || !(s = check_view(b, "b", 2)).ok() ||
+      !(s = check_view(out, "out", 2)).ok() || (bias && !(s = check_view(*bias, "bias", 2)).ok())) {
     return s;
   }
-
   if (a.dtype != DType::float32 && a.dtype != DType::float16 && a.dtype != DType::bfloat16) {
     return Status::Unsupported(std::string("a: expected dtype float32, float16 or bfloat16, got ") +
                                dtype_name(a.dtype));
@@ -216,7 +324,6 @@ Status validate(const TensorView& a, const TensorView& b, const TensorView& out,
       (bias && !(s = check_dtype(*bias, "bias", a.dtype)).ok())) {
     return s;
   }
-
   const int32_t nb = a.ndim - 2;
   const int64_t M = a.sizes[nb], K = a.sizes[nb + 1];
   const int64_t N = b.ndim == a.ndim ? b.sizes[nb + 1] : 0;
@@ -228,46 +335,34 @@ Status validate(const TensorView& a, const TensorView& b, const TensorView& out,
   return Status::Ok();
 }
 
-// ---------------------------------------------------------------- launcher
-
-template <typename In>
-void run(const TensorView& a, const TensorView& b, const TensorView& out, const TensorView* bias,
-         float alpha, float beta) {
-  if (out.dtype == DType::float32) {
-    gemm_batched<In, float>(a, b, out, bias, alpha, beta);
-  } else {
-    gemm_batched<In, In>(a, b, out, bias, alpha, beta);
-  }
-}
-
 Status gemm_impl(const TensorView& a, const TensorView& b, const TensorView& out,
-                 const TensorView* bias, double alpha, double beta) {
+                 const TensorView* bias, double alpha, double beta, int num_threads) {
+  if (num_threads < 1) return invalid("num_threads", ">= 1", std::to_string(num_threads));
   Status s = validate(a, b, out, bias);
   if (!s.ok()) return s;
   if (out.numel() == 0) return Status::Ok();  // M, N or a batch dim is 0
 
   // The contract is float32 arithmetic, so BLAS's "beta == 0 ignores C" rule
   // applies to beta as it will be used, i.e. after the cast.
-  const float alpha_f = static_cast<float>(alpha);
-  const float beta_f = static_cast<float>(beta);
-  const TensorView* used_bias = beta_f != 0.0f ? bias : nullptr;
-
-  switch (a.dtype) {
-    case DType::float32: run<float>(a, b, out, used_bias, alpha_f, beta_f); break;
-    case DType::float16: run<Half>(a, b, out, used_bias, alpha_f, beta_f); break;
-    case DType::bfloat16: run<BFloat16>(a, b, out, used_bias, alpha_f, beta_f); break;
-    default: return Status::Internal("gemm: dtype passed validation but has no kernel");
-  }
-  return Status::Ok();
+  Problem p;
+  const int32_t nb = a.ndim - 2;
+  p.a = &a, p.b = &b, p.out = &out;
+  p.alpha = static_cast<float>(alpha);
+  p.beta = static_cast<float>(beta);
+  p.bias = p.beta != 0.0f ? bias : nullptr;
+  p.M = a.sizes[nb], p.K = a.sizes[nb + 1], p.N = b.sizes[nb + 1];
+  p.batches = 1;
+  for (int32_t d = 0; d < nb; ++d) p.batches *= a.sizes[d];
+  return run(p, num_threads);
 }
 
 }  // namespace
 
 Status gemm(const TensorView& a, const TensorView& b, const TensorView& out, const TensorView* bias,
-            double alpha, double beta) {
-  // Only allocation can throw here (messages, the accumulator row).
+            double alpha, double beta, int num_threads) {
+  // Only allocation can throw here (messages, workspaces).
   try {
-    return gemm_impl(a, b, out, bias, alpha, beta);
+    return gemm_impl(a, b, out, bias, alpha, beta, num_threads);
   } catch (const std::exception& e) {
     return Status::Internal(std::string("gemm: ") + e.what());
   } catch (...) {

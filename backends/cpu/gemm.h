@@ -1,4 +1,4 @@
-// Portable CPU GEMM: out = alpha * (a @ b) + beta * bias, batched and strided.
+// CPU GEMM: out = alpha * (a @ b) + beta * bias, batched and strided.
 #pragma once
 
 #include "hetero/status.h"
@@ -13,9 +13,10 @@ namespace cpu {
 // a, b: same dtype, float32/float16/bfloat16. out, bias: a's dtype or float32.
 // Accumulates in float32 and rounds once into out. The bias term is skipped
 // entirely (BLAS-style: NaN/inf in bias do not leak) when bias is null or
-// float(beta) == 0. Never throws; errors come back as a Status.
+// float(beta) == 0. Runs on up to num_threads threads. Never throws; errors
+// come back as a Status.
 Status gemm(const TensorView& a, const TensorView& b, const TensorView& out, const TensorView* bias,
-            double alpha, double beta);
+            double alpha, double beta, int num_threads);
 
 }  // namespace cpu
 }  // namespace hetero

@@ -30,6 +30,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "does: `warn` (default, once per reason), `error` or `silent`.",
         "HETERO_FALLBACK=error",
     ),
+    "HETERO_NUM_THREADS": (
+        "Threads for the native `cpu` backend's kernels. Default: "
+        "`torch.get_num_threads()` at each call.",
+        "HETERO_NUM_THREADS=4",
+    ),
     "HETERO_STRICT": (
         "`1` is shorthand for `HETERO_FALLBACK=error` (used by the conformance suite).",
         "HETERO_STRICT=1",
@@ -43,6 +48,7 @@ class Settings:
 
     backends: tuple[str, ...] | None = None
     fallback: str = "warn"
+    num_threads: int | None = None
 
 
 def _warn(message: str) -> None:
@@ -79,4 +85,16 @@ def read(environ: Mapping[str, str] | None = None) -> Settings:
         fallback = "error"
     elif strict not in ("", "0", "false", "no", "off"):
         _warn(f"HETERO_STRICT={environ['HETERO_STRICT']!r} is not 0 or 1; ignored")
-    return Settings(backends=backends, fallback=fallback)
+
+    num_threads = None
+    text = environ.get("HETERO_NUM_THREADS", "").strip()
+    if text:
+        try:
+            num_threads = int(text)
+        except ValueError:
+            num_threads = 0
+        if num_threads < 1:
+            _warn(f"HETERO_NUM_THREADS={environ['HETERO_NUM_THREADS']!r} is not a positive "
+                  f"integer; using torch.get_num_threads()")
+            num_threads = None
+    return Settings(backends=backends, fallback=fallback, num_threads=num_threads)

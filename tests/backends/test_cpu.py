@@ -70,3 +70,15 @@ def test_gemm_beta_zero_ignores_nan_bias_and_nan_inputs_propagate():
 def test_gemm_default_dispatch_on_cpu_uses_the_native_kernel():
     a, b = randn(8, 8), randn(8, 8)
     assert hetero.explain("gemm", a, b).chosen.qualname == "cpu.gemm"
+
+
+def test_thread_count_follows_torch_unless_hetero_num_threads_is_set(hetero_env, monkeypatch):
+    from hetero.backends import cpu
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 5)
+    assert cpu.num_threads() == 5
+    hetero_env(HETERO_NUM_THREADS="3")
+    assert cpu.num_threads() == 3
+    a, b = randn(40, 50, seed=1), randn(50, 60, seed=2)  # still correct on 3 threads
+    check_within(hetero.gemm(a, b), a.double() @ b.double(),
+                 gemm_error_bound(a, b, out_dtype=torch.float32))

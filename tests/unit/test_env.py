@@ -26,6 +26,14 @@ def test_malformed_strict_is_reported():
         assert env.read({"HETERO_STRICT": "maybe"}).fallback == "warn"
 
 
+def test_num_threads_is_a_positive_integer_or_reported():
+    assert env.read({}).num_threads is None
+    assert env.read({"HETERO_NUM_THREADS": " 3 "}).num_threads == 3
+    for bad in ("0", "-2", "four"):
+        with pytest.warns(HeteroConfigWarning, match=f"HETERO_NUM_THREADS='{bad}' is not a positive"):
+            assert env.read({"HETERO_NUM_THREADS": bad}).num_threads is None
+
+
 def test_unknown_variable_without_close_match_is_still_reported():
     with pytest.warns(HeteroConfigWarning, match="unknown environment variable HETERO_ZZZ"):
         env.read({"HETERO_ZZZ": "1", "PATH": "/bin"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import dispatch
 from ..kernel import Kernel, Support
 from .base import Backend
 
@@ -25,8 +26,16 @@ def view(t: torch.Tensor) -> tuple:
     return (t.data_ptr(), _CODES[t.dtype], tuple(t.shape), t.stride())
 
 
+def num_threads() -> int:
+    """Threads the native kernels use: ``HETERO_NUM_THREADS`` if set, else
+    ``torch.get_num_threads()`` (read at every call, so ``torch.set_num_threads``
+    applies at once)."""
+    return dispatch._settings.num_threads or torch.get_num_threads()
+
+
 def _gemm(a, b, bias, alpha, beta, out):
-    _C.gemm(view(a), view(b), view(out), None if bias is None else view(bias), alpha, beta)
+    _C.gemm(view(a), view(b), view(out), None if bias is None else view(bias), alpha, beta,
+            num_threads())
 
 
 class CpuBackend(Backend):

@@ -1,0 +1,61 @@
+// The ISA-specific pieces of the CPU GEMM: operand packing and the register-
+// blocked micro-kernel, in the layout of BLIS (Van Zee & van de Geijn, "BLIS:
+// A Framework for Rapidly Instantiating BLAS Functionality", TOMS 2015).
+//
+// Packed A ("Ap"): row slivers of kMR rows; within a sliver, for each k, the
+// kMR values of column k. Packed B ("Bp"): column slivers of kNR columns;
+// within a sliver, for each k, the kNR values of row k. Both are float32
+// whatever the source dtype (bf16/fp16 are widened while packing, so they run
+// at fp32 FMA speed) and zero-padded to whole slivers, so the micro-kernel
+// never sees an edge.
+#pragma once
+
+#include <cstdint>
+
+#include "hetero/dtype.h"
+
+namespace hetero {
+namespace cpu {
+
+// 6 x 16 floats = 12 AVX2 accumulators, plus 2 B vectors and 1 broadcast A
+// value: 15 of the 16 ymm registers.
+constexpr int64_t kMR = 6;
+constexpr int64_t kNR = 16;
+
+// A strided 2-D source of any supported dtype; strides in elements.
+struct MatrixRef {
+  const void* data;
+  DType dtype;
+  int64_t row_stride;
+  int64_t col_stride;
+
+  const void* at(int64_t i, int64_t j) const {
+    return static_cast<const char*>(data) + (i * row_stride + j * col_stride) * element_size(dtype);
+  }
+};
+
+struct GemmKernels {
+  const char* isa;
+  // Packs src[0:rows, 0:depth] into ceil(rows / kMR) slivers at dst.
+  void (*pack_a)(const MatrixRef& src, int64_t rows, int64_t depth, float* dst);
+  // Packs src[0:depth, 0:cols] into ceil(cols / kNR) slivers at dst.
+  void (*pack_b)(const MatrixRef& src, int64_t depth, int64_t cols, float* dst);
+  // c[kMR x kNR] (row stride ldc) = (accumulate ? c : 0) + a_sliver . b_sliver,
+  // summing depth products in order. With accumulate false and depth 0, c = 0.
+  void (*micro)(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
+                bool accumulate);
+};
+
+// Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
+const GemmKernels& portable_kernels();
+// AVX2 + FMA + F16C; nullptr when this build has no x86 path.
+const GemmKernels* avx2_kernels();
+
+// The kernels used now: the best this CPU supports unless overridden.
+const GemmKernels& active_kernels();
+// Selects "auto", "avx2" or "portable"; returns false (changing nothing) for
+// a name this build or CPU cannot run.
+bool select_kernels(const char* isa);
+
+}  // namespace cpu
+}  // namespace hetero

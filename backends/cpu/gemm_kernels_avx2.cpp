@@ -1,0 +1,224 @@
+// AVX2 + FMA + F16C GEMM kernels. This file alone is compiled with
+// -mavx2 -mfma -mf16c; nothing here runs unless the CPU reports those
+// features (gemm_kernels_select.cpp), so the module still loads on older CPUs.
+
+#include "gemm_kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#include <immintrin.h>
+
+#include "gemm_pack.h"
+
+namespace hetero {
+namespace cpu {
+namespace {
+
+// ---------------------------------------------------------------- loads
+
+// 8 consecutive elements widened to float32. bf16 -> fp32 is a 16-bit shift;
+// vcvtph2ps converts fp16 exactly, subnormals included.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const BFloat16* p) {
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+}
+inline __m256 load8(const Half* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// In-register 8x8 transpose: r[i] lane j  ->  r[j] lane i.
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    s[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+  }
+}
+
+// ---------------------------------------------------------------- packing
+
+// A with unit column stride (row-major, the usual activation layout): each
+// sliver's kMR rows are read 8 k's at a time and transposed in registers.
+template <typename In>
+void pack_a_rows(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
+  const In* a = static_cast<const In*>(src.data);
+  const int64_t full = rows / kMR;
+  for (int64_t s = 0; s < full; ++s, dst += depth * kMR) {
+    const In* row0 = a + s * kMR * src.row_stride;
+    int64_t k = 0;
+    for (; k + 8 <= depth; k += 8) {
+      __m256 r[8];
+      for (int i = 0; i < kMR; ++i) r[i] = load8(row0 + i * src.row_stride + k);
+      r[6] = r[7] = _mm256_setzero_ps();
+      transpose8(r);  // r[kk] = column k + kk, rows 0..5 in lanes 0..5
+      for (int kk = 0; kk < 8; ++kk) {
+        float* out = dst + (k + kk) * kMR;
+        _mm_storeu_ps(out, _mm256_castps256_ps128(r[kk]));
+        _mm_storel_pi(reinterpret_cast<__m64*>(out + 4), _mm256_extractf128_ps(r[kk], 1));
+      }
+    }
+    for (; k < depth; ++k) {
+      for (int i = 0; i < kMR; ++i) dst[k * kMR + i] = to_float(row0[i * src.row_stride + k]);
+    }
+  }
+  if (full * kMR < rows) {
+    const MatrixRef rest{src.at(full * kMR, 0), src.dtype, src.row_stride, src.col_stride};
+    pack_a_generic<In>(rest, rows - full * kMR, depth, dst);
+  }
+}
+
+// B with unit column stride (x @ w): each k row of a sliver is 16 contiguous
+// elements, two vector loads. Rows are visited in bands of kBand across all
+// slivers: walking one sliver down all K rows would touch a new page per row
+// (rows are N elements apart) and thrash the TLB.
+template <typename In>
+void pack_b_rows(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
+  constexpr int64_t kBand = 32;
+  const In* b = static_cast<const In*>(src.data);
+  const int64_t full = cols / kNR;
+  for (int64_t k0 = 0; k0 < depth; k0 += kBand) {
+    const int64_t k1 = k0 + kBand < depth ? k0 + kBand : depth;
+    for (int64_t s = 0; s < full; ++s) {
+      float* sliver = dst + s * depth * kNR;
+      for (int64_t k = k0; k < k1; ++k) {
+        const In* row = b + k * src.row_stride + s * kNR;
+        _mm256_storeu_ps(sliver + k * kNR, load8(row));
+        _mm256_storeu_ps(sliver + k * kNR + 8, load8(row + 8));
+      }
+    }
+  }
+  if (full * kNR < cols) {
+    const MatrixRef rest{src.at(0, full * kNR), src.dtype, src.row_stride, src.col_stride};
+    pack_b_generic<In>(rest, depth, cols - full * kNR, dst + full * depth * kNR);
+  }
+}
+
+// B with unit row stride (x @ w.t(), w row-major (N, K)): each of a sliver's
+// 16 columns is contiguous in k; 8x8 blocks are transposed in registers.
+template <typename In>
+void pack_b_cols(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
+  const In* b = static_cast<const In*>(src.data);
+  const int64_t full = cols / kNR;
+  for (int64_t s = 0; s < full; ++s, dst += depth * kNR) {
+    for (int64_t half = 0; half < kNR; half += 8) {
+      const In* col0 = b + (s * kNR + half) * src.col_stride;
+      int64_t k = 0;
+      for (; k + 8 <= depth; k += 8) {
+        __m256 r[8];
+        for (int j = 0; j < 8; ++j) r[j] = load8(col0 + j * src.col_stride + k);
+        transpose8(r);  // r[kk] = row k + kk, columns half..half+7
+        for (int kk = 0; kk < 8; ++kk) _mm256_storeu_ps(dst + (k + kk) * kNR + half, r[kk]);
+      }
+      for (; k < depth; ++k) {
+        for (int j = 0; j < 8; ++j) dst[k * kNR + half + j] = to_float(col0[j * src.col_stride + k]);
+      }
+    }
+  }
+  if (full * kNR < cols) {
+    const MatrixRef rest{src.at(0, full * kNR), src.dtype, src.row_stride, src.col_stride};
+    pack_b_generic<In>(rest, depth, cols - full * kNR, dst);
+  }
+}
+
+template <typename In>
+void pack_a_typed(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
+  if (src.col_stride == 1) {
+    pack_a_rows<In>(src, rows, depth, dst);
+  } else {
+    pack_a_generic<In>(src, rows, depth, dst);
+  }
+}
+
+template <typename In>
+void pack_b_typed(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
+  if (src.col_stride == 1) {
+    pack_b_rows<In>(src, depth, cols, dst);
+  } else if (src.row_stride == 1) {
+    pack_b_cols<In>(src, depth, cols, dst);
+  } else {
+    pack_b_generic<In>(src, depth, cols, dst);
+  }
+}
+
+void pack_a(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
+  HETERO_PACK_BY_DTYPE(pack_a_typed, src, rows, depth, dst);
+}
+
+void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
+  HETERO_PACK_BY_DTYPE(pack_b_typed, src, depth, cols, dst);
+}
+
+// ---------------------------------------------------------------- micro-kernel
+
+// 6 x 16 tile: per k, two B vectors and six broadcast A values feed 12 FMAs.
+// Zen 1 and Haswell both retire at most one or two 256-bit FMAs per cycle
+// with a 4-5 cycle latency, so 12 independent accumulators keep them busy.
+// The accumulators are named variables, not an array: GCC keeps an array
+// that is written on several paths in memory, spilling every FMA.
+#define HETERO_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+#define DECLARE(r) __m256 c##r##0, c##r##1;
+  HETERO_ROWS(DECLARE)
+#undef DECLARE
+  int64_t k = 0;
+  if (accumulate) {
+#define LOAD(r) c##r##0 = _mm256_loadu_ps(c + r * ldc), c##r##1 = _mm256_loadu_ps(c + r * ldc + 8);
+    HETERO_ROWS(LOAD)
+#undef LOAD
+  } else if (depth > 0) {  // seed with the first product: keeps -0 exact
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    __m256 ar;
+#define SEED(r) ar = _mm256_broadcast_ss(a + r), c##r##0 = _mm256_mul_ps(ar, b0), c##r##1 = _mm256_mul_ps(ar, b1);
+    HETERO_ROWS(SEED)
+#undef SEED
+    k = 1;
+  } else {
+#define ZERO(r) c##r##0 = c##r##1 = _mm256_setzero_ps();
+    HETERO_ROWS(ZERO)
+#undef ZERO
+  }
+  const float* ak = a + k * kMR;
+  const float* bk = b + k * kNR;
+  for (; k < depth; ++k, ak += kMR, bk += kNR) {
+    const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+    __m256 ar;
+#define STEP(r) ar = _mm256_broadcast_ss(ak + r), c##r##0 = _mm256_fmadd_ps(ar, b0, c##r##0), c##r##1 = _mm256_fmadd_ps(ar, b1, c##r##1);
+    HETERO_ROWS(STEP)
+#undef STEP
+  }
+#define STORE(r) _mm256_storeu_ps(c + r * ldc, c##r##0), _mm256_storeu_ps(c + r * ldc + 8, c##r##1);
+  HETERO_ROWS(STORE)
+#undef STORE
+}
+#undef HETERO_ROWS
+
+}  // namespace
+
+const GemmKernels* avx2_kernels() {
+  static const GemmKernels kernels{"avx2", pack_a, pack_b, micro};
+  return &kernels;
+}
+
+}  // namespace cpu
+}  // namespace hetero
+
+#else  // not x86-64: no AVX2 path in this build
+
+namespace hetero {
+namespace cpu {
+const GemmKernels* avx2_kernels() { return nullptr; }
+}  // namespace cpu
+}  // namespace hetero
+
+#endif

@@ -1,0 +1,130 @@
+// Pool design: workers wait on a condition variable for a new generation
+// number; each runs fn(index) if its index is below the requested count, then
+// decrements `remaining`. The caller takes part as index 0 and then waits for
+// remaining == 0. One mutex serialises whole parallel_run calls.
+
+#include "thread_pool.h"
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
+namespace hetero {
+namespace cpu {
+namespace {
+
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
+
+  void run(int num_threads, const std::function<void(int)>& fn) {
+    std::lock_guard<std::mutex> call_lock(call_mutex_);
+    grow(num_threads - 1);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &fn;
+      active_ = num_threads - 1;
+      remaining_ = num_threads - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    fn(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return remaining_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  // A new worker is told the current generation rather than reading it when
+  // it starts: by then the job it was created for may already be posted.
+  void grow(int count) {
+    while (static_cast<int>(workers_.size()) < count) {
+      const int index = static_cast<int>(workers_.size()) + 1;
+      const uint64_t now = generation_;  // only run() (under call_mutex_) changes it
+      workers_.emplace_back([this, index, now] { work(index, now); });
+    }
+  }
+
+  void work(int index, uint64_t seen) {
+    for (;;) {
+      const std::function<void(int)>* job = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stopping_) return;
+        if (index > active_) continue;
+        job = job_;
+      }
+      (*job)(index);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--remaining_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex call_mutex_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int)>* job_ = nullptr;
+  uint64_t generation_ = 0;
+  int active_ = 0, remaining_ = 0;
+  bool stopping_ = false;
+};
+
+Pool* pool_instance = nullptr;
+std::once_flag pool_once;
+
+// A forked child has the parent's memory but none of its threads: start a
+// fresh pool there (the old object is leaked on purpose; joining threads that
+// do not exist would hang).
+void forget_pool_in_child() { pool_instance = new Pool(); }
+
+Pool& pool() {
+  std::call_once(pool_once, [] {
+    pool_instance = new Pool();  // never destroyed: workers may outlive static teardown
+#if defined(__unix__) || defined(__APPLE__)
+    pthread_atfork(nullptr, nullptr, forget_pool_in_child);
+#endif
+  });
+  return *pool_instance;
+}
+
+}  // namespace
+
+void parallel_run(int num_threads, const std::function<void(int)>& fn) {
+  if (num_threads <= 1) {
+    fn(0);
+    return;
+  }
+  pool().run(num_threads, fn);
+}
+
+void Barrier::wait() {
+  const uint32_t gen = generation_.load(std::memory_order_acquire);
+  if (waiting_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
+    waiting_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+    return;
+  }
+  for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
+    if (spins > 2000) std::this_thread::yield();
+  }
+}
+
+}  // namespace cpu
+}  // namespace hetero
