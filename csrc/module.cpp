@@ -10,8 +10,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "backends/cpu/attention.h"
 #include "backends/cpu/gemm.h"
-#include "backends/cpu/gemm_kernels.h"
+#include "backends/cpu/kernels.h"
+#include "backends/cpu/thread_pool.h"
 #include "hetero/dtype.h"
 #include "hetero/status.h"
 #include "hetero/tensor_view.h"
@@ -112,6 +114,45 @@ void gemm(py::handle a, py::handle b, py::handle out, py::handle bias, double al
   raise_if_error(s);
 }
 
+// None -> no view; otherwise the view, stored in `slot`.
+const TensorView* optional_view(py::handle h, const char* name, TensorView* slot) {
+  if (h.is_none()) return nullptr;
+  *slot = to_view(h, name);
+  return slot;
+}
+
+void attention_forward(py::handle q, py::handle k, py::handle v, py::handle mask, bool causal,
+                       double scale, py::handle out, py::handle lse, int num_threads) {
+  const TensorView qv = to_view(q, "q"), kv = to_view(k, "k"), vv = to_view(v, "v");
+  const TensorView ov = to_view(out, "out");
+  TensorView mask_slot, lse_slot;
+  const TensorView* mv = optional_view(mask, "mask", &mask_slot);
+  const TensorView* lv = optional_view(lse, "lse", &lse_slot);
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = hetero::cpu::attention_forward(qv, kv, vv, mv, causal, scale, ov, lv, num_threads);
+  }
+  raise_if_error(s);
+}
+
+void attention_backward(py::handle dout, py::handle q, py::handle k, py::handle v, py::handle out,
+                        py::handle lse, py::handle mask, bool causal, double scale, py::handle dq,
+                        py::handle dk, py::handle dv, int num_threads) {
+  const TensorView dov = to_view(dout, "dout"), qv = to_view(q, "q"), kv = to_view(k, "k");
+  const TensorView vv = to_view(v, "v"), ov = to_view(out, "out"), lv = to_view(lse, "lse");
+  const TensorView dqv = to_view(dq, "dq"), dkv = to_view(dk, "dk"), dvv = to_view(dv, "dv");
+  TensorView mask_slot;
+  const TensorView* mv = optional_view(mask, "mask", &mask_slot);
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = hetero::cpu::attention_backward(dov, qv, kv, vv, ov, lv, mv, causal, scale, dqv, dkv, dvv,
+                                        num_threads);
+  }
+  raise_if_error(s);
+}
+
 std::string compiler() {
 #if defined(__clang__)
   return std::string("clang ") + __clang_version__;
@@ -152,7 +193,8 @@ PYBIND11_MODULE(_C, m) {
       .value("float32", DType::float32)
       .value("float16", DType::float16)
       .value("bfloat16", DType::bfloat16)
-      .value("float64", DType::float64);
+      .value("float64", DType::float64)
+      .value("bool", DType::boolean);
 
   m.attr("MAX_DIMS") = hetero::kMaxDims;
 
@@ -164,6 +206,28 @@ PYBIND11_MODULE(_C, m) {
         "(2..MAX_DIMS) and identical batch sizes (broadcast first; batch strides may be 0).\n"
         "Raises ValueError for malformed or inconsistent views, TypeError for\n"
         "unsupported dtypes. Runs on up to num_threads threads with the GIL released.");
+
+  m.def("attention_forward", &attention_forward, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("mask"), py::arg("causal"), py::arg("scale"), py::arg("out"),
+        py::arg("lse") = py::none(), py::arg("num_threads") = 1,
+        "Flash attention: out = softmax(q @ k^T * scale + mask) @ v, in place into out.\n\n"
+        "q (B, Hq, Sq, D), k (B, Hkv, Sk, D), v (B, Hkv, Sk, Dv), out (B, Hq, Sq, Dv) as views;\n"
+        "mask None or a (B, Hq, Sq, Sk) bool/additive view; causal is bottom-right aligned;\n"
+        "lse None or a (B, Hq, Sq) float32 view receiving the natural-log log-sum-exp\n"
+        "(+inf for rows that see no key; such rows get zeros).");
+  m.def("attention_backward", &attention_backward, py::arg("dout"), py::arg("q"), py::arg("k"),
+        py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("mask"), py::arg("causal"),
+        py::arg("scale"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("num_threads") = 1,
+        "Gradients of attention_forward into dq, dk, dv (views shaped like q, k, v), from the\n"
+        "saved out and lse; dk/dv sum over the query heads of each key/value head.");
+
+  m.def("fma_peak_gflops", [](int num_threads, double seconds) {
+        if (num_threads < 1) throw py::value_error("num_threads: expected >= 1");
+        py::gil_scoped_release release;
+        return hetero::cpu::measure_fma_peak(num_threads, seconds);
+      }, py::arg("num_threads"), py::arg("seconds") = 0.2,
+      "Measured float32 multiply-add peak (GFLOP/s) of the active kernel set on\n"
+      "num_threads threads, running for about `seconds`.");
 
   m.def("cpu_isa", [] { return std::string(hetero::cpu::active_kernels().isa); },
         "Name of the CPU kernel set in use: 'avx2' or 'portable'.");

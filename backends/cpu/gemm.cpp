@@ -1,5 +1,5 @@
 // out = alpha * (a @ b) + beta * bias on the CPU: the BLIS loop nest around
-// the packed micro-kernel of gemm_kernels.h.
+// the packed micro-kernel of kernels.h.
 //
 // For each batch element, with blocks NC (columns), MC (rows), KC (depth):
 //
@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "gemm_kernels.h"
+#include "kernels.h"
 #include "thread_pool.h"
 #include "view_checks.h"
 #include "workspace.h"
@@ -191,7 +191,7 @@ constexpr int64_t kAccFloats = kMC * kNC;
 
 // Rows [m0, m1) x columns [n0, n1) of one batch element, by one member of a
 // group of `members` threads that share columns, Bp and `barrier`.
-void compute_block(const GemmKernels& kern, const Problem& p, const Gemm2d& g, int64_t m0,
+void compute_block(const KernelSet& kern, const Problem& p, const Gemm2d& g, int64_t m0,
                    int64_t m1, int64_t n0, int64_t n1, int member, int members, Barrier* barrier,
                    const Buffers& buf) {
   const int64_t K = p.K;
@@ -232,7 +232,7 @@ void compute_block(const GemmKernels& kern, const Problem& p, const Gemm2d& g, i
 }
 
 Status run(const Problem& p, int requested_threads) {
-  const GemmKernels& kern = active_kernels();
+  const KernelSet& kern = active_kernels();
   const Plan plan = make_plan(p, requested_threads);
   const int groups = plan.whole_batches ? plan.threads : plan.tn;
   const int64_t packed_b_floats = std::max<int64_t>(p.K, 1) * kNC;

@@ -13,11 +13,12 @@
 namespace hetero {
 
 // The numeric codes are part of the Python-facing ABI: never renumber.
-enum class DType : int32_t { float32 = 0, float16 = 1, bfloat16 = 2, float64 = 3 };
+// boolean: one byte, 0 or 1 (torch.bool), for attention masks.
+enum class DType : int32_t { float32 = 0, float16 = 1, bfloat16 = 2, float64 = 3, boolean = 4 };
 
 inline bool is_known(DType dt) {
   return dt == DType::float32 || dt == DType::float16 || dt == DType::bfloat16 ||
-         dt == DType::float64;
+         dt == DType::float64 || dt == DType::boolean;
 }
 
 // Bytes per element; 0 for a code outside the enum.
@@ -27,6 +28,7 @@ inline int64_t element_size(DType dt) {
     case DType::float16: return 2;
     case DType::bfloat16: return 2;
     case DType::float64: return 8;
+    case DType::boolean: return 1;
   }
   return 0;
 }
@@ -37,6 +39,7 @@ inline const char* dtype_name(DType dt) {
     case DType::float16: return "float16";
     case DType::bfloat16: return "bfloat16";
     case DType::float64: return "float64";
+    case DType::boolean: return "bool";
   }
   return "unknown";
 }

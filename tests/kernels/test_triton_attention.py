@@ -25,7 +25,9 @@ except ImportError:  # pragma: no cover - depends on the installation
     triton = None
 
 import hetero
-from hetero.testing import check_within, flash_rule_bound, poison_, randn
+from hetero.testing import (attention_inputs, check_attention_backward, check_attention_forward,
+                            check_within, flash_rule_bound, poison_, randn,
+                            run_attention_forward)
 
 pytestmark = pytest.mark.skipif(triton is None, reason="triton is not installed")
 
@@ -48,57 +50,20 @@ def _untuned():
 
 
 def make(B, Hq, Hkv, Sq, Sk, D, Dv, dtype, seed=0):
-    q = randn(B, Hq, Sq, D, dtype=dtype, device=DEVICE, seed=seed)
-    k = randn(B, Hkv, Sk, D, dtype=dtype, device=DEVICE, seed=seed + 1)
-    v = randn(B, Hkv, Sk, Dv, dtype=dtype, device=DEVICE, seed=seed + 2)
-    return q, k, v
+    return attention_inputs(B, Hq, Hkv, Sq, Sk, D, Dv, dtype=dtype, device=DEVICE, seed=seed)
 
 
 def run_forward(q, k, v, mask=None, causal=False, scale=None, out=None):
-    """Kernel forward into a NaN-poisoned ``out``; returns (out, lse)."""
-    B, Hq, Sq, D = q.shape
-    if mask is not None:
-        mask = mask.expand(B, Hq, Sq, k.shape[2])
-    if out is None:
-        out = torch.empty(B, Hq, Sq, v.shape[3], dtype=q.dtype, device=q.device)
-    poison_(out)
-    scale = 1 / math.sqrt(D) if scale is None else scale
-    lse = ta.attention_forward(q, k, v, mask, causal, scale, out)
-    return out, lse
+    return run_attention_forward(ta.attention_forward, q, k, v, mask, causal, scale, out)
 
 
 def check_forward(q, k, v, mask=None, causal=False, scale=None, out=None):
-    out, lse = run_forward(q, k, v, mask, causal, scale, out)
-    kw = dict(causal=causal, scale=scale, attn_mask=mask)
-    ref = hetero.reference_attention(q, k, v, **kw)
-    base = hetero.reference_attention(q, k, v, compute_dtype=q.dtype, **kw)
-    check_within(out, ref, flash_rule_bound(ref, base))
-    check_lse(lse, q, k, mask, causal, scale)
-    return out, lse
+    return check_attention_forward(ta.attention_forward, q, k, v, mask, causal, scale, out)
 
 
-def visible_scores(q, k, mask, causal, scale):
-    """float64 scaled, masked scores (B, Hq, Sq, Sk): -inf where a key is not seen."""
-    B, Hq, Sq, D = q.shape
-    Hkv, Sk = k.shape[1], k.shape[2]
-    kk = k.double().repeat_interleave(Hq // Hkv, dim=1)
-    s = q.double() @ kk.transpose(-1, -2) * (1 / math.sqrt(D) if scale is None else scale)
-    if mask is not None:
-        s = s.masked_fill(~mask, -math.inf) if mask.dtype is torch.bool else s + mask.double()
-    if causal:
-        lower = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device).tril(Sk - Sq)
-        s = s.masked_fill(~lower, -math.inf)
-    return s
-
-
-def check_lse(lse, q, k, mask, causal, scale):
-    """Natural-log log-sum-exp of each row; +inf for rows that see no key."""
-    ref = visible_scores(q, k, mask, causal, scale).logsumexp(-1)
-    ref = torch.where(ref == -math.inf, torch.full_like(ref, math.inf), ref)
-    assert lse.dtype is torch.float32 and lse.shape == ref.shape
-    assert torch.equal(lse.isinf(), ref.isinf()), "lse: +inf exactly for rows seeing nothing"
-    fin = ~ref.isinf()
-    check_within(lse[fin], ref[fin], 1e-4 * (1 + ref[fin].abs()), what="lse")
+def check_backward(q, k, v, mask=None, causal=False, scale=None, dout=None):
+    return check_attention_backward(ta.attention_forward, ta.attention_backward, q, k, v, mask,
+                                    causal, scale, dout)
 
 
 # ---------------------------------------------------------------------------------------
@@ -204,53 +169,6 @@ def test_bfloat16_refused_by_interpreter():
 # ---------------------------------------------------------------------------------------
 # Backward
 # ---------------------------------------------------------------------------------------
-def grads_of_reference(q, k, v, dout, mask, causal, scale, compute_dtype):
-    """Gradients by autograd through ``reference_attention`` in ``compute_dtype``.
-
-    Autograd through the oracle gives NaN for rows that see no key (0/0), whose true
-    gradients are zero: those rows are left out (their dq is 0, they add nothing to
-    dk/dv). Causal is folded into the mask first, so dropping rows keeps it."""
-    B, Hq, Sq, D = q.shape
-    Sk = k.shape[2]
-    lower = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device)
-    if causal:
-        lower = lower.tril(Sk - Sq)
-    if mask is None:
-        full = lower.expand(B, Hq, Sq, Sk)
-    elif mask.dtype is torch.bool:
-        full = (mask & lower).expand(B, Hq, Sq, Sk)
-    else:
-        full = mask.masked_fill(~lower, -math.inf).expand(B, Hq, Sq, Sk)
-    sees = (full if full.dtype is torch.bool else full > -math.inf).any(-1)  # (B, Hq, Sq)
-    rows = sees.any(0).any(0)
-    assert torch.equal(sees, rows.expand_as(sees)), "test: blind rows must match over B, H"
-    idx = rows.nonzero()[:, 0]
-    leaves = [t.detach().to(compute_dtype).requires_grad_() for t in (q[:, :, idx], k, v)]
-    r = hetero.reference_attention(*leaves, scale=scale, attn_mask=full[:, :, idx],
-                                   compute_dtype=compute_dtype)
-    gq, gk, gv = torch.autograd.grad(r, leaves, dout[:, :, idx].to(compute_dtype))
-    dq = torch.zeros(q.shape, dtype=compute_dtype, device=q.device)
-    dq[:, :, idx] = gq
-    return dq, gk, gv
-
-
-def check_backward(q, k, v, mask=None, causal=False, scale=None, dout=None):
-    B, Hq, Sq, _ = q.shape
-    scale = 1 / math.sqrt(q.shape[3]) if scale is None else scale
-    if mask is not None:
-        mask = mask.expand(B, Hq, Sq, k.shape[2])
-    out, lse = run_forward(q, k, v, mask, causal, scale)
-    if dout is None:
-        dout = randn(*out.shape, dtype=q.dtype, device=q.device, seed=11)
-    grads = ta.attention_backward(dout, q, k, v, out, lse, mask, causal, scale)
-    refs = grads_of_reference(q, k, v, dout, mask, causal, scale, torch.float64)
-    bases = grads_of_reference(q, k, v, dout, mask, causal, scale, q.dtype)
-    for name, g, r, b, t in zip("qkv", grads, refs, bases, (q, k, v)):
-        assert g.dtype is t.dtype and g.shape == t.shape
-        check_within(g, r, flash_rule_bound(r, b, factor=3.0), what=f"d{name}")
-    return grads
-
-
 BWD_SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal
     (1, 4, 2, 17, 33, 16, 16, True),    # GQA, Sq < Sk
     (1, 2, 1, 33, 17, 24, 16, True),    # MQA, Sq > Sk: blind rows; non-pow2 D, Dv != D

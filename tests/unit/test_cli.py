@@ -56,7 +56,7 @@ def test_explain_gemm_and_attention(capsys):
     assert main(["explain", "attention", "--shape", "1,8,16,64", "--kv-heads", "2",
                  "--causal", "--mask", "bool"]) == 0
     out = capsys.readouterr().out
-    assert "gqa=True" in out and "mask=bool" in out
+    assert "gqa=True" in out and "mask=bool" in out and "runs cpu.flash" in out
 
 
 def test_explain_reports_an_impossible_request_with_exit_code_1(capsys):

@@ -168,13 +168,14 @@ def test_cache_key_distinguishes_dtype_and_features():
 
 
 def test_explain_lists_every_candidate_with_reasons():
-    q = randn(1, 2, 3, 8, dtype=torch.float32)
+    q = randn(1, 2, 3, 300, dtype=torch.float32)  # head dim beyond the cpu kernel's 256
     decision = hetero.explain(hetero.attention, q, q, q, causal=True)
     assert decision.chosen.qualname == "reference.torch"
     assert [(c.label, c.reasons) for c in decision.candidates] == [
-        ("cpu", ["provides no attention kernel"]), ("reference.torch", [])]
+        ("cpu.flash", ["head dim 300 outside [1, 256]", "value head dim 300 outside [1, 256]"]),
+        ("reference.torch", [])]
     text = str(decision)
-    assert "causal=True" in text and "cpu: provides no attention kernel" in text
+    assert "causal=True" in text and "cpu.flash: head dim 300 outside [1, 256]" in text
     with pytest.raises(ValueError, match="op: expected one of"):
         hetero.explain("conv", q)
 

@@ -1,5 +1,10 @@
 """The native CPU backend: kernels from ``hetero._C`` (``backends/cpu/`` in C++).
 
+GEMM: packed panels and an AVX2/FMA micro-kernel chosen at run time (a portable path
+otherwise); bf16/fp16 are widened while packing, so they run at fp32 speed.
+Attention: flash attention forward and backward with float32 accumulation.
+Both run on ``num_threads()`` threads.
+
 The Python side only turns tensors into ``(data_ptr, dtype code, sizes, strides)``
 views; the C++ launchers validate them again and never see torch.
 """
@@ -9,16 +14,19 @@ from __future__ import annotations
 import torch
 
 from .. import dispatch
-from ..kernel import Kernel, Support
+from ..kernel import ATTENTION_FEATURES, GEMM_FEATURES, Kernel, Support
 from .base import Backend
 
 try:
     from .. import _C
     _IMPORT_ERROR = None
     _CODES = {torch.float32: int(_C.DType.float32), torch.float16: int(_C.DType.float16),
-              torch.bfloat16: int(_C.DType.bfloat16), torch.float64: int(_C.DType.float64)}
+              torch.bfloat16: int(_C.DType.bfloat16), torch.float64: int(_C.DType.float64), torch.bool: int(_C.DType.bool)}
 except ImportError as exc:  # reported by probe(), never fatal
     _C, _IMPORT_ERROR, _CODES = None, exc, {}
+
+
+_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
 
 def view(t: torch.Tensor) -> tuple:
@@ -38,6 +46,38 @@ def _gemm(a, b, bias, alpha, beta, out):
             num_threads())
 
 
+def _optional(t):
+    return None if t is None else view(t)
+
+
+def attention_forward(q, k, v, mask, causal: bool, scale: float, out) -> torch.Tensor:
+    """Flash attention into ``out``; returns the ``(B, Hq, Sq)`` float32 natural-log
+    log-sum-exp of each row's scores (``+inf`` for rows that see no key).
+
+    ``q (B, Hq, Sq, D)``, ``k (B, Hkv, Sk, D)``, ``v (B, Hkv, Sk, Dv)``, ``out (B, Hq, Sq,
+    Dv)``: one dtype (float32/float16/bfloat16), any strides; ``mask`` None or expanded
+    to ``(B, Hq, Sq, Sk)``, bool or additive; ``causal`` bottom-right aligned."""
+    lse = torch.empty(q.shape[:3], dtype=torch.float32)
+    _C.attention_forward(view(q), view(k), view(v), _optional(mask), causal, scale, view(out),
+                         view(lse), num_threads())
+    return lse
+
+
+def attention_backward(dout, q, k, v, out, lse, mask, causal: bool, scale: float):
+    """``(dq, dk, dv)`` of :func:`attention_forward` from its ``out`` and ``lse``
+    (the same arguments as the forward; ``dout`` shaped like ``out``)."""
+    dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype) for t in (q, k, v))
+    _C.attention_backward(view(dout), view(q), view(k), view(v), view(out), view(lse),
+                          _optional(mask), causal, scale, view(dq), view(dk), view(dv),
+                          num_threads())
+    return dq, dk, dv
+
+
+def _attention(q, k, v, mask, causal, scale, out):
+    _C.attention_forward(view(q), view(k), view(v), _optional(mask), causal, scale, view(out),
+                         None, num_threads())
+
+
 class CpuBackend(Backend):
     name = "cpu"
     device_type = "cpu"
@@ -53,9 +93,12 @@ class CpuBackend(Backend):
     def kernels(self):
         return (
             Kernel("gemm", "gemm", _gemm, Support(
-                dtypes=frozenset({torch.float32, torch.float16, torch.bfloat16}),
+                dtypes=_DTYPES,
                 device_types=frozenset({"cpu"}),
-                features=frozenset({"bias", "batch", "float32_out"}))),
+                features=frozenset(GEMM_FEATURES))),
+            Kernel("attention", "flash", _attention, Support(
+                dtypes=_DTYPES, device_types=frozenset({"cpu"}),
+                features=frozenset(ATTENTION_FEATURES), head_dims=(1, 256))),
         )
 
 

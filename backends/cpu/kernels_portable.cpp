@@ -1,10 +1,13 @@
-// The portable GEMM kernels: plain loops over the packed layouts, with the
+// The portable kernels: plain loops over the packed layouts, with the
 // accumulator tile in a local array the compiler can keep in vector registers
 // on any target (SSE2, NEON, ...). Compiled with -ffp-contract=off, so results
 // are the same on every compiler and CPU.
 
-#include "gemm_kernels.h"
-#include "gemm_pack.h"
+#include <cmath>
+#include <limits>
+
+#include "kernels.h"
+#include "pack_generic.h"
 
 namespace hetero {
 namespace cpu {
@@ -42,10 +45,45 @@ void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
   }
 }
 
+float row_max(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = (x[j] > m || x[j] != x[j]) ? x[j] : m;  // NaN sticks
+  return m;
+}
+
+float exp2_sum(float* x, int64_t n, float shift) {
+  float sum = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    const float t = x[j] - shift;
+    x[j] = t < -126.0f ? 0.0f : std::exp2(t);
+    sum += x[j];
+  }
+  return sum;
+}
+
+int64_t fma_loop(int64_t iterations) {
+  float acc[kMR][kNR];
+  for (int64_t r = 0; r < kMR; ++r) {
+    for (int64_t j = 0; j < kNR; ++j) acc[r][j] = static_cast<float>(r + j);
+  }
+  for (int64_t n = 0; n < iterations; ++n) {
+    for (int64_t r = 0; r < kMR; ++r) {
+      for (int64_t j = 0; j < kNR; ++j) acc[r][j] = acc[r][j] * 0.999999f + 1e-7f;
+    }
+  }
+  float sum = 0.0f;
+  for (int64_t r = 0; r < kMR; ++r) {
+    for (int64_t j = 0; j < kNR; ++j) sum += acc[r][j];
+  }
+  volatile float sink = sum;  // keeps the loop alive
+  (void)sink;
+  return iterations * kMR * kNR * 2;
+}
+
 }  // namespace
 
-const GemmKernels& portable_kernels() {
-  static const GemmKernels kernels{"portable", pack_a, pack_b, micro};
+const KernelSet& portable_kernels() {
+  static const KernelSet kernels{"portable", pack_a, pack_b, micro, row_max, exp2_sum, fma_loop};
   return kernels;
 }
 

@@ -1,14 +1,14 @@
-// AVX2 + FMA + F16C GEMM kernels. This file alone is compiled with
+// AVX2 + FMA + F16C kernels. This file alone is compiled with
 // -mavx2 -mfma -mf16c; nothing here runs unless the CPU reports those
-// features (gemm_kernels_select.cpp), so the module still loads on older CPUs.
+// features (kernels_select.cpp), so the module still loads on older CPUs.
 
-#include "gemm_kernels.h"
+#include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 
 #include <immintrin.h>
 
-#include "gemm_pack.h"
+#include "pack_generic.h"
 
 namespace hetero {
 namespace cpu {
@@ -203,10 +203,96 @@ void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
 }
 #undef HETERO_ROWS
 
+// ---------------------------------------------------------------- softmax
+
+inline float horizontal_sum(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+
+inline float horizontal_max(__m256 v) {
+  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_max_ss(x, _mm_movehdup_ps(x)));
+}
+
+float row_max(const float* x, int64_t n) {
+  // maxps drops a NaN in its first operand, so NaNs are tracked on the side.
+  __m256 m = _mm256_set1_ps(-__builtin_inff()), nan = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_loadu_ps(x + j);
+    m = _mm256_max_ps(m, v);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  float best = _mm256_movemask_ps(nan) ? __builtin_nanf("") : horizontal_max(m);
+  for (; j < n; ++j) best = (x[j] > best || x[j] != x[j]) ? x[j] : best;
+  return best;
+}
+
+// 2^t for t <= 0: t = n + f with n = round(t), |f| <= 1/2; 2^f from the
+// degree-6 polynomial of Cephes' exp2f (about 2 ulp), 2^n put straight into
+// the exponent bits. t < -126 (masked scores) gives exactly 0.
+inline __m256 exp2_nonpositive(__m256 t) {
+  const __m256 underflow = _mm256_cmp_ps(t, _mm256_set1_ps(-126.0f), _CMP_LT_OQ);
+  t = _mm256_max_ps(_mm256_set1_ps(-126.0f), t);  // maxps returns its 2nd operand for NaN
+  const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(t, n);
+  __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
+}
+
+float exp2_sum(float* x, int64_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = exp2_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + j), s));
+    _mm256_storeu_ps(x + j, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float total = horizontal_sum(sum);
+  if (j < n) {  // tail through a padded vector, same arithmetic as the body
+    alignas(32) float tail[8];
+    for (int i = 0; i < 8; ++i) tail[i] = j + i < n ? x[j + i] : -__builtin_inff();
+    const __m256 e = exp2_nonpositive(_mm256_sub_ps(_mm256_load_ps(tail), s));
+    _mm256_store_ps(tail, e);
+    for (int64_t i = 0; j + i < n; ++i) x[j + i] = tail[i];
+    total += horizontal_sum(e);
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------- peak
+
+// 12 independent FMA chains, as many as the micro-kernel keeps in flight.
+int64_t fma_loop(int64_t iterations) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+  for (int64_t n = 0; n < iterations; ++n) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+  }
+  __m256 sum = acc[0];
+  for (int i = 1; i < 12; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  volatile float sink = horizontal_sum(sum);  // keeps the loop alive
+  (void)sink;
+  return iterations * 12 * 8 * 2;
+}
+
 }  // namespace
 
-const GemmKernels* avx2_kernels() {
-  static const GemmKernels kernels{"avx2", pack_a, pack_b, micro};
+const KernelSet* avx2_kernels() {
+  static const KernelSet kernels{"avx2", pack_a, pack_b, micro, row_max, exp2_sum, fma_loop};
   return &kernels;
 }
 
@@ -217,7 +303,7 @@ const GemmKernels* avx2_kernels() {
 
 namespace hetero {
 namespace cpu {
-const GemmKernels* avx2_kernels() { return nullptr; }
+const KernelSet* avx2_kernels() { return nullptr; }
 }  // namespace cpu
 }  // namespace hetero
 

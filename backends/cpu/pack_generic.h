@@ -1,8 +1,8 @@
-// Portable packing into the Ap/Bp layouts of gemm_kernels.h, for any dtype and
+// Portable packing into the Ap/Bp layouts of kernels.h, for any dtype and
 // strides. The AVX2 file uses these for layouts it has no fast path for.
 #pragma once
 
-#include "gemm_kernels.h"
+#include "kernels.h"
 
 namespace hetero {
 namespace cpu {

@@ -3,7 +3,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "gemm_kernels.h"
+#include "kernels.h"
 
 namespace hetero {
 namespace cpu {
@@ -19,17 +19,17 @@ bool cpu_has_avx2_fma_f16c() {
 #endif
 }
 
-const GemmKernels& best_kernels() {
-  const GemmKernels* avx2 = avx2_kernels();
+const KernelSet& best_kernels() {
+  const KernelSet* avx2 = avx2_kernels();
   return avx2 != nullptr && cpu_has_avx2_fma_f16c() ? *avx2 : portable_kernels();
 }
 
-std::atomic<const GemmKernels*> active{nullptr};
+std::atomic<const KernelSet*> active{nullptr};
 
 }  // namespace
 
-const GemmKernels& active_kernels() {
-  const GemmKernels* k = active.load(std::memory_order_acquire);
+const KernelSet& active_kernels() {
+  const KernelSet* k = active.load(std::memory_order_acquire);
   if (k == nullptr) {
     k = &best_kernels();
     active.store(k, std::memory_order_release);
@@ -38,7 +38,7 @@ const GemmKernels& active_kernels() {
 }
 
 bool select_kernels(const char* isa) {
-  const GemmKernels* chosen = nullptr;
+  const KernelSet* chosen = nullptr;
   if (std::strcmp(isa, "auto") == 0) {
     chosen = &best_kernels();
   } else if (std::strcmp(isa, "portable") == 0) {

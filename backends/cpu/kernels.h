@@ -1,6 +1,8 @@
-// The ISA-specific pieces of the CPU GEMM: operand packing and the register-
-// blocked micro-kernel, in the layout of BLIS (Van Zee & van de Geijn, "BLIS:
+// The ISA-specific pieces of the CPU kernels: for GEMM (and the matrix
+// products inside attention) operand packing and the register-blocked
+// micro-kernel, in the layout of BLIS (Van Zee & van de Geijn, "BLIS:
 // A Framework for Rapidly Instantiating BLAS Functionality", TOMS 2015).
+// For attention, the two vector loops of an online softmax.
 //
 // Packed A ("Ap"): row slivers of kMR rows; within a sliver, for each k, the
 // kMR values of column k. Packed B ("Bp"): column slivers of kNR columns;
@@ -34,7 +36,7 @@ struct MatrixRef {
   }
 };
 
-struct GemmKernels {
+struct KernelSet {
   const char* isa;
   // Packs src[0:rows, 0:depth] into ceil(rows / kMR) slivers at dst.
   void (*pack_a)(const MatrixRef& src, int64_t rows, int64_t depth, float* dst);
@@ -44,15 +46,23 @@ struct GemmKernels {
   // summing depth products in order. With accumulate false and depth 0, c = 0.
   void (*micro)(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
                 bool accumulate);
+  // Largest of x[0:n]; NaN if any x is NaN; -inf when n == 0 or every x is -inf.
+  float (*row_max)(const float* x, int64_t n);
+  // x[j] = 2^(x[j] - shift) for j < n; returns their sum. Exactly 0 where
+  // x[j] - shift < -126 (masked scores are -inf); NaN stays NaN.
+  float (*exp2_sum)(float* x, int64_t n, float shift);
+  // Runs `iterations` rounds of independent multiply-adds at the best rate
+  // this kernel set reaches; returns the flops done. For measuring the peak.
+  int64_t (*fma_loop)(int64_t iterations);
 };
 
 // Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
-const GemmKernels& portable_kernels();
+const KernelSet& portable_kernels();
 // AVX2 + FMA + F16C; nullptr when this build has no x86 path.
-const GemmKernels* avx2_kernels();
+const KernelSet* avx2_kernels();
 
 // The kernels used now: the best this CPU supports unless overridden.
-const GemmKernels& active_kernels();
+const KernelSet& active_kernels();
 // Selects "auto", "avx2" or "portable"; returns false (changing nothing) for
 // a name this build or CPU cannot run.
 bool select_kernels(const char* isa);

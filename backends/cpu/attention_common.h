@@ -1,0 +1,96 @@
+// What the attention forward and backward share: argument checks, the
+// geometry of one call, element access by run-time dtype, and the score
+// mask (causal, bool, additive) applied to one row of a score tile.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#include "hetero/dtype.h"
+#include "hetero/status.h"
+#include "hetero/tensor_view.h"
+#include "kernels.h"
+
+namespace hetero {
+namespace cpu {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+inline float load_float(const void* base, DType dtype, int64_t offset) {
+  switch (dtype) {
+    case DType::float16: return to_float(static_cast<const Half*>(base)[offset]);
+    case DType::bfloat16: return to_float(static_cast<const BFloat16*>(base)[offset]);
+    case DType::boolean: return static_cast<const uint8_t*>(base)[offset] ? 1.0f : 0.0f;
+    default: return static_cast<const float*>(base)[offset];
+  }
+}
+
+inline void store_float(void* base, DType dtype, int64_t offset, float value) {
+  switch (dtype) {
+    case DType::float16: static_cast<Half*>(base)[offset] = float_to_half(value); break;
+    case DType::bfloat16: static_cast<BFloat16*>(base)[offset] = float_to_bfloat16(value); break;
+    default: static_cast<float*>(base)[offset] = value; break;
+  }
+}
+
+// Sizes of one call, read from validated views.
+struct AttentionShape {
+  int64_t B, Hq, Hkv, Sq, Sk, D, Dv;
+  int64_t group() const { return Hq / Hkv; }
+  // Keys visible to query i under causal: j < i + causal_offset() + 1.
+  int64_t causal_offset() const { return Sk - Sq; }
+};
+
+// The rows [row0, row0 + rows) of a (B, H, S, X) view at batch b, head h, as
+// a 2-D matrix for packing: row stride along S, column stride along X.
+inline MatrixRef rows_of(const TensorView& t, int64_t b, int64_t h, int64_t row0) {
+  const int64_t off = b * t.strides[0] + h * t.strides[1] + row0 * t.strides[2];
+  return {t.element_ptr(off), t.dtype, t.strides[2], t.strides[3]};
+}
+
+// The same rows seen transposed (X x rows), e.g. K^T as a GEMM B operand.
+inline MatrixRef rows_of_transposed(const TensorView& t, int64_t b, int64_t h, int64_t row0) {
+  const MatrixRef m = rows_of(t, b, h, row0);
+  return {m.data, m.dtype, m.col_stride, m.row_stride};
+}
+
+// Scores of query i against keys [j0, j0 + n), in log2 units (already times
+// scale * log2(e)): adds the additive mask (times log2(e)) and sets what
+// causal or a bool mask hides to -inf.
+struct ScoreMask {
+  const TensorView* mask;  // (B, Hq, Sq, Sk) or null
+  bool causal;
+  int64_t causal_offset;
+
+  void apply(float* s, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t n) const {
+    int64_t visible = n;
+    if (causal) {
+      const int64_t last = i + causal_offset - j0;  // last visible index in this row
+      visible = last < 0 ? 0 : (last + 1 < n ? last + 1 : n);
+      for (int64_t j = visible; j < n; ++j) s[j] = -kInf;
+    }
+    if (mask == nullptr) return;
+    const int64_t row = b * mask->strides[0] + h * mask->strides[1] + i * mask->strides[2];
+    const int64_t col = mask->strides[3];
+    if (mask->dtype == DType::boolean) {
+      const uint8_t* m = static_cast<const uint8_t*>(mask->data) + row + j0 * col;
+      for (int64_t j = 0; j < visible; ++j) {
+        if (!m[j * col]) s[j] = -kInf;
+      }
+    } else {
+      for (int64_t j = 0; j < visible; ++j) {
+        s[j] += kLog2e * load_float(mask->data, mask->dtype, row + (j0 + j) * col);
+      }
+    }
+  }
+};
+
+// Checks every view of a forward or backward call and fills `shape`.
+// grads: dout, dq, dk, dv (backward only; null in forward).
+Status validate_attention(const TensorView& q, const TensorView& k, const TensorView& v,
+                          const TensorView* mask, const TensorView& out, const TensorView* lse,
+                          const TensorView* const grads[4], AttentionShape* shape);
+
+}  // namespace cpu
+}  // namespace hetero

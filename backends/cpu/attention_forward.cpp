@@ -1,0 +1,203 @@
+// Flash-attention forward on the CPU (Dao et al., FlashAttention-2, 2023):
+// the score matrix is never materialised; each block of kBQ query rows walks
+// the keys in blocks of kBK with an online softmax.
+//
+// Per (batch, key/value head), K^T and V are packed once into the GEMM's B
+// layout (kernels.h) and shared by every query head of the group and every
+// query block, so GQA never copies K/V per query head. Per query block:
+//
+//   Qp  (kBQ x D)    packed A, pre-multiplied by scale * log2(e)
+//   S   (kBQ x kBK)  = Qp . Kp[block]          micro-kernel, depth D
+//   m, l (kBQ)       running max / sum in log2 units; P = 2^(S - m)
+//   Pp  (kBQ x kBK)  P written straight into packed-A layout
+//   O   (kBQ x Dv)   = O * 2^(m_old - m_new) + Pp . Vp[block]
+//
+// Working in log2 units lets the exponential be a plain exp2 (a shift plus a
+// polynomial). Key blocks past the causal diagonal are skipped.
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "attention.h"
+#include "attention_common.h"
+#include "thread_pool.h"
+#include "workspace.h"
+
+namespace hetero {
+namespace cpu {
+namespace {
+
+constexpr int64_t kBQ = 96;   // query rows per block, whole kMR slivers
+constexpr int64_t kBK = 128;  // keys per block, whole kNR slivers
+static_assert(kBQ % kMR == 0 && kBK % kNR == 0, "blocks must be whole slivers");
+
+struct Call {
+  const TensorView &q, &k, &v, &out;
+  const TensorView* lse;
+  AttentionShape shape;
+  ScoreMask mask;
+  float q_scale;  // scale * log2(e)
+};
+
+// Scratch of one thread; sizes depend on the call.
+struct Scratch {
+  float *kp, *vp, *qp, *s, *pp, *o, *m, *l;
+  int64_t dv_pad;
+
+  static int64_t floats(const AttentionShape& g) {
+    const int64_t sk_pad = round_up(g.Sk, kNR), dv_pad = round_up(g.Dv, kNR);
+    return sk_pad * g.D + g.Sk * dv_pad + kBQ * g.D + kBQ * kBK + kBQ * kBK + kBQ * dv_pad + 2 * kBQ +
+           8 * 16;  // room to align each part
+  }
+
+  static Scratch carve(float* base, const AttentionShape& g) {
+    auto take = [&base](int64_t n) {
+      float* p = base;
+      base += round_up(n, 16);
+      return p;
+    };
+    Scratch s;
+    s.dv_pad = round_up(g.Dv, kNR);
+    s.kp = take(round_up(g.Sk, kNR) * g.D);
+    s.vp = take(g.Sk * s.dv_pad);
+    s.qp = take(kBQ * g.D);
+    s.s = take(kBQ * kBK);
+    s.pp = take(kBQ * kBK);
+    s.o = take(kBQ * s.dv_pad);
+    s.m = take(kBQ);
+    s.l = take(kBQ);
+    return s;
+  }
+};
+
+// One block of query rows [i0, i0 + bq) of head h in batch b, against the
+// packed K/V of its key/value head.
+void query_block(const KernelSet& ks, const Call& c, const Scratch& w, int64_t b, int64_t h,
+                 int64_t i0, int64_t bq) {
+  const AttentionShape& g = c.shape;
+  const int64_t row_slivers = ceil_div(bq, kMR);
+  ks.pack_a(rows_of(c.q, b, h, i0), bq, g.D, w.qp);
+  for (int64_t x = 0; x < row_slivers * kMR * g.D; ++x) w.qp[x] *= c.q_scale;
+  std::fill(w.m, w.m + kBQ, -kInf);
+  std::fill(w.l, w.l + kBQ, 0.0f);
+  std::memset(w.o, 0, sizeof(float) * static_cast<size_t>(kBQ * w.dv_pad));
+
+  int64_t key_end = g.Sk;
+  if (c.mask.causal) key_end = std::max<int64_t>(0, std::min(g.Sk, i0 + bq + g.causal_offset()));
+  for (int64_t j0 = 0; j0 < key_end; j0 += kBK) {
+    const int64_t bk = std::min(kBK, g.Sk - j0);
+    for (int64_t jr = 0; jr * kNR < bk; ++jr) {
+      const float* k_sliver = w.kp + (j0 / kNR + jr) * g.D * kNR;
+      for (int64_t ir = 0; ir < row_slivers; ++ir) {
+        ks.micro(g.D, w.qp + ir * g.D * kMR, k_sliver, w.s + ir * kMR * kBK + jr * kNR, kBK, false);
+      }
+    }
+    // Online softmax, row by row; P goes to the packed-A layout for P . V.
+    std::memset(w.pp, 0, sizeof(float) * static_cast<size_t>(row_slivers * kMR * bk));
+    for (int64_t r = 0; r < bq; ++r) {
+      float* s = w.s + r * kBK;
+      c.mask.apply(s, b, h, i0 + r, j0, bk);
+      const float block_max = ks.row_max(s, bk);
+      // NaN must win (std::max would keep the old value): it then reaches out.
+      const float m_new = block_max > w.m[r] || block_max != block_max ? block_max : w.m[r];
+      if (m_new == -kInf) continue;  // nothing visible yet: P row stays 0
+      const float rescale = std::exp2(w.m[r] - m_new);
+      w.l[r] = w.l[r] * rescale + ks.exp2_sum(s, bk, m_new);
+      w.m[r] = m_new;
+      if (rescale != 1.0f) {
+        float* o = w.o + r * w.dv_pad;
+        for (int64_t d = 0; d < g.Dv; ++d) o[d] *= rescale;
+      }
+      float* p = w.pp + (r / kMR) * bk * kMR + r % kMR;
+      for (int64_t j = 0; j < bk; ++j) p[j * kMR] = s[j];
+    }
+    for (int64_t jr = 0; jr * kNR < g.Dv; ++jr) {
+      const float* v_sliver = w.vp + jr * g.Sk * kNR + j0 * kNR;
+      for (int64_t ir = 0; ir < row_slivers; ++ir) {
+        ks.micro(bk, w.pp + ir * bk * kMR, v_sliver, w.o + ir * kMR * w.dv_pad + jr * kNR,
+                 w.dv_pad, true);
+      }
+    }
+  }
+
+  // out = O / l (zeros where no key was visible), lse = ln(sum exp(scores)).
+  for (int64_t r = 0; r < bq; ++r) {
+    const int64_t i = i0 + r;
+    const float l = w.l[r];
+    const float inv = l == 0.0f ? 0.0f : 1.0f / l;
+    const float* o = w.o + r * w.dv_pad;
+    const int64_t row = b * c.out.strides[0] + h * c.out.strides[1] + i * c.out.strides[2];
+    for (int64_t d = 0; d < g.Dv; ++d) {
+      store_float(c.out.data, c.out.dtype, row + d * c.out.strides[3], l == 0.0f ? 0.0f : o[d] * inv);
+    }
+    if (c.lse != nullptr) {
+      const float value = l == 0.0f ? kInf : (w.m[r] + std::log2(l)) / kLog2e;
+      static_cast<float*>(c.lse->data)[b * c.lse->strides[0] + h * c.lse->strides[1] +
+                                       i * c.lse->strides[2]] = value;
+    }
+  }
+}
+
+// Work items: (batch, key/value head) pairs, each split into `chunks` that
+// take every chunks-th (query head, query block) unit of the pair, so that
+// causal rows of different cost are spread evenly.
+void run(const KernelSet& ks, const Call& c, int threads, float* const* scratch) {
+  const AttentionShape& g = c.shape;
+  const int64_t pairs = g.B * g.Hkv;
+  const int64_t q_blocks = ceil_div(g.Sq, kBQ);
+  const int64_t units = g.group() * q_blocks;
+  int64_t chunks = 1;
+  if (pairs % threads != 0 && pairs < 4 * threads) chunks = std::min(units, ceil_div(2 * threads, pairs));
+  const int64_t items = pairs * chunks;
+
+  parallel_run(threads, [&](int t) {
+    const Scratch w = Scratch::carve(scratch[t], g);
+    int64_t packed_pair = -1;
+    for (int64_t item = t; item < items; item += threads) {
+      const int64_t pair = item / chunks, chunk = item % chunks;
+      const int64_t b = pair / g.Hkv, hkv = pair % g.Hkv;
+      if (pair != packed_pair && g.Sk > 0) {
+        ks.pack_b(rows_of_transposed(c.k, b, hkv, 0), g.D, g.Sk, w.kp);
+        ks.pack_b(rows_of(c.v, b, hkv, 0), g.Sk, g.Dv, w.vp);
+        packed_pair = pair;
+      }
+      for (int64_t u = chunk; u < units; u += chunks) {
+        const int64_t h = hkv * g.group() + u / q_blocks;
+        const int64_t i0 = (u % q_blocks) * kBQ;
+        query_block(ks, c, w, b, h, i0, std::min(kBQ, g.Sq - i0));
+      }
+    }
+  });
+}
+
+}  // namespace
+
+Status attention_forward(const TensorView& q, const TensorView& k, const TensorView& v,
+                         const TensorView* mask, bool causal, double scale, const TensorView& out,
+                         const TensorView* lse, int num_threads) {
+  try {
+    if (num_threads < 1) return Status::InvalidArgument("num_threads: expected >= 1, got " + std::to_string(num_threads));
+    AttentionShape g;
+    Status s = validate_attention(q, k, v, mask, out, lse, nullptr, &g);
+    if (!s.ok() || g.B * g.Hq * g.Sq == 0 || g.Dv == 0) return s;
+    const Call c{q, k, v, out, lse, g, ScoreMask{mask, causal, g.causal_offset()},
+                 static_cast<float>(scale) * kLog2e};
+    const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
+    const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, work >> 18)));
+    thread_local std::vector<Workspace> workspaces;
+    if (workspaces.size() < static_cast<size_t>(threads)) workspaces.resize(threads);
+    std::vector<float*> scratch(threads);
+    for (int t = 0; t < threads; ++t) scratch[t] = workspaces[t].reserve(Scratch::floats(g));
+    run(active_kernels(), c, threads, scratch.data());
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("attention: ") + e.what());
+  }
+}
+
+}  // namespace cpu
+}  // namespace hetero

@@ -1,0 +1,37 @@
+// The measured multiply-add peak that benchmarks report "% of peak" against:
+// every thread runs the active kernel set's fma_loop at the same time.
+
+#include <chrono>
+#include <vector>
+
+#include "kernels.h"
+#include "thread_pool.h"
+
+namespace hetero {
+namespace cpu {
+
+double measure_fma_peak(int num_threads, double seconds) {
+  const KernelSet& ks = active_kernels();
+  // Calibrate a round count that takes about `seconds` on one thread.
+  int64_t rounds = 1 << 16;
+  for (;;) {
+    const auto start = std::chrono::steady_clock::now();
+    ks.fma_loop(rounds);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (took > seconds / 4 || rounds > (int64_t{1} << 40)) {
+      rounds = static_cast<int64_t>(rounds * seconds / (took > 0 ? took : 1e-9)) + 1;
+      break;
+    }
+    rounds *= 4;
+  }
+  std::vector<int64_t> flops(static_cast<size_t>(num_threads));
+  const auto start = std::chrono::steady_clock::now();
+  parallel_run(num_threads, [&](int t) { flops[t] = ks.fma_loop(rounds); });
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double total = 0;
+  for (int64_t f : flops) total += static_cast<double>(f);
+  return total / took / 1e9;
+}
+
+}  // namespace cpu
+}  // namespace hetero

@@ -1,0 +1,141 @@
+"""The native cpu backend vs PyTorch on this CPU: GEMM (fp32, bf16, fp16) and flash
+attention forward, interleaved in one process.
+
+Every row: median seconds of PyTorch and hetero (rounds alternate between the two so
+drift hits both), GFLOP/s, % of this CPU's measured FMA peak (``_C.fma_peak_gflops``
+on the same threads), ratio = torch time / hetero time. Each hetero result is checked
+against the float64 oracle first; a wrong result aborts the run.
+
+FLOPs: GEMM 2*M*N*K. Attention 4*B*H*S*S*D (two products), halved when causal.
+
+    python bench/cpu_bench.py [--quick] [--json bench/results/cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import hetero
+from hetero import _C
+from hetero.testing import check_within, flash_rule_bound, gemm_error_bound, randn
+
+
+def interleaved(fns, rounds):
+    """Median seconds of each callable, alternating them round by round."""
+    for fn in fns:
+        fn()  # warm-up: workspaces, thread pools, first-touch pages
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [statistics.median(ts) for ts in times]
+
+
+def rounds_for(flops):
+    return 3 if flops > 2e10 else 5 if flops > 1e9 else 15
+
+
+def gemm_rows(quick):
+    square = [(1024, 1024, 1024), (2048, 2048, 2048)]
+    llm = [(m, n, k) for m in (16, 128, 512) for n, k in ((4096, 4096), (11008, 4096), (4096, 11008))]
+    if quick:
+        square, llm = square[:1], [(16, 4096, 4096), (128, 4096, 4096)]
+    for m, n, k in square:
+        yield "fp32", "x @ w", torch.float32, m, n, k
+    for m, n, k in llm:
+        yield "fp32", "x @ w.t()", torch.float32, m, n, k
+    for dtype, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
+        for m, n, k in ([(128, 4096, 4096)] if quick else [(16, 4096, 4096), (128, 4096, 4096),
+                                                          (512, 4096, 4096)]):
+            yield name, "x @ w.t()", dtype, m, n, k
+        yield name, "x @ w", dtype, 128, 1024, 1024  # torch runs this near 1 GFLOP/s
+
+
+def bench_gemm(dtype, layout, m, n, k):
+    x = randn(m, k, dtype=dtype, seed=1)
+    w = randn(n, k, dtype=dtype, seed=2)
+    b = w.t() if layout == "x @ w.t()" else w.t().contiguous()
+    out = hetero.gemm(x, b, backend="cpu")
+    sub = (slice(0, 64), slice(0, 64))  # the oracle on a corner keeps the check cheap
+    check_within(out[sub], hetero.reference_gemm(x[sub[0]], b[:, sub[1]]),
+                 gemm_error_bound(x[sub[0]], b[:, sub[1]], out_dtype=dtype))
+    flops = 2 * m * n * k
+    t_torch, t_hetero = interleaved([lambda: torch.matmul(x, b), lambda: hetero.gemm(x, b, backend="cpu")],
+                                    rounds_for(flops))
+    return flops, t_torch, t_hetero
+
+
+def attention_rows(quick):
+    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        for H in (8,) if quick else (8, 16):
+            for S in (1024,) if quick else (1024, 2048, 4096):
+                for D in (64, 128):
+                    for causal in (False, True):
+                        yield name, dtype, H, S, D, causal
+
+
+def bench_attention(dtype, H, S, D, causal):
+    q, k, v = (randn(1, H, S, D, dtype=dtype, seed=s) for s in (1, 2, 3))
+    out = hetero.attention(q, k, v, causal=causal, backend="cpu")
+    rows = slice(S - 32, S)  # check the last query rows (they see the most keys)
+    ref = hetero.reference_attention(q[:, :, rows], k, v, causal=causal)
+    base = hetero.reference_attention(q[:, :, rows], k, v, causal=causal, compute_dtype=dtype)
+    check_within(out[:, :, rows], ref, flash_rule_bound(ref, base))
+    flops = 4 * H * S * S * D // (2 if causal else 1)
+    t_torch, t_hetero = interleaved(
+        [lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+         lambda: hetero.attention(q, k, v, causal=causal, backend="cpu")], rounds_for(flops))
+    return flops, t_torch, t_hetero
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few rows of each kind")
+    parser.add_argument("--json", help="write the rows and the environment to this file")
+    args = parser.parse_args(argv)
+
+    threads = hetero.backends.cpu.num_threads()
+    peak = max(_C.fma_peak_gflops(threads) for _ in range(3))
+    env = {"cpu": platform.processor() or platform.machine(), "threads": threads,
+           "isa": _C.cpu_isa(), "fma_peak_gflops": round(peak, 1), "torch": torch.__version__,
+           "python": platform.python_version()}
+    print(f"# {env}", flush=True)
+    print("| op | dtype | case | torch ms | hetero ms | torch GFLOP/s | hetero GFLOP/s | "
+          "hetero % peak | hetero / torch |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows = []
+
+    def emit(op, dtype, case, flops, t_torch, t_hetero):
+        row = {"op": op, "dtype": dtype, "case": case, "flops": flops, "torch_s": t_torch,
+               "hetero_s": t_hetero, "torch_gflops": flops / t_torch / 1e9,
+               "hetero_gflops": flops / t_hetero / 1e9, "speedup": t_torch / t_hetero}
+        row["hetero_pct_peak"] = 100 * row["hetero_gflops"] / peak
+        rows.append(row)
+        print(f"| {op} | {dtype} | {case} | {1e3 * t_torch:.2f} | {1e3 * t_hetero:.2f} | "
+              f"{row['torch_gflops']:.1f} | {row['hetero_gflops']:.1f} | "
+              f"{row['hetero_pct_peak']:.0f}% | **{row['speedup']:.2f}×** |", flush=True)
+
+    for name, layout, dtype, m, n, k in gemm_rows(args.quick):
+        emit("gemm", name, f"{layout} {m}×{n}×{k}", *bench_gemm(dtype, layout, m, n, k))
+    for name, dtype, H, S, D, causal in attention_rows(args.quick):
+        case = f"B=1 H={H} S={S} D={D}{' causal' if causal else ''}"
+        emit("attention", name, case, *bench_attention(dtype, H, S, D, causal))
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The cpu backend's flash attention (backends/cpu/attention_*.cpp), forward and
+backward, against the float64 oracle: FlashAttention's error rule against PyTorch in
+the input dtype, outputs poisoned first, awkward shapes (1, primes, Sq != Sk, head dims
+from 1 to 256), GQA/MQA, masks, strided views, every kernel set and thread count."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import hetero
+from hetero import _C
+from hetero.backends import cpu
+from hetero.testing import (attention_inputs, check_attention_backward,
+                            check_attention_forward, check_within, flash_rule_bound, poison_,
+                            randn, run_attention_forward)
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.fixture(params=["portable", "auto"])
+def isa(request):
+    previous = _C.set_cpu_isa(request.param)
+    yield _C.cpu_isa()
+    _C.set_cpu_isa(previous)
+
+
+@pytest.fixture(params=[1, 3])
+def threads(request, hetero_env):
+    hetero_env(HETERO_NUM_THREADS=str(request.param))
+    return request.param
+
+
+def check_forward(*args, **kw):
+    return check_attention_forward(cpu.attention_forward, *args, **kw)
+
+
+def check_backward(*args, **kw):
+    return check_attention_backward(cpu.attention_forward, cpu.attention_backward, *args, **kw)
+
+
+SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal
+    (1, 1, 1, 1, 1, 1, 1, False),
+    (1, 2, 2, 17, 17, 16, 16, True),
+    (2, 2, 2, 5, 131, 64, 64, True),    # Sq < Sk: bottom-right causal; crosses key blocks
+    (1, 2, 2, 131, 37, 24, 24, True),   # Sq > Sk: first rows see nothing
+    (1, 4, 2, 101, 263, 80, 80, True),  # GQA, several query and key blocks
+    (2, 4, 1, 33, 5, 96, 40, False),    # MQA, Dv != D
+    (1, 1, 1, 7, 13, 112, 160, False),
+    (1, 2, 1, 9, 20, 192, 192, True),
+    (1, 1, 1, 3, 300, 256, 256, False),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(map(str, s)))
+def test_forward(isa, threads, shape, dtype):
+    B, Hq, Hkv, Sq, Sk, D, Dv, causal = shape
+    check_forward(*attention_inputs(B, Hq, Hkv, Sq, Sk, D, Dv, dtype=dtype), causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bool_mask_broadcast_with_fully_masked_row(isa, causal):
+    q, k, v = attention_inputs(2, 2, 1, 17, 140, 16, 16, seed=3)
+    mask = torch.rand(1, 1, 17, 140, generator=torch.Generator().manual_seed(0)) > 0.4
+    mask[..., 3, :] = False
+    out, lse = check_forward(q, k, v, mask=mask, causal=causal)  # mask strides (0, 0, 140, 1)
+    assert (out[:, :, 3] == 0).all() and lse[:, :, 3].isinf().all()
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_additive_mask_with_neg_inf(isa, mask_dtype):
+    q, k, v = attention_inputs(1, 2, 2, 17, 33, 24, 16, dtype=torch.bfloat16, seed=5)
+    mask = randn(1, 2, 17, 33, seed=6)
+    mask[:, :, :, 7] = -math.inf
+    check_forward(q, k, v, mask=mask.to(mask_dtype), causal=True)
+
+
+def test_strided_inputs_and_output(isa):
+    q = randn(1, 19, 2, 40, seed=1).transpose(1, 2)[..., ::2]   # (1, 2, 19, 20), strided
+    k = randn(1, 2, 20, 23, seed=2).transpose(2, 3)             # (1, 2, 23, 20), dim stride 23
+    v = randn(1, 2, 23, 32, seed=3)[..., 5:21]                  # offset view
+    out = torch.empty(1, 19, 2, 16).transpose(1, 2)
+    check_forward(q, k, v, causal=True, out=out)
+
+
+def test_negative_scale_and_nan_propagation(isa):
+    q, k, v = attention_inputs(1, 1, 1, 9, 30, 16, 16, seed=4)
+    check_forward(q, k, v, scale=-0.3)
+    q[0, 0, 2, 5] = math.nan
+    out, _ = run_attention_forward(cpu.attention_forward, q, k, v)
+    assert out[0, 0, 2].isnan().all() and not out[0, 0, :2].isnan().any()
+
+
+@pytest.mark.parametrize("sizes", [(0, 1, 1, 4, 4), (1, 1, 1, 0, 4), (1, 1, 1, 4, 0)])
+def test_empty(sizes):
+    B, Hq, Hkv, Sq, Sk = sizes
+    q, k, v = attention_inputs(B, Hq, Hkv, Sq, Sk, 8, 8)
+    out, lse = run_attention_forward(cpu.attention_forward, q, k, v)
+    assert (out == 0).all() and lse.isinf().all()
+
+
+def test_dispatch_serves_attention_with_the_cpu_kernel():
+    q, k, v = attention_inputs(1, 4, 2, 33, 40, 64, 64, dtype=torch.bfloat16)
+    assert hetero.explain("attention", q, k, v, causal=True).chosen.backend == "cpu"
+    out = hetero.attention(q, k, v, causal=True)
+    ref = hetero.reference_attention(q, k, v, causal=True)
+    base = hetero.reference_attention(q, k, v, causal=True, compute_dtype=torch.bfloat16)
+    check_within(out, ref, flash_rule_bound(ref, base))
+
+
+def test_bad_views_are_refused_naming_the_argument():
+    q, k, v = attention_inputs(1, 2, 2, 4, 4, 8, 8)
+    out, lse = torch.empty(1, 2, 4, 8), torch.empty(1, 2, 4)
+    view = cpu.view
+    with pytest.raises(ValueError, match=r"^v: expected sizes \(1, 2, 4\), got \(1, 2, 3, 8\)"):
+        _C.attention_forward(view(q), view(k), view(v[:, :, :3]), None, False, 1.0, view(out))
+    with pytest.raises(ValueError, match="^k: expected a head count dividing q's 2, got 3"):
+        k3 = torch.zeros(1, 3, 4, 8)
+        _C.attention_forward(view(q), view(k3), view(k3), None, False, 1.0, view(out))
+    with pytest.raises(TypeError, match="^lse: expected dtype float32"):
+        _C.attention_forward(view(q), view(k), view(v), None, False, 1.0, view(out),
+                             view(lse.double()))
+    with pytest.raises(TypeError, match="^mask: expected dtype bool, float32 or float32"):
+        _C.attention_forward(view(q), view(k), view(v), view(torch.zeros(1, 2, 4, 4).double()),
+                             False, 1.0, view(out))
+
+
+# ------------------------------------------------------------------ backward
+
+BWD_SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal
+    (1, 1, 1, 1, 1, 1, 1, False),
+    (1, 4, 2, 17, 133, 16, 16, True),   # GQA, Sq < Sk, two key blocks
+    (1, 2, 1, 131, 17, 24, 40, True),   # MQA, Sq > Sk: blind rows; Dv != D
+    (2, 2, 2, 70, 70, 80, 80, False),
+    (1, 1, 1, 5, 9, 256, 256, True),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", BWD_SHAPES, ids=lambda s: "-".join(map(str, s)))
+def test_backward(isa, threads, shape, dtype):
+    B, Hq, Hkv, Sq, Sk, D, Dv, causal = shape
+    check_backward(*attention_inputs(B, Hq, Hkv, Sq, Sk, D, Dv, dtype=dtype), causal=causal)
+
+
+def test_backward_bool_mask_fully_masked_row(isa):
+    q, k, v = attention_inputs(1, 2, 2, 17, 17, 16, 16, seed=7)
+    mask = torch.rand(1, 1, 17, 17, generator=torch.Generator().manual_seed(1)) > 0.3
+    mask[..., 4, :] = False
+    dq, _, _ = check_backward(q, k, v, mask=mask, causal=True)
+    assert (dq[:, :, 4] == 0).all()
+
+
+def test_backward_additive_mask_strided_dout(isa):
+    q, k, v = attention_inputs(1, 2, 1, 17, 33, 16, 24, seed=8)
+    mask = randn(1, 2, 17, 33, seed=12)
+    mask[:, :, :, 7] = -math.inf
+    dout = randn(1, 17, 2, 24, seed=13).transpose(1, 2)
+    check_backward(q, k, v, mask=mask, dout=dout)
+
+
+def test_gradients_do_not_modify_inputs():
+    q, k, v = attention_inputs(1, 2, 2, 9, 9, 8, 8)
+    saved = [t.clone() for t in (q, k, v)]
+    out = poison_(torch.empty(1, 2, 9, 8))
+    lse = cpu.attention_forward(q, k, v, None, True, 0.5, out)
+    cpu.attention_backward(torch.ones_like(out), q, k, v, out, lse, None, True, 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(saved, (q, k, v)))
