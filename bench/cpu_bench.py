@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 import hetero
 from hetero import _C
+from hetero.backends import cpu
 from hetero.testing import check_within, flash_rule_bound, gemm_error_bound, randn
 
 
@@ -104,7 +105,7 @@ def main(argv=None):
     parser.add_argument("--json", help="write the rows and the environment to this file")
     args = parser.parse_args(argv)
 
-    threads = hetero.backends.cpu.num_threads()
+    threads = cpu.num_threads()
     peak = max(_C.fma_peak_gflops(threads) for _ in range(3))
     env = {"cpu": platform.processor() or platform.machine(), "threads": threads,
            "isa": _C.cpu_isa(), "fma_peak_gflops": round(peak, 1), "torch": torch.__version__,

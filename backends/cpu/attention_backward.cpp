@@ -193,7 +193,7 @@ Status attention_backward(const TensorView& dout, const TensorView& q, const Ten
     const int64_t key_items = g.B * g.Hkv * ceil_div(g.Sk, kBK);
     const int64_t query_items = g.B * g.Hq * ceil_div(g.Sq, kBQ);
     const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
-    const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, work >> 17)));
+    const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(usable_threads(num_threads), work >> 17)));
     thread_local std::vector<Workspace> workspaces;
     if (workspaces.size() < static_cast<size_t>(threads)) workspaces.resize(threads);
     std::vector<float*> scratch(threads);

@@ -187,7 +187,7 @@ Status attention_forward(const TensorView& q, const TensorView& k, const TensorV
     const Call c{q, k, v, out, lse, g, ScoreMask{mask, causal, g.causal_offset()},
                  static_cast<float>(scale) * kLog2e};
     const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
-    const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, work >> 18)));
+    const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(usable_threads(num_threads), work >> 18)));
     thread_local std::vector<Workspace> workspaces;
     if (workspaces.size() < static_cast<size_t>(threads)) workspaces.resize(threads);
     std::vector<float*> scratch(threads);

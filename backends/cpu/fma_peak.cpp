@@ -24,6 +24,7 @@ double measure_fma_peak(int num_threads, double seconds) {
     }
     rounds *= 4;
   }
+  num_threads = usable_threads(num_threads);
   std::vector<int64_t> flops(static_cast<size_t>(num_threads));
   const auto start = std::chrono::steady_clock::now();
   parallel_run(num_threads, [&](int t) { flops[t] = ks.fma_loop(rounds); });

@@ -233,7 +233,7 @@ void compute_block(const KernelSet& kern, const Problem& p, const Gemm2d& g, int
 
 Status run(const Problem& p, int requested_threads) {
   const KernelSet& kern = active_kernels();
-  const Plan plan = make_plan(p, requested_threads);
+  const Plan plan = make_plan(p, usable_threads(requested_threads));
   const int groups = plan.whole_batches ? plan.threads : plan.tn;
   const int64_t packed_b_floats = std::max<int64_t>(p.K, 1) * kNC;
 

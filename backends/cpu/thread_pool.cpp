@@ -1,22 +1,55 @@
-// Pool design: workers wait on a condition variable for a new generation
-// number; each runs fn(index) if its index is below the requested count, then
-// decrements `remaining`. The caller takes part as index 0 and then waits for
-// remaining == 0. One mutex serialises whole parallel_run calls.
+// With OpenMP (the usual build), parallel_run is one `omp parallel` region.
+// torch's CPU wheels load their own libgomp (SONAME libgomp.so.1) before
+// hetero._C, so the loader hands this module that same runtime: hetero and
+// torch share one set of worker threads instead of two pools fighting for the
+// cores (a second pool loses whenever torch's workers are still spin-waiting
+// after a torch op, which on 2 cores cost 20% of an attention call).
+//
+// Without OpenMP, a small pool: workers wait on a condition variable for a new
+// generation number; each runs fn(index) if its index is below the requested
+// count, then decrements `remaining`. The caller takes part as index 0 and
+// then waits for remaining == 0. One mutex serialises whole calls.
 
 #include "thread_pool.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
+#if defined(_OPENMP)
+#include <omp.h>
+#elif defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
 
 namespace hetero {
 namespace cpu {
+
+#if defined(_OPENMP)
+
+int usable_threads(int requested) {
+  if (requested <= 1 || omp_in_parallel()) return 1;  // nested: stay on this thread
+  return std::min(requested, omp_get_thread_limit());
+}
+
+void parallel_run(int num_threads, const std::function<void(int)>& fn) {
+  if (num_threads <= 1) {
+    fn(0);
+    return;
+  }
+  // fn's barriers need exactly num_threads threads: no dynamic adjustment.
+  const int dynamic = omp_get_dynamic();
+  omp_set_dynamic(0);
+#pragma omp parallel num_threads(num_threads)
+  fn(omp_get_thread_num());
+  omp_set_dynamic(dynamic);
+}
+
+#else  // no OpenMP: the portable pool
+
 namespace {
 
 class Pool {
@@ -106,6 +139,8 @@ Pool& pool() {
 
 }  // namespace
 
+int usable_threads(int requested) { return requested < 1 ? 1 : requested; }
+
 void parallel_run(int num_threads, const std::function<void(int)>& fn) {
   if (num_threads <= 1) {
     fn(0);
@@ -113,6 +148,8 @@ void parallel_run(int num_threads, const std::function<void(int)>& fn) {
   }
   pool().run(num_threads, fn);
 }
+
+#endif  // _OPENMP
 
 void Barrier::wait() {
   const uint32_t gen = generation_.load(std::memory_order_acquire);

@@ -1,9 +1,5 @@
-// A small persistent thread pool for the CPU kernels, and a barrier for
-// threads inside one parallel_run.
-//
-// Why not OpenMP: torch wheels ship their own OpenMP runtime; a second one in
-// the same process fights it for cores. This pool is a few dozen lines, its
-// threads sleep between calls, and it is rebuilt after fork().
+// Parallel regions for the CPU kernels (OpenMP, or a small pool where the
+// compiler has none), and a barrier for threads inside one region.
 #pragma once
 
 #include <atomic>
@@ -13,10 +9,13 @@
 namespace hetero {
 namespace cpu {
 
-// Calls fn(thread_index) for thread_index in [0, num_threads), in parallel,
-// and returns when every call has returned. The caller runs index 0. Calls
-// from several host threads are serialised. fn must not throw or call
-// parallel_run itself.
+// How many threads parallel_run can really give (1 inside another parallel
+// region). Plans that split work must be made for this count.
+int usable_threads(int requested);
+
+// Calls fn(thread_index) for thread_index in [0, num_threads), all at once,
+// and returns when every call has returned; num_threads must come from
+// usable_threads(). The caller runs index 0. fn must not throw.
 void parallel_run(int num_threads, const std::function<void(int)>& fn);
 
 // Threads of one parallel_run meeting between phases. Spins briefly (phases
