@@ -22,6 +22,7 @@
 #include "attention.h"
 #include "attention_common.h"
 #include "thread_pool.h"
+#include "view_checks.h"
 #include "workspace.h"
 
 namespace hetero {
@@ -183,21 +184,18 @@ Status attention_backward(const TensorView& dout, const TensorView& q, const Ten
                           const TensorView* mask, bool causal, double scale, const TensorView& dq,
                           const TensorView& dk, const TensorView& dv, int num_threads) {
   try {
-    if (num_threads < 1) return Status::InvalidArgument("num_threads: expected >= 1, got " + std::to_string(num_threads));
     AttentionShape g;
     const TensorView* grads[4] = {&dout, &dq, &dk, &dv};
-    Status s = validate_attention(q, k, v, mask, out, &lse, grads, &g);
+    Status s = check_num_threads(num_threads);
+    if (s.ok()) s = validate_attention(q, k, v, mask, out, &lse, grads, &g);
     if (!s.ok()) return s;
     const Call c{dout, q, k, v, out, lse, dq, dk, dv, g, ScoreMask{mask, causal, g.causal_offset()},
                  static_cast<float>(scale)};
     const int64_t key_items = g.B * g.Hkv * ceil_div(g.Sk, kBK);
     const int64_t query_items = g.B * g.Hq * ceil_div(g.Sq, kBQ);
     const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
-    const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(usable_threads(num_threads), work >> 17)));
-    thread_local std::vector<Workspace> workspaces;
-    if (workspaces.size() < static_cast<size_t>(threads)) workspaces.resize(threads);
-    std::vector<float*> scratch(threads);
-    for (int t = 0; t < threads; ++t) scratch[t] = workspaces[t].reserve(Scratch::floats(g));
+    const int threads = threads_for_work(num_threads, work, int64_t{1} << 17);
+    const std::vector<float*> scratch = per_thread_scratch(threads, Scratch::floats(g));
     const KernelSet& ks = active_kernels();
     parallel_run(threads, [&](int t) {
       const Scratch w = Scratch::carve(scratch[t], g);

@@ -25,6 +25,7 @@
 #include "attention.h"
 #include "attention_common.h"
 #include "thread_pool.h"
+#include "view_checks.h"
 #include "workspace.h"
 
 namespace hetero {
@@ -180,19 +181,15 @@ Status attention_forward(const TensorView& q, const TensorView& k, const TensorV
                          const TensorView* mask, bool causal, double scale, const TensorView& out,
                          const TensorView* lse, int num_threads) {
   try {
-    if (num_threads < 1) return Status::InvalidArgument("num_threads: expected >= 1, got " + std::to_string(num_threads));
     AttentionShape g;
-    Status s = validate_attention(q, k, v, mask, out, lse, nullptr, &g);
+    Status s = check_num_threads(num_threads);
+    if (s.ok()) s = validate_attention(q, k, v, mask, out, lse, nullptr, &g);
     if (!s.ok() || g.B * g.Hq * g.Sq == 0 || g.Dv == 0) return s;
     const Call c{q, k, v, out, lse, g, ScoreMask{mask, causal, g.causal_offset()},
                  static_cast<float>(scale) * kLog2e};
     const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
-    const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(usable_threads(num_threads), work >> 18)));
-    thread_local std::vector<Workspace> workspaces;
-    if (workspaces.size() < static_cast<size_t>(threads)) workspaces.resize(threads);
-    std::vector<float*> scratch(threads);
-    for (int t = 0; t < threads; ++t) scratch[t] = workspaces[t].reserve(Scratch::floats(g));
-    run(active_kernels(), c, threads, scratch.data());
+    const int threads = threads_for_work(num_threads, work, int64_t{1} << 18);
+    run(active_kernels(), c, threads, per_thread_scratch(threads, Scratch::floats(g)).data());
     return Status::Ok();
   } catch (const std::exception& e) {
     return Status::Internal(std::string("attention: ") + e.what());

@@ -46,8 +46,7 @@ constexpr int64_t kKC = 256;
 constexpr int64_t kNC = 512;  // multiple of kNR
 static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must be whole slivers");
 
-// Below this many multiply-adds per thread, waking threads costs more than
-// it saves.
+// Multiply-adds a thread must get to be worth waking.
 constexpr int64_t kMinMacsPerThread = int64_t{1} << 18;
 // Batch elements at most this large are dealt out whole to threads.
 constexpr int64_t kSmallMacs = int64_t{1} << 21;
@@ -158,8 +157,7 @@ struct Plan {
 Plan make_plan(const Problem& p, int requested) {
   Plan plan;
   const int64_t macs = p.M * p.N * std::max<int64_t>(p.K, 1) * p.batches;
-  const int64_t useful = std::max<int64_t>(1, macs / kMinMacsPerThread);
-  plan.threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(requested, useful)));
+  plan.threads = threads_for_work(requested, macs, kMinMacsPerThread);
   if (plan.threads > 1 && p.batches >= plan.threads && p.M * p.N * p.K <= kSmallMacs) {
     plan.whole_batches = true;
     return plan;
@@ -233,7 +231,7 @@ void compute_block(const KernelSet& kern, const Problem& p, const Gemm2d& g, int
 
 Status run(const Problem& p, int requested_threads) {
   const KernelSet& kern = active_kernels();
-  const Plan plan = make_plan(p, usable_threads(requested_threads));
+  const Plan plan = make_plan(p, requested_threads);
   const int groups = plan.whole_batches ? plan.threads : plan.tn;
   const int64_t packed_b_floats = std::max<int64_t>(p.K, 1) * kNC;
 
@@ -337,8 +335,9 @@ Status validate(const TensorView& a, const TensorView& b, const TensorView& out,
 
 Status gemm_impl(const TensorView& a, const TensorView& b, const TensorView& out,
                  const TensorView* bias, double alpha, double beta, int num_threads) {
-  if (num_threads < 1) return invalid("num_threads", ">= 1", std::to_string(num_threads));
-  Status s = validate(a, b, out, bias);
+  Status s = check_num_threads(num_threads);
+  if (!s.ok()) return s;
+  s = validate(a, b, out, bias);
   if (!s.ok()) return s;
   if (out.numel() == 0) return Status::Ok();  // M, N or a batch dim is 0
 

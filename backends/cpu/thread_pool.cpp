@@ -28,6 +28,11 @@
 namespace hetero {
 namespace cpu {
 
+int threads_for_work(int requested, int64_t work, int64_t min_work_per_thread) {
+  const int64_t useful = std::max<int64_t>(1, work / min_work_per_thread);
+  return static_cast<int>(std::min<int64_t>(usable_threads(requested), useful));
+}
+
 #if defined(_OPENMP)
 
 int usable_threads(int requested) {

@@ -13,6 +13,12 @@ namespace cpu {
 // region). Plans that split work must be made for this count.
 int usable_threads(int requested);
 
+// Threads for a call doing `work` units, at most `requested` (and what
+// usable_threads allows), at least 1, and no more than one per
+// `min_work_per_thread` units: below that, waking a thread costs more than
+// it saves.
+int threads_for_work(int requested, int64_t work, int64_t min_work_per_thread);
+
 // Calls fn(thread_index) for thread_index in [0, num_threads), all at once,
 // and returns when every call has returned; num_threads must come from
 // usable_threads(). The caller runs index 0. fn must not throw.

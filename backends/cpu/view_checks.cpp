@@ -15,6 +15,11 @@ Status invalid(const char* name, const std::string& expected, const std::string&
   return Status::InvalidArgument(std::string(name) + ": expected " + expected + ", got " + got);
 }
 
+Status check_num_threads(int num_threads) {
+  if (num_threads >= 1) return Status::Ok();
+  return invalid("num_threads", ">= 1", std::to_string(num_threads));
+}
+
 Status check_view(const TensorView& v, const char* name, int32_t min_dims) {
   if (v.ndim < min_dims || v.ndim > kMaxDims) {
     return invalid(name, std::to_string(min_dims) + " to " + std::to_string(kMaxDims) + " dims",

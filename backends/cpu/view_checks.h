@@ -17,6 +17,9 @@ std::string join(const int64_t* values, int32_t n);
 // "<name>: expected <expected>, got <got>" as InvalidArgument.
 Status invalid(const char* name, const std::string& expected, const std::string& got);
 
+// num_threads >= 1, as InvalidArgument naming it.
+Status check_num_threads(int num_threads);
+
 // A view of min_dims..kMaxDims dims with a known dtype, non-negative sizes and
 // strides, an index range that fits int64 and, unless empty, an aligned
 // non-null pointer.

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace hetero {
 namespace cpu {
@@ -30,6 +31,17 @@ class Workspace {
   std::unique_ptr<float[]> storage_;
   size_t size_ = 0;
 };
+
+// One block of at least `floats` floats for each of `threads` threads,
+// reused across the calling thread's calls. May throw std::bad_alloc: call it
+// before parallel_run.
+inline std::vector<float*> per_thread_scratch(int threads, int64_t floats) {
+  thread_local std::vector<Workspace> workspaces;
+  if (workspaces.size() < static_cast<size_t>(threads)) workspaces.resize(threads);
+  std::vector<float*> blocks(static_cast<size_t>(threads));
+  for (int t = 0; t < threads; ++t) blocks[t] = workspaces[t].reserve(floats);
+  return blocks;
+}
 
 constexpr int64_t round_up(int64_t x, int64_t multiple) { return (x + multiple - 1) / multiple * multiple; }
 constexpr int64_t ceil_div(int64_t x, int64_t y) { return (x + y - 1) / y; }
