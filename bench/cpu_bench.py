@@ -132,10 +132,15 @@ def main(argv=None):
         case = f"B=1 H={H} S={S} D={D}{' causal' if causal else ''}"
         emit("attention", name, case, *bench_attention(dtype, H, S, D, causal))
 
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"environment": env, "rows": rows}, f, indent=1)
+    write_json(args.json, env, rows)
     return 0
+
+
+def write_json(path: str | None, env: dict, rows: list) -> None:
+    """Save a run (when ``path`` is given) as ``{"environment": ..., "rows": [...]}``."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"environment": env, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(autouse=True)
 def _default_dispatch_state():
+    hetero.reset_stats()
     yield
+    leaked = hetero.is_enabled()
+    while hetero.is_enabled():
+        hetero.disable()
     hetero.set_fallback_policy(None)
     dispatch.clear_cache()
+    assert not leaked, "the test left hetero.enable() on"
 
 
 @pytest.fixture

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from . import torch_ops  # registers torch.ops.hetero.*
 from .backends.base import Backend
+from .counters import Stats, reset_stats, stats
 from .dispatch import Decision, fallback_policy, reload, set_fallback_policy, use
+from .enable import disable, enable, enabled, is_enabled
 from .errors import (DispatchError, FallbackError, HeteroConfigWarning, HeteroError,
                      HeteroFallbackWarning, HeteroWarning)
 from .explain import explain
@@ -27,8 +30,9 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "Backend", "Decision", "DispatchError", "FallbackError", "HeteroConfigWarning",
-    "HeteroError", "HeteroFallbackWarning", "HeteroWarning", "Kernel", "Support",
-    "attention", "explain", "fallback_policy", "gemm", "info", "reference_attention",
-    "reference_gemm", "register_backend", "reload", "set_fallback_policy",
+    "HeteroError", "HeteroFallbackWarning", "HeteroWarning", "Kernel", "Stats", "Support",
+    "attention", "disable", "enable", "enabled", "explain", "fallback_policy", "gemm",
+    "info", "is_enabled", "reference_attention", "reference_gemm", "register_backend",
+    "reload", "reset_stats", "set_fallback_policy", "stats", "torch_ops",
     "unregister_backend", "use",
 ]

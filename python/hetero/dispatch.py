@@ -185,15 +185,21 @@ def default_order(device_type: str) -> list[str]:
     return [e.name for e in ranked] + [REFERENCE]
 
 
-def _order(traits: Traits, backend, scope: Scope | None) -> tuple[list[str], str, bool]:
+def _requested(backend, scope: Scope | None) -> tuple[tuple[str, ...], str]:
+    """The backend names asked for (``("*",)`` when none were) and who asked."""
     if backend is not None:
-        names, source = _check_backend_names(backend, "backend"), "backend= argument"
-    elif scope is not None and scope.backends is not None:
-        names, source = scope.backends, "hetero.use()"
-    elif _settings.backends is not None:
-        names, source = _settings.backends, "HETERO_BACKENDS"
-    else:
-        names, source = ("*",), f"the default order for {traits.device.type}"
+        return _check_backend_names(backend, "backend"), "backend= argument"
+    if scope is not None and scope.backends is not None:
+        return scope.backends, "hetero.use()"
+    if _settings.backends is not None:
+        return _settings.backends, "HETERO_BACKENDS"
+    return ("*",), "the default order"
+
+
+def _order(traits: Traits, backend, scope: Scope | None) -> tuple[list[str], str, bool]:
+    names, source = _requested(backend, scope)
+    if source == "the default order":
+        source += f" for {traits.device.type}"
     order: list[str] = []
     for name in names:
         for expanded in (default_order(traits.device.type) if name == "*" else [name]):
@@ -232,20 +238,22 @@ def decide(traits: Traits, backend=None, scope: Scope | None = None) -> Decision
     return Decision(traits, source, exclusive, _policy_in(scope), candidates, chosen)
 
 
-def _enforce(decision: Decision) -> None:
-    if decision.chosen is None:
-        raise DispatchError(decision)
-    if not decision.fallback or decision.policy == "silent":
+def _why_skipped(decision: Decision, served_by: str | None) -> str:
+    """The reasons of (at most three) rejected candidates ahead of ``served_by``."""
+    skipped = [c for c in decision.candidates if c.backend != served_by and c.reasons][:3]
+    return "; ".join(f"{c.label}: {', '.join(c.reasons)}" for c in skipped)
+
+
+def _enforce(decision: Decision, fallback: bool, served_by: str, why: str) -> None:
+    """Apply the fallback policy to a decision whose call runs on ``served_by``."""
+    if not fallback or decision.policy == "silent":
         return
     if decision.policy == "error":
         raise FallbackError(decision)
-    skipped = [c for c in decision.candidates if c.backend != decision.chosen.backend
-               and c.reasons][:3]
     message = (f"hetero: {decision.traits.op} on {decision.traits.device.type} "
                f"({str(decision.traits.dtype).removeprefix('torch.')}) runs on "
-               f"{decision.chosen.qualname} because " +
-               "; ".join(f"{c.label}: {', '.join(c.reasons)}" for c in skipped) +
-               " (hetero.explain() tells more; HETERO_FALLBACK=silent hides this)")
+               f"{served_by} because {why} (hetero.explain() tells more; "
+               f"HETERO_FALLBACK=silent hides this)")
     if message not in _warned:
         _warned.add(message)
         warnings.warn(message, HeteroFallbackWarning, stacklevel=4)
@@ -256,14 +264,52 @@ def resolve(key: tuple):
     cache the kernel function."""
     traits = TRAITS_BY_OP[key[0]]._make(key[:-2])
     decision = decide(traits, key[-2], key[-1])
-    _enforce(decision)
+    if decision.chosen is None:
+        raise DispatchError(decision)
+    _enforce(decision, decision.fallback, decision.chosen.qualname,
+             _why_skipped(decision, decision.chosen.backend))
     _cache[key] = fn = decision.chosen.fn
     return fn
+
+
+# ---------------------------------------------------------------- the torch bridge
+# key -> (kernel, None) or (None, why PyTorch serves the call), for torch.ops.hetero.*.
+_bridge_cache: dict[tuple, tuple[Kernel | None, str | None]] = {}
+
+
+def resolve_bridge(key: tuple) -> tuple[Kernel | None, str | None]:
+    """Like :func:`resolve`, for the torch ops (``torch.ops.hetero.*``, used by
+    :func:`hetero.enable`), whose last resort is PyTorch itself rather than the
+    reference backend: ``reference`` serves a bridge call only when asked for by name
+    (``backend=``, ``hetero.use``, ``HETERO_BACKENDS``). Returns ``(kernel, None)``, or
+    ``(None, reason)`` when PyTorch should compute the call. The fallback policy
+    applies as for :func:`resolve`; an exclusive order that cannot serve the call
+    raises :class:`~hetero.errors.DispatchError`."""
+    traits = TRAITS_BY_OP[key[0]]._make(key[:-2])
+    decision = decide(traits, key[-2], key[-1])
+    chosen = decision.chosen
+    if chosen is not None and chosen.backend == REFERENCE \
+            and REFERENCE not in _requested(key[-2], key[-1])[0]:
+        chosen = None  # reached only as the default order's last resort
+    if chosen is None and decision.exclusive:
+        raise DispatchError(decision)
+    if chosen is None:
+        why = _why_skipped(decision, REFERENCE) or \
+            f"no hetero backend serves {traits.device.type} tensors"
+        _enforce(decision, True, "PyTorch", why)
+        result = (None, why)
+    else:
+        _enforce(decision, decision.fallback, chosen.qualname,
+                 _why_skipped(decision, chosen.backend))
+        result = (chosen, None)
+    _bridge_cache[key] = result
+    return result
 
 
 def clear_cache() -> None:
     """Forget all cached decisions (and which fallbacks were already warned about)."""
     _cache.clear()
+    _bridge_cache.clear()
     _warned.clear()
 
 

@@ -156,6 +156,19 @@ class Kernel:
     - attention: ``fn(q, k, v, mask, causal, scale, out)`` with shapes as in
       :func:`hetero.attention`, ``mask`` ``None`` or expanded to ``(B, Hq, Sq, Sk)``,
       ``scale`` a python float.
+
+    ``training`` (attention only, optional) is the pair ``(forward, backward)`` that
+    autograd uses (``torch.ops.hetero.attention``, :func:`hetero.enable`):
+
+    - ``forward(q, k, v, mask, causal, scale, out) -> lse`` computes as ``fn`` and
+      returns ``lse (B, Hq, Sq)`` float32 (float64 for float64 inputs), the natural-log
+      log-sum-exp of each row's scaled, masked scores, ``+inf`` for a row that sees no
+      key;
+    - ``backward(dout, q, k, v, out, lse, mask, causal, scale) -> (dq, dk, dv)`` in the
+      inputs' dtypes (the mask gets no gradient).
+
+    Every backend's ``lse`` follows that one convention, so a forward and a backward
+    from different kernels still pair up.
     """
 
     op: str
@@ -163,6 +176,7 @@ class Kernel:
     fn: Callable = field(compare=False)
     support: Support = field(compare=False)
     backend: str = ""
+    training: tuple[Callable, Callable] | None = field(default=None, compare=False)
 
     @property
     def qualname(self) -> str:

@@ -98,7 +98,8 @@ class CpuBackend(Backend):
                 features=frozenset(GEMM_FEATURES))),
             Kernel("attention", "flash", _attention, Support(
                 dtypes=_DTYPES, device_types=frozenset({"cpu"}),
-                features=frozenset(ATTENTION_FEATURES), head_dims=(1, 256))),
+                features=frozenset(ATTENTION_FEATURES), head_dims=(1, 256)),
+                training=(attention_forward, attention_backward)),
         )
 
 

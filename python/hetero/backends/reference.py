@@ -10,6 +10,7 @@ import torch
 
 from ..kernel import ATTENTION_FEATURES, GEMM_FEATURES, Kernel, Support
 from ..ops import reference_attention, reference_gemm
+from ..ops.attention import reference_attention_backward, reference_attention_forward
 from .base import Backend
 
 _ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torch.float64})
@@ -28,6 +29,19 @@ def _attention(q, k, v, mask, causal, scale, out):
                                   compute_dtype=_compute_dtype(q.dtype)))
 
 
+def _attention_forward(q, k, v, mask, causal, scale, out):
+    result, lse = reference_attention_forward(q, k, v, mask, causal, scale,
+                                              compute_dtype=_compute_dtype(q.dtype))
+    out.copy_(result)
+    return lse  # float32, float64 for float64 inputs
+
+
+def _attention_backward(dout, q, k, v, out, lse, mask, causal, scale):
+    grads = reference_attention_backward(dout, q, k, v, out, lse, mask, causal, scale,
+                                         compute_dtype=_compute_dtype(q.dtype))
+    return tuple(g.to(t.dtype) for g, t in zip(grads, (q, k, v)))
+
+
 class ReferenceBackend(Backend):
     name = "reference"
     device_type = "any"
@@ -39,7 +53,8 @@ class ReferenceBackend(Backend):
             Kernel("gemm", "torch", _gemm,
                    Support(dtypes=_ALL_DTYPES, features=frozenset(GEMM_FEATURES))),
             Kernel("attention", "torch", _attention,
-                   Support(dtypes=_ALL_DTYPES, features=frozenset(ATTENTION_FEATURES))),
+                   Support(dtypes=_ALL_DTYPES, features=frozenset(ATTENTION_FEATURES)),
+                   training=(_attention_forward, _attention_backward)),
         )
 
 

@@ -38,6 +38,19 @@ def _attention(q, k, v, mask, causal, scale, out):
     attention(q, k, v, mask, causal, scale, out, allow_tf32=_allow_tf32())
 
 
+def _attention_forward(q, k, v, mask, causal, scale, out):
+    from ..kernels.triton.attention import attention_forward
+
+    return attention_forward(q, k, v, mask, causal, scale, out, allow_tf32=_allow_tf32())
+
+
+def _attention_backward(dout, q, k, v, out, lse, mask, causal, scale):
+    from ..kernels.triton.attention import attention_backward
+
+    return attention_backward(dout, q, k, v, out, lse, mask, causal, scale,
+                              allow_tf32=_allow_tf32())
+
+
 def _interpreter_limits(traits):
     """bfloat16 refused under TRITON_INTERPRET (the interpreter's tl.dot multiplies
     raw bf16 bits)"""
@@ -75,7 +88,8 @@ class TritonBackend(Backend):
             Kernel("attention", "flash", _attention, Support(
                 dtypes=_DTYPES, device_types=devices,
                 features=frozenset(ATTENTION_FEATURES), head_dims=(16, 256),
-                predicate=_interpreter_limits)),
+                predicate=_interpreter_limits),
+                training=(_attention_forward, _attention_backward)),
         )
 
 

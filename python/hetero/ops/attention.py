@@ -122,33 +122,72 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                         compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The oracle: attention computed in ``compute_dtype`` with plain torch ops,
     materialising the full score matrix. Returns a ``compute_dtype`` tensor."""
-    B, Hq, Sq, D = q.shape
-    Hkv, Sk, Dv = k.shape[1], k.shape[2], v.shape[3]
-    if Sk == 0:
-        return torch.zeros((B, Hq, Sq, Dv), dtype=compute_dtype, device=q.device)
-    scale = 1.0 / math.sqrt(D) if scale is None else scale
-    group = Hq // Hkv
-    q, k, v = (t.to(compute_dtype) for t in (q, k, v))
-    if group > 1:  # the oracle may afford to materialise repeated K/V
-        k = k.repeat_interleave(group, dim=1)
-        v = v.repeat_interleave(group, dim=1)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-    visible = None
+    scale = 1.0 / math.sqrt(q.shape[3]) if scale is None else scale
+    return reference_attention_forward(q, k, v, attn_mask, causal, scale,
+                                       compute_dtype=compute_dtype)[0]
+
+
+def _visible_scores(q, k, attn_mask, causal, scale, compute_dtype):
+    """``(B, Hq, Sq, Sk)`` scaled, masked scores in ``compute_dtype`` (``-inf`` where a
+    query may not look), with K already repeated over each GQA group."""
+    Hq, Sq, Sk = q.shape[1], q.shape[2], k.shape[2]
+    k = k.to(compute_dtype).repeat_interleave(Hq // k.shape[1], dim=1)
+    scores = torch.matmul(q.to(compute_dtype), k.transpose(-1, -2)) * scale
     if attn_mask is not None:
         if attn_mask.dtype is torch.bool:
-            visible = attn_mask
+            scores = scores.masked_fill(~attn_mask, -math.inf)
         else:
             scores = scores + attn_mask.to(compute_dtype)
     if causal:
         lower = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device).tril(Sk - Sq)
-        visible = lower if visible is None else visible & lower
-    if visible is not None:
-        scores = scores.masked_fill(~visible, -math.inf)
-    row_max = scores.amax(dim=-1, keepdim=True)
+        scores = scores.masked_fill(~lower, -math.inf)
+    return scores
+
+
+def reference_attention_forward(q, k, v, attn_mask, causal: bool, scale: float, *,
+                                compute_dtype: torch.dtype = torch.float64):
+    """:func:`reference_attention` plus its ``lse (B, Hq, Sq)``: the natural-log
+    log-sum-exp of each row's scaled, masked scores, ``+inf`` for a row that sees no key
+    (the convention of every kernel's ``training`` pair). Returns ``(out, lse)`` in
+    ``compute_dtype``."""
+    Hq, Hkv = q.shape[1], k.shape[1]
+    scores = _visible_scores(q, k, attn_mask, causal, scale, compute_dtype)
+    # the oracle may afford to materialise repeated K/V
+    v = v.to(compute_dtype).repeat_interleave(Hq // Hkv, dim=1)
+    row_max = scores.amax(dim=-1, keepdim=True) if scores.shape[-1] else \
+        scores.new_full((*scores.shape[:-1], 1), -math.inf)
     # Rows that see no key: shift by 0 so every weight is 0, then 0/0 -> 0 below
     # (compare with == 0, not > 0, so NaN inputs still propagate).
     row_max = torch.where(row_max == -math.inf, torch.zeros_like(row_max), row_max)
     weights = torch.exp(scores - row_max)
     total = weights.sum(dim=-1, keepdim=True)
-    result = torch.matmul(weights, v) / total
-    return torch.where(total == 0, torch.zeros_like(result), result)
+    out = torch.matmul(weights, v) / total
+    out = torch.where(total == 0, torch.zeros_like(out), out)
+    lse = (row_max + torch.log(total)).squeeze(-1)
+    return out, torch.where(lse == -math.inf, torch.full_like(lse, math.inf), lse)
+
+
+def reference_attention_backward(dout, q, k, v, out, lse, attn_mask, causal: bool,
+                                 scale: float, *, compute_dtype: torch.dtype = torch.float64):
+    """``(dq, dk, dv)`` in ``compute_dtype`` from the forward's ``out`` and ``lse``, by
+    the FlashAttention backward equations on the materialised ``(Sq, Sk)`` matrices:
+    ``P = exp(S - lse)``, ``dV = P^T dO``, ``dS = P (dO V^T - rowsum(dO out))``,
+    ``dQ = scale dS K``, ``dK = scale dS^T Q`` (dK, dV summed over each GQA group).
+    Rows that see no key have ``P = 0`` and add nothing."""
+    B, Hq, Sq, _ = q.shape
+    Hkv, Sk = k.shape[1], k.shape[2]
+    group = Hq // Hkv
+    dout, q, k, v, out = (t.to(compute_dtype) for t in (dout, q, k, v, out))
+    probs = torch.exp(_visible_scores(q, k, attn_mask, causal, scale, compute_dtype)
+                      - lse.to(compute_dtype).unsqueeze(-1))
+    vv = v.repeat_interleave(group, dim=1)
+    dv = torch.matmul(probs.transpose(-1, -2), dout)
+    dscores = probs * (torch.matmul(dout, vv.transpose(-1, -2))
+                       - (dout * out).sum(-1, keepdim=True))
+    dq = torch.matmul(dscores, k.repeat_interleave(group, dim=1)) * scale
+    dk = torch.matmul(dscores.transpose(-1, -2), q) * scale
+
+    def per_kv_head(t):  # (B, Hq, Sk, d) -> (B, Hkv, Sk, d)
+        return t.reshape(B, Hkv, group, Sk, t.shape[-1]).sum(2)
+
+    return dq, per_kv_head(dk), per_kv_head(dv)

@@ -1,0 +1,117 @@
+"""``hetero.stats()``: what the torch bridge served, per op and kernel, and what it left
+to PyTorch, with the reason — counted in calls and in FLOPs.
+
+Ops counted: ``gemm``, ``attention`` (forward) and ``attention_backward``. FLOPs count
+the multiply-adds as two: ``2 M N K`` per GEMM; ``2 (D + Dv)`` per visible (query, key)
+pair for the attention forward (so causal counts only the pairs a query may see), and
+2.5 times that for the backward (five matrix products against the forward's two).
+
+Counting happens when a call runs. Inside ``torch.compile``'d code the hetero ops still
+count at run time, but calls the compiled code leaves to PyTorch are decided while
+tracing and are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OPS = ("gemm", "attention", "attention_backward")
+
+
+def gemm_flops(m: int, n: int, k: int, batch: int = 1) -> float:
+    """FLOPs of ``batch`` products of ``(m, k) @ (k, n)``."""
+    return 2.0 * batch * m * n * k
+
+
+def attention_flops(batch_heads: int, sq: int, sk: int, d: int, dv: int,
+                    causal: bool) -> float:
+    """FLOPs of the attention forward over ``batch_heads = B * Hq`` heads: two products
+    over the visible (query, key) pairs (bottom-right causal when ``causal``)."""
+    if causal:
+        pairs = sq * sk - sq * (sq - 1) // 2 if sq <= sk else sk * (sk + 1) // 2
+    else:
+        pairs = sq * sk
+    return 2.0 * batch_heads * pairs * (d + dv)
+
+
+#: the attention backward's FLOPs per forward FLOP
+ATTENTION_BACKWARD_FACTOR = 2.5
+
+
+@dataclass
+class Count:
+    calls: int = 0
+    flops: float = 0.0
+
+
+@dataclass
+class Stats:
+    """A snapshot: ``served[op][kernel]`` and ``fallbacks[op][reason]`` are
+    :class:`Count`\\ s (``kernel`` is ``backend.kernel``; a fallback ran on PyTorch)."""
+
+    served: dict[str, dict[str, Count]] = field(default_factory=dict)
+    fallbacks: dict[str, dict[str, Count]] = field(default_factory=dict)
+
+    def flops(self, op: str | None = None, *, served: bool = True) -> float:
+        """FLOPs served by hetero kernels (or, ``served=False``, left to PyTorch), for
+        one op or all of them."""
+        table = self.served if served else self.fallbacks
+        return sum(c.flops for name, per in table.items() if op in (None, name)
+                   for c in per.values())
+
+    def served_fraction(self, op: str | None = None) -> float:
+        """Share of the FLOPs that hetero kernels served (1.0 when nothing ran)."""
+        done, left = self.flops(op), self.flops(op, served=False)
+        return done / (done + left) if done + left else 1.0
+
+    def __str__(self) -> str:
+        lines = [f"{'op':<19} {'served by / fallback reason':<58} {'calls':>7} {'GFLOP':>9}"]
+        for op in OPS:
+            for label, table in (("", self.served), ("PyTorch: ", self.fallbacks)):
+                for name, c in sorted(table.get(op, {}).items()):
+                    text = label + name
+                    text = text if len(text) <= 58 else text[:55] + "..."
+                    lines.append(f"{op:<19} {text:<58} {c.calls:>7} {c.flops / 1e9:>9.3f}")
+        lines.append(f"hetero served {100 * self.served_fraction():.1f}% of the FLOPs")
+        return "\n".join(lines)
+
+
+_current = Stats()
+
+
+def _count(table: dict, op: str, name: str, flops: float) -> None:
+    count = table.setdefault(op, {}).get(name)
+    if count is None:
+        count = table[op][name] = Count()
+    count.calls += 1
+    count.flops += flops
+
+
+def record(op: str, kernel: str, flops: float) -> None:
+    """Count one call of ``op`` that ``kernel`` served."""
+    _count(_current.served, op, kernel, flops)
+
+
+def record_fallback(op: str, reason: str, flops: float) -> None:
+    """Count one call of ``op`` that PyTorch computed, and why."""
+    _count(_current.fallbacks, op, reason, flops)
+
+
+def stats() -> Stats:
+    """A copy of the counters since the start (or the last :func:`reset_stats`).
+
+    >>> with hetero.enabled():
+    ...     model(x)
+    >>> print(hetero.stats())            # a table per op, kernel and fallback reason
+    >>> hetero.stats().served_fraction() # share of FLOPs on hetero kernels
+    """
+    return Stats({op: {k: Count(c.calls, c.flops) for k, c in per.items()}
+                  for op, per in _current.served.items()},
+                 {op: {k: Count(c.calls, c.flops) for k, c in per.items()}
+                  for op, per in _current.fallbacks.items()})
+
+
+def reset_stats() -> None:
+    """Zero every counter."""
+    _current.served.clear()
+    _current.fallbacks.clear()
