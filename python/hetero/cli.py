@@ -88,9 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     p_exp.add_argument("--causal", action="store_true")
     p_exp.add_argument("--mask", choices=["bool", "additive"])
 
+    p_conf = sub.add_parser("conformance", help="judge a backend by the conformance suite")
+    p_conf.add_argument("--backend", required=True, help="backend name (see `hetero info`)")
+    p_conf.add_argument("--quick", action="store_true", help="the quick subset")
+    p_conf.add_argument("--plugin", action="append", default=[], metavar="MODULE:ATTR",
+                        help="register this backend object first (repeatable)")
+    p_conf.add_argument("--json", help="write the report as JSON here")
+    p_conf.add_argument("--markdown", help="write the report as Markdown here")
+    p_conf.add_argument("--timeout", type=float, default=300,
+                        help="seconds before a case counts as hung (default 300)")
+    p_conf.add_argument("--no-isolate", action="store_true",
+                        help="run cases in this process (a crash ends the run)")
+
     args = parser.parse_args(argv)
     import hetero
 
+    if args.command == "conformance":
+        return _conformance(args)
     if args.command == "info":
         data = hetero.info()
         print(json.dumps(data, indent=2)) if args.json else _print_info(data)
@@ -106,6 +120,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(decision)
     return 0 if decision.chosen else 1
+
+
+def _conformance(args) -> int:
+    """Exit status 0: conformant, 1: not conformant, 2: could not run."""
+    from . import conformance
+
+    try:
+        report = conformance.run(args.backend, quick=args.quick, plugins=args.plugin,
+                                 isolate=not args.no_isolate, timeout=args.timeout)
+    except (ImportError, AttributeError, ValueError) as exc:
+        print(f"hetero conformance: {exc}", file=sys.stderr)
+        return 2
+    text = report.markdown()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report.as_dict(), f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    print(text)
+    return 0 if report.conformant else 1
 
 
 def run() -> int:

@@ -1,0 +1,18 @@
+"""The conformance suite: what a backend must do to be trusted (``hetero conformance``).
+
+>>> report = hetero.conformance.run("cpu", quick=True)
+>>> report.conformant, report.counts
+>>> open("cpu.md", "w").write(report.markdown())
+
+Also ``hetero conformance --backend NAME [--quick]`` and
+``pytest --pyargs hetero.conformance --hetero-backend NAME [--hetero-quick]``.
+Cases are data (:mod:`.cases`), checks are in :mod:`.checks`, isolation and reports in
+:mod:`.runner`.
+"""
+
+from .cases import VERSION, Case, all_cases, case_hash
+from .checks import CRASH, FAIL, NOT_SUPPORTED, PASS, judge
+from .runner import Report, Result, Session, run
+
+__all__ = ["CRASH", "FAIL", "NOT_SUPPORTED", "PASS", "VERSION", "Case", "Report", "Result",
+           "Session", "all_cases", "case_hash", "judge", "run"]

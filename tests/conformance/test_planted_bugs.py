@@ -1,0 +1,89 @@
+"""The suite's verdict is trustworthy in both directions: a correct backend is judged
+conformant, and each backend with one planted bug is judged not conformant, with the
+cases that exercise that bug (and only those) failing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import hetero.conformance as conformance
+from hetero import registry
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def planted():
+    sys.path.insert(0, str(FIXTURES))
+    yield lambda name: conformance.run(name, quick=True, plugins=[f"planted_bugs:{name}"],
+                                       progress=False, timeout=120)
+    sys.path.remove(str(FIXTURES))
+    for name in list(registry.entries()):
+        if registry.get(name).source == "runtime":
+            registry.unregister(name)
+
+
+def _failing(report):
+    return {r.case.id for r in report.failures()}
+
+
+def _numeric(report, predicate):
+    return {r.case.id for r in report.results if r.case.kind == "numeric" and predicate(r.case)}
+
+
+def test_a_correct_backend_is_conformant(planted):
+    report = planted("correct")
+    assert report.conformant, [(r.case.id, r.detail) for r in report.failures()]
+    assert report.counts["Pass"] > 200
+
+
+def test_causal_off_by_one(planted):
+    report = planted("causal_off_by_one")
+    assert not report.conformant
+    assert _failing(report) <= _numeric(report, lambda c: "causal" in c.features)
+    assert any("causal" in c for c in _failing(report))
+
+
+def test_wrong_default_scale(planted):
+    report = planted("wrong_default_scale")
+    assert not report.conformant
+    assert _failing(report) <= _numeric(report, lambda c: c.op == "attention"
+                                        and "scale" not in c.features)
+    assert all("scale" not in r.case.features for r in report.failures())
+
+
+def test_strides_ignored(planted):
+    report = planted("strides_ignored")
+    assert not report.conformant
+    # broadcast batch dims are stride-0 views too
+    assert _failing(report) <= _numeric(report, lambda c: c.op == "gemm" and (
+        c.layout != "contiguous" or "batch" in c.features))
+    assert {r.case.layout for r in report.failures()} >= {"b.T", "offset"}
+
+
+def test_silent_downcast_to_fp16(planted):
+    report = planted("downcast_to_fp16")
+    assert not report.conformant
+    assert _failing(report) <= _numeric(report, lambda c: c.op == "gemm"
+                                        and c.dtype in ("float32", "bfloat16"))
+    assert any(r.case.dtype == "float32" for r in report.failures())
+
+
+def test_writes_only_part_of_the_output(planted):
+    report = planted("partial_write")
+    assert not report.conformant
+    assert _failing(report) == _numeric(report, lambda c: c.op == "gemm" and c.params["M"] > 0
+                                        and c.params["N"] > 0 and c.dtype != "float64")
+
+
+def test_a_crash_is_a_crash_row_and_the_run_goes_on(planted):
+    report = planted("crash_on_large_k")
+    crashed = [r for r in report.results if r.status == conformance.CRASH]
+    assert not report.conformant
+    assert crashed and all(r.case.params["K"] > 1000 for r in crashed)
+    assert all("died" in r.detail for r in crashed)
+    assert {r.case.id for r in crashed} == _failing(report)  # everything else passed
+    assert report.results[-1].status == conformance.PASS  # the run reached the end
