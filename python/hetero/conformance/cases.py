@@ -31,7 +31,7 @@ class Case:
     layout: ``contiguous`` or a view: gemm ``a.T``, ``b.T``, ``both.T``, ``sliced``,
         ``offset``; attention ``bshd`` (``(B, S, H, D)`` storage seen transposed),
         ``offset``.
-    features: gemm ``bias``, ``batch``, ``float32_out``, ``nan``; attention ``causal``,
+    features: gemm ``bias``, ``batch``, ``float32_out``, ``nan``, ``inf``; attention ``causal``,
         ``mask_bool``, ``mask_additive``, ``scale``, ``nan``.
     """
 
@@ -66,7 +66,8 @@ GEMM_SHAPES = [
     (67, 65, 130, True), (3, 5, 1031, True), (0, 5, 3, True), (4, 6, 0, False),
 ]
 GEMM_LAYOUTS = ("contiguous", "a.T", "b.T", "both.T", "sliced", "offset")
-GEMM_FEATURES = (("bias",), ("batch",), ("float32_out",), ("nan",), ("bias", "batch"))
+GEMM_FEATURES = (("bias",), ("batch",), ("float32_out",), ("nan",), ("inf",),
+                 ("bias", "batch"))
 
 
 def _gemm_cases() -> list[Case]:

@@ -33,6 +33,9 @@ def gemm_inputs(case: Case) -> tuple[tuple, dict]:
     if "nan" in case.features and a.numel():
         a = a.clone()
         a[..., 0, 0] = math.nan  # row 0 of the result must be NaN, the rest finite
+    if "inf" in case.features and a.numel():
+        a = a.clone()
+        a[..., 1, 0] = math.inf  # row 1 of the result: +-inf as signs dictate
     if "float32_out" in case.features:
         batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         kwargs["out"] = torch.empty(*batch, m, n, dtype=torch.float32)
