@@ -18,12 +18,17 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 @pytest.fixture(scope="module")
 def planted():
     sys.path.insert(0, str(FIXTURES))
-    yield lambda name: conformance.run(name, quick=True, plugins=[f"planted_bugs:{name}"],
-                                       progress=False, timeout=120)
+    judged = []
+
+    def judge(name):
+        judged.append(name)
+        return conformance.run(name, quick=True, plugins=[f"planted_bugs:{name}"],
+                               progress=False, timeout=120)
+
+    yield judge
     sys.path.remove(str(FIXTURES))
-    for name in list(registry.entries()):
-        if registry.get(name).source == "runtime":
-            registry.unregister(name)
+    for name in judged:  # run() registered them in this process too
+        registry.unregister(name)
 
 
 def _failing(report):
