@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from . import counters, dispatch
+from .backends.reference import compute_dtype as _compute_dtype
 from .ops import reference_gemm
 from .ops.attention import _prepare as _prepare_attention
 from .ops.attention import reference_attention_backward, reference_attention_forward
@@ -47,10 +48,6 @@ def _plain_torch():
     does not route hetero's own torch calls back to hetero) and without autograd."""
     with torch._C.DisableTorchFunction(), torch.no_grad():
         yield
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype is torch.float64 else torch.float32
 
 
 # ---------------------------------------------------------------- gemm

@@ -18,6 +18,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import hetero
+from hetero.testing import check_within, flash_rule_bound
 
 CONFIG = dict(vocab_size=256, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
@@ -47,11 +48,8 @@ def train_step(model, ids):
 
 def assert_within_rule(ours: torch.Tensor, torch_result: torch.Tensor, exact: torch.Tensor,
                        dtype: torch.dtype, what: str) -> None:
-    ours_err = (ours.double() - exact).abs().max().item()
-    torch_err = (torch_result.double() - exact).abs().max().item()
-    bound = 2 * torch_err + FLOOR[dtype] * exact.abs().max().item()
-    assert ours_err <= bound, (f"{what}: hetero's error {ours_err:.3g} > {bound:.3g} "
-                               f"(PyTorch's {torch_err:.3g})")
+    floor = FLOOR[dtype] * exact.abs().max().item()
+    check_within(ours, exact, flash_rule_bound(exact, torch_result, floor=floor), what)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -16,29 +16,30 @@ from .base import Backend
 _ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torch.float64})
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What the oracle computes ``dtype`` inputs in: float64 for float64, else float32."""
     return torch.float64 if dtype is torch.float64 else torch.float32
 
 
 def _gemm(a, b, bias, alpha, beta, out):
-    out.copy_(reference_gemm(a, b, bias, alpha, beta, compute_dtype=_compute_dtype(a.dtype)))
+    out.copy_(reference_gemm(a, b, bias, alpha, beta, compute_dtype=compute_dtype(a.dtype)))
 
 
 def _attention(q, k, v, mask, causal, scale, out):
     out.copy_(reference_attention(q, k, v, causal=causal, scale=scale, attn_mask=mask,
-                                  compute_dtype=_compute_dtype(q.dtype)))
+                                  compute_dtype=compute_dtype(q.dtype)))
 
 
 def _attention_forward(q, k, v, mask, causal, scale, out):
     result, lse = reference_attention_forward(q, k, v, mask, causal, scale,
-                                              compute_dtype=_compute_dtype(q.dtype))
+                                              compute_dtype=compute_dtype(q.dtype))
     out.copy_(result)
     return lse  # float32, float64 for float64 inputs
 
 
 def _attention_backward(dout, q, k, v, out, lse, mask, causal, scale):
     grads = reference_attention_backward(dout, q, k, v, out, lse, mask, causal, scale,
-                                         compute_dtype=_compute_dtype(q.dtype))
+                                         compute_dtype=compute_dtype(q.dtype))
     return tuple(g.to(t.dtype) for g, t in zip(grads, (q, k, v)))
 
 

@@ -206,11 +206,12 @@ def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
     cases = all_cases(quick, tuple(ops))
     session = Session(backend, plugins, isolate, timeout)
     results = []
+    counts = dict.fromkeys(STATUSES, 0)
     try:
         for i, case in enumerate(cases, 1):
             results.append(session.judge(case))
+            counts[results[-1].status] += 1
             if progress:
-                counts = {s: sum(r.status == s for r in results) for s in STATUSES}
                 print(f"\r[{i}/{len(cases)}] " + " ".join(f"{s} {n}" for s, n in
                                                           counts.items()),
                       end="" if i < len(cases) else "\n", file=sys.stderr, flush=True)
