@@ -2,6 +2,8 @@
 # Everything GPU-side in one run: build hetero, run the full test suite on the GPU,
 # benchmark the GPU backends against PyTorch, time dispatch overhead, print a table last.
 #   OUT=results/gpu bash bench/gpu_check.sh [--quick]
+# `harness` instead builds and runs `hetero bench --device cuda` (JSON + PNG under $OUT):
+#   OUT=results/gpu bash bench/gpu_check.sh harness [--quick]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/gpu}
@@ -15,6 +17,14 @@ $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton
 echo "== build"
 $PY -m pip install -q --no-build-isolation --no-deps . >"$OUT/build.log" 2>&1 \
   || { tail -30 "$OUT/build.log"; exit 1; }
+
+if [ "${1:-}" = harness ]; then
+  shift
+  echo "== hetero bench on the GPU"
+  timeout 540 $PY -m hetero bench --device cuda --json "$OUT/hetero-bench.json" \
+    --plot "$OUT/hetero-bench.png" "$@" 2>&1 | tee "$OUT/hetero-bench.log" | grep -v "^\["
+  exit "${PIPESTATUS[0]}"
+fi
 
 echo "== tests on the GPU"
 XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")  # compiles are CPU-bound

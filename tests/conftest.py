@@ -12,6 +12,9 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# A tuned table the developer wrote with `hetero tune` must not steer the tests' dispatch.
+os.environ.setdefault("HETERO_TUNED", "off")
+
 import pytest  # noqa: E402
 
 import hetero  # noqa: E402
@@ -41,6 +44,7 @@ def hetero_env():
     def replace(**values: str) -> None:
         for name in [n for n in os.environ if n.startswith("HETERO_")]:
             del os.environ[name]
+        values.setdefault("HETERO_TUNED", "off")  # as at the top of this file
         os.environ.update(values)
         hetero.reload()
 

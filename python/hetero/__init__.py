@@ -12,7 +12,8 @@ from importlib import metadata as _metadata
 from . import torch_ops  # registers torch.ops.hetero.*
 from .backends.base import Backend
 from .counters import Stats, reset_stats, stats
-from .dispatch import Decision, fallback_policy, reload, set_fallback_policy, use
+from .dispatch import (Decision, fallback_policy, reload, set_fallback_policy, set_tuned_table,
+                       tuned_table, use)
 from .enable import disable, enable, enabled, is_enabled
 from .errors import (DispatchError, FallbackError, HeteroConfigWarning, HeteroError,
                      HeteroFallbackWarning, HeteroWarning)
@@ -33,6 +34,6 @@ __all__ = [
     "HeteroError", "HeteroFallbackWarning", "HeteroWarning", "Kernel", "Stats", "Support",
     "attention", "disable", "enable", "enabled", "explain", "fallback_policy", "gemm",
     "info", "is_enabled", "reference_attention", "reference_gemm", "register_backend",
-    "reload", "reset_stats", "set_fallback_policy", "stats", "torch_ops",
-    "unregister_backend", "use",
+    "reload", "reset_stats", "set_fallback_policy", "set_tuned_table", "stats", "torch_ops",
+    "tuned_table", "unregister_backend", "use",
 ]

@@ -1,9 +1,11 @@
-"""The ``hetero`` command: ``hetero info`` and ``hetero explain``."""
+"""The ``hetero`` command: ``info``, ``explain``, ``conformance``, ``bench``, ``report``
+and ``tune``. ``hetero COMMAND --help`` tells each one's options."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 
@@ -27,6 +29,9 @@ def _print_info(data: dict) -> None:
     print(f"fallback policy: {data['fallback_policy']}")
     for device, order in data["default_order"].items():
         print(f"default order for {device}: {' > '.join(order)}")
+    table = data["tuned_table"]
+    print("tuned table: " + (f"{table['path']} ({table['entries']} entries)" if table
+                             else "none (`hetero tune` writes one)"))
     env_set = data["environment"]["set"]
     print("environment: " + (", ".join(f"{k}={v}" for k, v in env_set.items()) or "no HETERO_* set"))
     print()
@@ -100,11 +105,36 @@ def main(argv: list[str] | None = None) -> int:
     p_conf.add_argument("--no-isolate", action="store_true",
                         help="run cases in this process (a crash ends the run)")
 
+    p_bench = sub.add_parser("bench", help="every backend vs PyTorch: checked, then timed")
+    _bench_arguments(p_bench)
+    p_bench.add_argument("--json", help="write the self-describing result file here")
+    p_bench.add_argument("--csv", help="write the rows as CSV here")
+    p_bench.add_argument("--plot", help="write the roofline and speed-up chart here (PNG)")
+
+    p_report = sub.add_parser("report", help="merge result files into a Markdown report")
+    p_report.add_argument("files", nargs="+", help="files written by `hetero bench --json`")
+    p_report.add_argument("--markdown", help="write the report here (default: stdout only)")
+    p_report.add_argument("--plot", help="write the rooflines and speed-up bars here (PNG)")
+
+    p_tune = sub.add_parser("tune", help="write the fastest correct kernel per shape bucket "
+                                         "for dispatch to use")
+    _bench_arguments(p_tune)
+    p_tune.add_argument("--from", dest="sources", nargs="+", metavar="FILE",
+                        help="tune from these `hetero bench --json` results instead of running")
+    p_tune.add_argument("--out", help="table path (default: $HETERO_TUNED, else "
+                                      "~/.cache/hetero/tuned.json)")
+    p_tune.add_argument("--replace", action="store_true",
+                        help="start a new table instead of updating the one at --out")
+
     args = parser.parse_args(argv)
     import hetero
 
-    if args.command == "conformance":
-        return _conformance(args)
+    if args.command in _COMMANDS:
+        try:
+            return _COMMANDS[args.command](args)
+        except ValueError as exc:  # bad options or files: one line, no traceback
+            print(f"hetero {args.command}: {exc}", file=sys.stderr)
+            return 2
     if args.command == "info":
         data = hetero.info()
         print(json.dumps(data, indent=2)) if args.json else _print_info(data)
@@ -120,6 +150,84 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(decision)
     return 0 if decision.chosen else 1
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("op", nargs="?", default="all", choices=["gemm", "attention", "all"])
+    p.add_argument("--backends", help="comma-separated backends; `torch` (PyTorch, the "
+                                      "baseline) is always added (default: every available "
+                                      "backend for the device, except the reference oracle)")
+    p.add_argument("--dtypes", default="float32,bfloat16",
+                   help="comma-separated dtypes (default float32,bfloat16)")
+    p.add_argument("--shapes", default="llm",
+                   help="suite: llm (Llama-3-8B and Qwen-7B layers, prefill and decode), "
+                        "square, or a JSON/YAML file (default llm)")
+    p.add_argument("--quick", action="store_true", help="smaller and fewer cases")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--budget", type=float, help="seconds of timing per participant and case "
+                                                "beyond the minimum rounds")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _run_bench(args) -> dict:
+    from . import bench
+
+    plan = bench.plan(args.op, device=args.device, backends=_split(args.backends),
+                      dtypes=_split(args.dtypes), shapes=args.shapes, quick=args.quick,
+                      budget_s=args.budget)
+    return bench.run(plan, progress=not args.quiet, command=["hetero", *sys.argv[1:]])
+
+
+def _bench(args) -> int:
+    """Exit status 0: every result correct, 1: some result wrong, 2: could not run."""
+    from .bench import output, plots
+
+    doc = _run_bench(args)
+    print(output.table(doc))
+    for path, write in ((args.json, output.write_json), (args.csv, output.write_csv),
+                        (args.plot, lambda d, p: plots.plot([d], p))):
+        if path:
+            print(f"wrote {write(doc, path)}")
+    return 1 if any(r["status"] == "wrong" for r in doc["rows"]) else 0
+
+
+def _report(args) -> int:
+    from .bench import output, plots, report
+
+    docs = [output.load(path) for path in args.files]
+    text = report.markdown(docs)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+        print(f"wrote {args.markdown}")
+    if args.plot:
+        print(f"wrote {plots.plot(docs, args.plot)}")
+    return 0
+
+
+def _tune(args) -> int:
+    from . import dispatch, tuned
+    from .bench import output, tune
+
+    docs = [output.load(p) for p in args.sources] if args.sources else [_run_bench(args)]
+    path = args.out or (dispatch._settings.tuned if dispatch._settings.tuned not in
+                        (None, "off") else tuned.default_path())
+    old = None
+    if not args.replace and os.path.exists(path):
+        old = tuned.load(path)
+    new = tune.table_from_runs(docs)
+    table = tune.merged(old, new)
+    table.save(path)
+    for entry in new.entries.values():
+        print(entry.describe())
+    print(f"wrote {len(new)} entries ({len(table)} in all) to {path}; dispatch uses them "
+          f"for calls that ask for no backend (HETERO_TUNED=off disables)")
+    return 0
 
 
 def _conformance(args) -> int:
@@ -141,6 +249,9 @@ def _conformance(args) -> int:
             f.write(text)
     print(text)
     return 0 if report.conformant else 1
+
+
+_COMMANDS = {"conformance": _conformance, "bench": _bench, "report": _report, "tune": _tune}
 
 
 def run() -> int:

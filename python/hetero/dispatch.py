@@ -5,7 +5,9 @@ Candidate order, first match wins:
 1. ``backend=`` on the call,
 2. the innermost ``with hetero.use(...)``,
 3. ``HETERO_BACKENDS``,
-4. the default order for the tensors' device type (backends of that device type by
+4. the tuned table (:mod:`hetero.tuned`, written by ``hetero tune``): its kernel for the
+   call's device, dtype and shape bucket, when that kernel can serve the call,
+5. the default order for the tensors' device type (backends of that device type by
    priority, then ``reference``).
 
 A list given by 1–3 is exclusive — an explicitly requested backend that cannot serve the
@@ -27,8 +29,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple, Sequence
 
-from . import env, registry
-from .errors import DispatchError, FallbackError, HeteroFallbackWarning
+from . import env, registry, tuned
+from .errors import DispatchError, FallbackError, HeteroConfigWarning, HeteroFallbackWarning
 from .kernel import AttentionTraits, GemmTraits, Kernel, Traits
 
 TRAITS_BY_OP = {"gemm": GemmTraits, "attention": AttentionTraits}
@@ -53,6 +55,9 @@ _policy_override: str | None = None
 # registered kernel declares an alignment (kept up to date by _on_registry_change;
 # True until the backends are first discovered).
 alignment_matters = {op: True for op in TRAITS_BY_OP}
+# Likewise the shape bucket: only computed for ops the tuned table has entries for.
+bucket_matters = {op: False for op in TRAITS_BY_OP}
+_tuned: tuned.Table | None = None
 
 
 @dataclass
@@ -83,11 +88,21 @@ class Decision:
     policy: str
     candidates: list[Candidate]
     chosen: Kernel | None
+    tuned: tuned.Entry | None = None  # the tuned table's entry for this call, if any
+    tuned_from: str | None = None  # the file it came from
+
+    @property
+    def tuned_choice(self) -> bool:
+        """True when the tuned table picked the chosen kernel."""
+        return self.chosen is not None and self.tuned is not None \
+            and self.chosen.qualname == self.tuned.kernel
 
     @property
     def fallback(self) -> bool:
-        """True when a backend ahead of the chosen one was rejected."""
-        return self.chosen is not None and self.candidates[0].backend != self.chosen.backend
+        """True when a backend ahead of the chosen one was rejected (the tuned table
+        preferring a later one is not a fallback)."""
+        return self.chosen is not None and not self.tuned_choice \
+            and self.candidates[0].backend != self.chosen.backend
 
     def rejected(self) -> list[Candidate]:
         return [c for c in self.candidates if c.reasons]
@@ -101,12 +116,17 @@ class Decision:
     def __str__(self) -> str:
         head = (f"{self.summary()}: " +
                 (f"runs {self.chosen.qualname}" if self.chosen else "no kernel can run it"))
-        lines = [head, f"  order from {self.source}"
-                       f"{' (exclusive)' if self.exclusive else ''}, fallback policy "
-                       f"{self.policy!r}:"]
+        lines = [head]
+        if self.tuned is not None:
+            verdict = "used" if self.tuned_choice else "not used: that kernel cannot serve this call"
+            lines.append(f"  tuned table {self.tuned_from}: {self.tuned.describe()} ({verdict})")
+        lines.append(f"  order from {self.source}{' (exclusive)' if self.exclusive else ''}"
+                     f", fallback policy {self.policy!r}:")
         for c in self.candidates:
             if not c.reasons:
-                mark = "chosen" if c.kernel is self.chosen else "could also run"
+                mark = "could also run"
+                if c.kernel is self.chosen:
+                    mark = "chosen by the tuned table" if self.tuned_choice else "chosen"
                 lines.append(f"    + {c.label}: {mark}")
             else:
                 lines.append(f"    - {c.label}: " + "; ".join(c.reasons))
@@ -235,7 +255,16 @@ def decide(traits: Traits, backend=None, scope: Scope | None = None) -> Decision
     order, source, exclusive = _order(traits, backend, scope)
     candidates = [c for name in order for c in _candidates(traits, name)]
     chosen = next((c.kernel for c in candidates if not c.reasons), None)
-    return Decision(traits, source, exclusive, _policy_in(scope), candidates, chosen)
+    entry = None
+    if _tuned is not None and traits.bucket is not None \
+            and _requested(backend, scope)[0] == ("*",):
+        entry = _tuned.lookup(tuned.device_name(traits.device), traits.op,
+                              str(traits.dtype).removeprefix("torch."), traits.bucket)
+        if entry is not None:
+            chosen = next((c.kernel for c in candidates if not c.reasons
+                           and c.kernel.qualname == entry.kernel), chosen)
+    return Decision(traits, source, exclusive, _policy_in(scope), candidates, chosen,
+                    entry, _tuned.path if entry is not None else None)
 
 
 def _why_skipped(decision: Decision, served_by: str | None) -> str:
@@ -306,6 +335,48 @@ def resolve_bridge(key: tuple) -> tuple[Kernel | None, str | None]:
     return result
 
 
+# ---------------------------------------------------------------- the tuned table
+def set_tuned_table(table: "tuned.Table | str | None") -> "tuned.Table | None":
+    """Use ``table`` (a :class:`hetero.tuned.Table` or the path of one written by
+    ``hetero tune``) for calls that ask for no backend; ``None`` turns tuning off.
+    Returns the previous table. A file that is not a tuned table raises ``ValueError``."""
+    global _tuned
+    previous = _tuned
+    if isinstance(table, (str, bytes)) or hasattr(table, "__fspath__"):
+        table = tuned.load(table)
+    elif table is not None and not isinstance(table, tuned.Table):
+        raise TypeError(f"table: expected a hetero.tuned.Table, a path or None, "
+                        f"got {type(table).__name__}")
+    _tuned = table
+    for op in bucket_matters:
+        bucket_matters[op] = table is not None and op in table.ops
+    clear_cache()
+    return previous
+
+
+def tuned_table() -> "tuned.Table | None":
+    """The tuned table in use, or ``None``."""
+    return _tuned
+
+
+def _tuned_from_environment() -> None:
+    """``HETERO_TUNED`` (a path or ``off``), else the default path when it exists. A bad
+    file is reported with a warning, not raised: importing hetero must not fail."""
+    setting = _settings.tuned
+    if setting == "off":
+        set_tuned_table(None)
+        return
+    path = setting or tuned.default_path()
+    if setting is None and not path.exists():
+        set_tuned_table(None)
+        return
+    try:
+        set_tuned_table(path)
+    except ValueError as exc:
+        set_tuned_table(None)
+        warnings.warn(f"{exc}; dispatch ignores it", HeteroConfigWarning, stacklevel=2)
+
+
 def clear_cache() -> None:
     """Forget all cached decisions (and which fallbacks were already warned about)."""
     _cache.clear()
@@ -318,12 +389,12 @@ def cache_size() -> int:
 
 
 def reload() -> None:
-    """Re-read the ``HETERO_*`` environment, rediscover backends, re-probe them and
-    clear every cached decision."""
+    """Re-read the ``HETERO_*`` environment, rediscover backends, re-probe them, reload
+    the tuned table and clear every cached decision."""
     global _settings
     _settings = env.read()
     registry.rediscover()
-    clear_cache()
+    _tuned_from_environment()
 
 
 def _on_registry_change() -> None:
@@ -335,3 +406,4 @@ def _on_registry_change() -> None:
 
 
 registry.on_change(_on_registry_change)
+_tuned_from_environment()

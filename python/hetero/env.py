@@ -35,6 +35,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "`torch.get_num_threads()` at each call.",
         "HETERO_NUM_THREADS=4",
     ),
+    "HETERO_TUNED": (
+        "Tuned dispatch table written by `hetero tune`: a path, or `off`. Default: "
+        "`~/.cache/hetero/tuned.json` (under `$XDG_CACHE_HOME` if set) when it exists.",
+        "HETERO_TUNED=off",
+    ),
     "HETERO_STRICT": (
         "`1` is shorthand for `HETERO_FALLBACK=error` (used by the conformance suite).",
         "HETERO_STRICT=1",
@@ -49,6 +54,7 @@ class Settings:
     backends: tuple[str, ...] | None = None
     fallback: str = "warn"
     num_threads: int | None = None
+    tuned: str | None = None  # a path, "off", or None for the default location
 
 
 def _warn(message: str) -> None:
@@ -97,4 +103,8 @@ def read(environ: Mapping[str, str] | None = None) -> Settings:
             _warn(f"HETERO_NUM_THREADS={environ['HETERO_NUM_THREADS']!r} is not a positive "
                   f"integer; using torch.get_num_threads()")
             num_threads = None
-    return Settings(backends=backends, fallback=fallback, num_threads=num_threads)
+    tuned = environ.get("HETERO_TUNED", "").strip() or None
+    if tuned is not None and tuned.lower() in ("off", "0", "no", "false", "none"):
+        tuned = "off"
+    return Settings(backends=backends, fallback=fallback, num_threads=num_threads,
+                    tuned=tuned)

@@ -18,7 +18,9 @@ def info() -> dict:
     Keys: ``versions`` (hetero, torch, python), ``environment`` (the parsed
     ``HETERO_*`` settings), ``default_order`` per device type, and ``backends``: one
     entry per discovered backend with ``available`` (bool), ``reasons`` (why not),
-    ``source`` (distribution), and ``kernels`` (op, name, declared support).
+    ``source`` (distribution), and ``kernels`` (op, name, declared support);
+    ``tuned_table``: the file dispatch's tuned table came from and its entry count, or
+    ``None``.
     """
     from . import __version__
 
@@ -48,5 +50,7 @@ def info() -> dict:
                         "known": list(env.VARIABLES)},
         "fallback_policy": dispatch.fallback_policy(),
         "default_order": {d: dispatch.default_order(d) for d in device_types},
+        "tuned_table": None if dispatch.tuned_table() is None else {
+            "path": dispatch.tuned_table().path, "entries": len(dispatch.tuned_table())},
         "backends": backends,
     }

@@ -22,7 +22,9 @@ class GemmTraits(NamedTuple):
     """What dispatch knows about a ``gemm`` call. ``out_dtype``: ``None`` when it is
     ``dtype`` (the usual case). ``align``: the largest power of two
     (capped at 16) dividing every data pointer, in bytes — ``None`` (not computed)
-    while no registered kernel of the op declares an alignment."""
+    while no registered kernel of the op declares an alignment. ``bucket``:
+    ``(M, N, K)`` rounded up to powers of two (:mod:`hetero.tuned`), ``None`` while
+    the tuned table has no gemm entry."""
 
     op: str
     device: torch.device
@@ -31,6 +33,7 @@ class GemmTraits(NamedTuple):
     bias: bool
     batch: bool
     align: int | None
+    bucket: tuple[int, int, int] | None = None
 
     @property
     def features(self) -> frozenset[str]:
@@ -41,7 +44,9 @@ class GemmTraits(NamedTuple):
 
 class AttentionTraits(NamedTuple):
     """What dispatch knows about an ``attention`` call. ``mask`` is ``None``,
-    ``"bool"`` or ``"additive"``."""
+    ``"bool"`` or ``"additive"``; ``align`` as for :class:`GemmTraits`; ``bucket``:
+    ``(Sq, Sk)`` rounded up to powers of two, ``None`` while the tuned table has no
+    attention entry."""
 
     op: str
     device: torch.device
@@ -52,6 +57,7 @@ class AttentionTraits(NamedTuple):
     gqa: bool
     mask: str | None
     align: int | None
+    bucket: tuple[int, int] | None = None
 
     @property
     def features(self) -> frozenset[str]:

@@ -119,6 +119,20 @@ def flash_rule_bound(ref: torch.Tensor, baseline: torch.Tensor, *, factor: float
     return factor * (baseline.double() - ref.double()).abs().max().item() + floor
 
 
+def attention_error_bound(ref: torch.Tensor, baseline: torch.Tensor, head_dim: int,
+                          seq_k: int) -> float:
+    """The bound on an attention output's error against the float64 ``ref``: the
+    FlashAttention rule against ``baseline`` (the same attention in the output's dtype);
+    for float32/float64 with a K-aware floor ``(D + Sk + 8)·u·max|ref|``, the rounding
+    of two reductions (over the head dim and over the keys). Both tensors hold only the
+    elements to judge (finite ones)."""
+    floor = None
+    if baseline.dtype in (torch.float32, torch.float64):
+        scale = max(1.0, ref.abs().max().item()) if ref.numel() else 1.0
+        floor = (head_dim + seq_k + 8) * unit_roundoff(baseline.dtype) * scale
+    return flash_rule_bound(ref, baseline, floor=floor)
+
+
 # ------------------------------------------------------------------ attention kernels
 #
 # A kernel module under test provides (the convention of hetero's Triton and cpu

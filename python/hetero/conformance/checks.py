@@ -24,8 +24,8 @@ import torch
 import hetero
 
 from ..ops import reference_attention, reference_gemm
-from ..testing import (check_within, flash_rule_bound, gemm_error_bound, poison_,
-                       unit_roundoff)
+from ..testing import (attention_error_bound, check_within, flash_rule_bound,
+                       gemm_error_bound, poison_)
 from .cases import Case
 from .inputs import bad_input, numeric_inputs
 
@@ -59,13 +59,12 @@ def _check_values(case: Case, result: torch.Tensor, args, kwargs) -> None:
     else:
         baseline = _reference(case, args, kwargs, result.dtype).to(result.dtype)
         seen = exact.isfinite()  # the bound comes from the finite elements
-        floor = None
-        if result.dtype in (torch.float32, torch.float64) and case.op == "attention":
-            # K-aware: the rounding of two reductions, over D and over Sk
-            p = case.params
-            floor = (p["D"] + p["Sk"] + 8) * unit_roundoff(result.dtype) * \
-                max(1.0, exact[seen].abs().max().item() if seen.any() else 0.0)
-        check_within(result, exact, flash_rule_bound(exact[seen], baseline[seen], floor=floor))
+        if case.op == "attention":
+            bound = attention_error_bound(exact[seen], baseline[seen], case.params["D"],
+                                          case.params["Sk"])
+        else:
+            bound = flash_rule_bound(exact[seen], baseline[seen])
+        check_within(result, exact, bound)
 
 
 def judge_numeric(case: Case, backend: str) -> tuple[str, str]:

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from .. import dispatch
+from .. import dispatch, tuned
 from . import _checks
 
 _cache = dispatch._cache  # the hot path reads the cache directly
@@ -81,8 +81,10 @@ def _prepare(q, k, v, causal, scale, attn_mask, out, backend):
         backend = tuple(backend)
     align = (_checks.alignment(q, k, v, attn_mask, out)
              if dispatch.alignment_matters["attention"] else None)
-    key = ("attention", device, dtype, D, Dv, causal, Hq != Hkv, mask_kind, align, backend,
-           _current_scope())
+    bucket = (tuned.attention_bucket(Sq, Sk)
+              if dispatch.bucket_matters["attention"] else None)
+    key = ("attention", device, dtype, D, Dv, causal, Hq != Hkv, mask_kind, align, bucket,
+           backend, _current_scope())
     return key, (q, k, v, attn_mask, causal, scale, out)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import dispatch
+from .. import dispatch, tuned
 from . import _checks
 
 
@@ -62,7 +62,9 @@ def _prepare(a, b, bias, alpha, beta, out, backend):
     if backend is not None and type(backend) is not str:
         backend = tuple(backend)
     align = _checks.alignment(a, b, bias, out) if dispatch.alignment_matters["gemm"] else None
-    key = ("gemm", device, dtype, out_dtype, bias is not None, batched, align, backend,
+    bucket = (tuned.gemm_bucket(out_shape[-2], out_shape[-1], a.shape[-1])
+              if dispatch.bucket_matters["gemm"] else None)
+    key = ("gemm", device, dtype, out_dtype, bias is not None, batched, align, bucket, backend,
            _current_scope())
     return key, (a, b, bias, alpha, beta, out)
 
