@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 
 from . import torch_ops  # registers torch.ops.hetero.*
-from .backends.base import Backend
+from .backends.base import PLUGIN_API, Backend
 from .counters import Stats, reset_stats, stats
 from .dispatch import (Decision, fallback_policy, reload, set_fallback_policy, set_tuned_table,
                        tuned_table, use)
@@ -30,7 +30,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
-    "Backend", "Decision", "DispatchError", "FallbackError", "HeteroConfigWarning",
+    "PLUGIN_API", "Backend", "Decision", "DispatchError", "FallbackError", "HeteroConfigWarning",
     "HeteroError", "HeteroFallbackWarning", "HeteroWarning", "Kernel", "Stats", "Support",
     "attention", "disable", "enable", "enabled", "explain", "fallback_policy", "gemm",
     "info", "is_enabled", "reference_attention", "reference_gemm", "register_backend",

@@ -43,6 +43,8 @@ def _print_info(data: dict) -> None:
             print(f"{'':<12} {b['description']}")
         for reason in b["reasons"]:
             print(f"{'':<12} why: {reason}")
+        for key, value in b["details"].items():
+            print(f"{'':<12} {key}: {value}")
         for k in b["kernels"]:
             s = k["support"]
             extra = {key: val for key, val in s.items()

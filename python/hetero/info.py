@@ -18,7 +18,9 @@ def info() -> dict:
     Keys: ``versions`` (hetero, torch, python), ``environment`` (the parsed
     ``HETERO_*`` settings), ``default_order`` per device type, and ``backends``: one
     entry per discovered backend with ``available`` (bool), ``reasons`` (why not),
-    ``source`` (distribution), and ``kernels`` (op, name, declared support);
+    ``source`` (distribution), ``api_version`` (the plugin API it follows),
+    ``details`` (facts beyond support, e.g. a simulated device's model), and
+    ``kernels`` (op, name, declared support);
     ``tuned_table``: the file dispatch's tuned table came from and its entry count, or
     ``None``.
     """
@@ -34,6 +36,8 @@ def info() -> dict:
             "default": getattr(b, "default", None),
             "priority": getattr(b, "priority", None),
             "description": getattr(b, "description", ""),
+            "api_version": getattr(b, "api_version", None),
+            "details": dict(getattr(b, "details", {}) or {}),
             "available": not entry.reasons_unavailable(),
             "reasons": entry.reasons_unavailable(),
             "kernels": [{"op": op, "name": k.name, "support": k.support.describe()}

@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 
-from .backends.base import Backend
+from .backends.base import Backend, api_incompatibility
 from .errors import HeteroConfigWarning
 from .kernel import Kernel
 
@@ -72,7 +72,13 @@ def _add(entries: dict[str, BackendEntry], entry: BackendEntry) -> None:
         warnings.warn(f"backend {entry.name!r} from {entry.source} ignored: the name is "
                       f"taken by {previous.source}", HeteroConfigWarning, stacklevel=4)
         return
-    if entry.backend is not None:
+    if entry.backend is not None and entry.load_error is None:
+        refused = api_incompatibility(entry.backend)
+        if refused:  # refused whole: its kernels are never asked for
+            warnings.warn(f"hetero: {refused}", HeteroConfigWarning, stacklevel=4)
+            entry.load_error = refused
+            entries[entry.name] = entry
+            return
         for kernel in entry.backend.kernels():
             kernel = replace(kernel, backend=entry.name)
             entry.kernels.setdefault(kernel.op, []).append(kernel)
@@ -117,6 +123,9 @@ def get(name: str) -> BackendEntry | None:
 def register(backend: Backend) -> None:
     """Register a backend object at run time (tests, notebooks, private plugins)."""
     backend = _instantiate(backend)
+    refused = api_incompatibility(backend)
+    if refused:
+        raise ValueError(refused)
     if backend.name in entries():
         raise ValueError(f"a backend named {backend.name!r} is already registered "
                          f"({entries()[backend.name].source})")

@@ -19,6 +19,7 @@ class Counting(hetero.Backend):
 
     device_type = "cpu"
     default = False
+    api_version = "1.0"
 
     def __init__(self, name, dtypes=(torch.float32,), unavailable=()):
         self.name, self.calls, self._unavailable = name, [], list(unavailable)
@@ -182,7 +183,7 @@ def test_explain_lists_every_candidate_with_reasons():
 
 def test_unknown_backend_name_in_use_is_an_error():
     with pytest.raises(ValueError, match=r"no backend named 'cpuu' is installed "
-                                         r"\(installed: cpu, reference"):
+                                         r"\(installed: ascend_sim, cpu, mlu_sim, reference"):
         with hetero.use("cpuu"):
             pass
 

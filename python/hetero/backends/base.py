@@ -6,6 +6,12 @@ Register one through the ``hetero.backends`` entry-point group::
 
     [project.entry-points."hetero.backends"]
     mychip = "mychip_hetero:backend"      # a Backend instance, or a class/factory
+
+The protocol is versioned (:data:`PLUGIN_API`, ``"major.minor"``). A backend states the
+version it was written for in ``api_version``; hetero loads it when the majors match and
+the backend's minor is not newer than hetero's. Anything else — including no
+``api_version`` at all — is refused whole, with the reason, before any of its kernels
+is looked at.
 """
 
 from __future__ import annotations
@@ -15,6 +21,36 @@ from typing import Sequence
 import torch
 
 from ..kernel import Kernel
+
+#: The backend protocol's version: ``major`` changes break backends, ``minor`` adds
+#: optional things a backend may use.
+PLUGIN_API = "1.0"
+
+
+def _parse(version: str) -> tuple[int, int]:
+    major, minor = str(version).split(".")
+    return int(major), int(minor)
+
+
+def api_incompatibility(backend) -> str | None:
+    """Why hetero cannot load ``backend`` under its plugin API, or ``None``."""
+    declared = getattr(backend, "api_version", None)
+    name = getattr(backend, "name", repr(backend))
+    if declared is None:
+        return (f"backend {name!r} declares no api_version; set api_version = "
+                f"\"{PLUGIN_API}\" on it once it follows hetero's plugin API {PLUGIN_API}")
+    try:
+        major, minor = _parse(declared)
+    except ValueError:
+        return f"backend {name!r} has api_version {declared!r}; expected \"major.minor\""
+    ours = _parse(PLUGIN_API)
+    if major != ours[0] or minor > ours[1]:
+        hint = ("install a hetero that speaks it, or a build of the backend for "
+                f"{ours[0]}.x" if (major, minor) > ours else
+                f"install a build of the backend for plugin API {ours[0]}.x")
+        return (f"backend {name!r} was built for hetero plugin API {declared}; this hetero "
+                f"speaks {PLUGIN_API} ({hint}); it is not loaded")
+    return None
 
 
 class Backend:
@@ -29,9 +65,14 @@ class Backend:
         default: whether it joins the default order at all; opt-in backends (test
             doubles, simulators) run only when asked for by name.
         description: one line for ``hetero info``.
+        api_version: the plugin API this backend follows (see :data:`PLUGIN_API`).
+        details: facts for ``hetero info`` beyond the kernels' declared support
+            (e.g. a simulated device's model), as ``{name: value}``.
     """
 
     name: str = ""
+    api_version: str | None = None
+    details: dict = {}
     device_type: str = "any"
     priority: int = 0
     default: bool = True

@@ -80,6 +80,7 @@ def _attention(q, k, v, mask, causal, scale, out):
 
 class CpuBackend(Backend):
     name = "cpu"
+    api_version = "1.0"
     device_type = "cpu"
     priority = 100
     description = "native C++ kernels (hetero._C)"

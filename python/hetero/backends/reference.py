@@ -45,6 +45,7 @@ def _attention_backward(dout, q, k, v, out, lse, mask, causal, scale):
 
 class ReferenceBackend(Backend):
     name = "reference"
+    api_version = "1.0"
     device_type = "any"
     priority = -1000
     description = "plain torch ops in float32/float64; the oracle and last resort"

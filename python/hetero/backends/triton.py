@@ -61,6 +61,7 @@ def _interpreter_limits(traits):
 
 class TritonBackend(Backend):
     name = "triton"
+    api_version = "1.0"
     priority = 50
 
     def __init__(self):

@@ -1,0 +1,49 @@
+"""The ``template`` backend: what hetero needs from a backend, and nothing else.
+
+- ``name`` (the entry point's name too), ``device_type`` (the torch device type its
+  kernels take), ``api_version`` (the hetero plugin API it was written for),
+- ``probe()``: why it cannot run here (an empty list: it can),
+- ``kernels()``: each kernel with its declared :class:`hetero.Support`. Dispatch
+  refuses, with the reason, every call outside it, and the conformance suite checks
+  that it does; so declare exactly what the kernels do right.
+
+``default = False`` keeps it out of the CPU default order: it runs only when asked for
+by name (``backend="template"``). A real device backend sets its device type and
+``default = True``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import hetero
+
+from .kernels import attention, gemm
+
+_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
+_CPU = frozenset({"cpu"})
+
+
+class TemplateBackend(hetero.Backend):
+    name = "template"
+    device_type = "cpu"
+    api_version = "1.0"
+    default = False
+    description = "out-of-tree example backend (examples/hetero-backend-template)"
+
+    def probe(self) -> list[str]:
+        return []  # a device backend checks its runtime and device here
+
+    def kernels(self):
+        return [
+            hetero.Kernel("gemm", "blocked", gemm, hetero.Support(
+                dtypes=_DTYPES, device_types=_CPU,
+                features=frozenset({"bias", "batch", "float32_out"}))),
+            hetero.Kernel("attention", "naive", attention, hetero.Support(
+                dtypes=_DTYPES, device_types=_CPU, head_dims=(1, 256),
+                features=frozenset({"causal", "gqa", "mask_bool", "mask_additive",
+                                    "head_dim_v"}))),
+        ]
+
+
+backend = TemplateBackend()

@@ -1,0 +1,94 @@
+"""Simulated targets: Ascend- and MLU-class numerics on CPU tensors, before silicon.
+
+``ascend_sim`` and ``mlu_sim`` run GEMM and attention on CPU tensors the way their
+device model (:mod:`.models`, data) says the target computes them — operand rounding,
+tile-chunked float32 accumulation, attention tiles bounded by a core's memory — so the
+error a model would see on the target can be measured here, and they refuse, with
+reasons, what the target cannot do (dtypes, mask kinds, GQA, head dims, tiles that do
+not fit). They are opt-in: never in the default order, they run when asked for by name
+(``backend="ascend_sim"``, ``hetero.use("mlu_sim")``).
+
+``fp32_mode("exact" | "reduced")`` overrides a model's default for fp32 inputs.
+``hetero info`` shows each model and whether the real device's PyTorch extension
+(``torch_npu``, ``torch_mlu``) is importable with a device present.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import partial
+
+from ...kernel import Kernel, Support
+from ..base import Backend
+from . import numerics
+from .models import ASCEND, MLU, DeviceModel
+from .numerics import fp32_mode, round_mantissa
+
+__all__ = ["ASCEND", "MLU", "DeviceModel", "SimulatedBackend", "ascend_sim", "fp32_mode",
+           "mlu_sim", "real_device", "round_mantissa"]
+
+
+def real_device(model: DeviceModel) -> str:
+    """Whether the real target is reachable from this process, in words."""
+    try:
+        importlib.import_module(model.vendor_module)
+    except ImportError:
+        return (f"{model.vendor_module} is not installed: simulation only; the real "
+                f"device cannot be reached from here")
+    except Exception as exc:  # a broken vendor install must not take hetero down
+        return f"{model.vendor_module} fails to import ({type(exc).__name__}: {exc})"
+    import torch
+
+    device = getattr(torch, model.vendor_device, None)
+    count = device.device_count() if device is not None and device.is_available() else 0
+    if count:
+        return (f"{model.vendor_module} with {count} {model.vendor_device} device(s): "
+                f"the simulation's numbers can be compared with the real device")
+    return f"{model.vendor_module} is installed but no {model.vendor_device} device is present"
+
+
+class SimulatedBackend(Backend):
+    """A backend that reproduces ``model``'s numerics on CPU tensors."""
+
+    api_version = "1.0"
+    device_type = "cpu"
+    default = False  # runs only when asked for by name
+    priority = 0
+
+    def __init__(self, model: DeviceModel):
+        self.model, self.name = model, model.name
+        self.description = (f"simulated target: the numerics of a {model.models}, on CPU "
+                            f"tensors (opt-in; slow by design)")
+
+    @property
+    def details(self) -> dict:
+        return {**self.model.describe(), "real device": real_device(self.model)}
+
+    def _fits(self, traits) -> list[str]:
+        """The core's memory must hold one attention step's tiles."""
+        d = max(traits.head_dim, traits.head_dim_v)
+        if numerics.key_block(self.model, d, traits.dtype):
+            return []
+        return [f"head dim {d} in {str(traits.dtype).removeprefix('torch.')}: one attention "
+                f"step's tiles exceed the {self.model.memory_per_core // 1024} KiB per core"]
+
+    def kernels(self):
+        m = self.model
+        attention_features = {"head_dim_v"} | {f"mask_{k}" for k in m.mask_kinds}
+        attention_features |= {"causal"} if m.causal else set()
+        attention_features |= {"gqa"} if m.gqa else set()
+        cpu = frozenset({"cpu"})
+        return [
+            Kernel("gemm", "cube" if m is ASCEND else "matmul", partial(numerics.gemm, m),
+                   Support(dtypes=m.dtypes, device_types=cpu,
+                           features=frozenset({"bias", "batch", "float32_out"}))),
+            Kernel("attention", "flash", partial(numerics.attention, m),
+                   Support(dtypes=m.dtypes, device_types=cpu,
+                           features=frozenset(attention_features),
+                           head_dims=(m.head_dim_multiple, m.head_dim_max),
+                           head_dim_multiple=m.head_dim_multiple, predicate=self._fits)),
+        ]
+
+
+ascend_sim = SimulatedBackend(ASCEND)
+mlu_sim = SimulatedBackend(MLU)

@@ -1,0 +1,127 @@
+"""The simulated kernels: a target's GEMM and attention numerics on CPU tensors.
+
+Operands are rounded to what the unit consumes (fp16/bf16 as they are; fp32 in the
+reduced mode to the model's mantissa width), the reduction runs in ``tile.k`` chunks —
+each chunk's products summed exactly (float64) and added into a float32 accumulator with
+one rounding — and the result is rounded once to the output dtype. Attention is the
+FlashAttention-2 recurrence over key blocks as long as the core's memory allows, with
+float32 running max / sum / output and the probabilities rounded to the input dtype
+before they meet V, as a matrix unit consumes them. Slow by design: the point is the
+error a model would see on the target, not speed.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import torch
+import torch.nn.functional as F
+
+from .models import DeviceModel
+
+_mode: ContextVar[str | None] = ContextVar("hetero_sim_fp32_mode", default=None)
+FP32_MODES = ("reduced", "exact")
+
+
+@contextmanager
+def fp32_mode(mode: str):
+    """Within the block, simulated targets compute fp32 inputs ``"exact"`` or
+    ``"reduced"`` (their model's reduced-mantissa mode) instead of their default."""
+    if mode not in FP32_MODES:
+        raise ValueError(f"mode: expected one of {FP32_MODES}, got {mode!r}")
+    token = _mode.set(mode)
+    try:
+        yield
+    finally:
+        _mode.reset(token)
+
+
+def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """float32 ``x`` rounded to ``bits`` explicit mantissa bits, to nearest, ties to even
+    (NaN and infinities unchanged; a value rounding past the largest finite is inf)."""
+    drop = 23 - bits
+    if drop <= 0:
+        return x
+    word = x.contiguous().view(torch.int32).to(torch.int64)
+    sign, magnitude = word < 0, word & 0x7FFFFFFF
+    keep_lsb = (magnitude >> drop) & 1
+    magnitude = (magnitude + (1 << (drop - 1)) - 1 + keep_lsb) & ~((1 << drop) - 1)
+    word = torch.where(sign, magnitude - 2**31, magnitude).to(torch.int32)
+    return torch.where(torch.isfinite(x), word.view(torch.float32), x)
+
+
+def consumed(t: torch.Tensor, model: DeviceModel) -> torch.Tensor:
+    """``t`` as the matrix unit consumes it, as float64 (exact for every value)."""
+    x = t.float()
+    if t.dtype is torch.float32 and (_mode.get() or model.fp32_mode) == "reduced":
+        x = round_mantissa(x, model.fp32_mantissa_bits)
+    return x.double()
+
+
+def tiled_matmul(a: torch.Tensor, b: torch.Tensor, tile_k: int) -> torch.Tensor:
+    """float32 ``a @ b`` of float64 operands, reduced in ``tile_k`` chunks (K zero-padded
+    to whole tiles): exact chunk sums, one float32 rounding per chunk."""
+    k = a.shape[-1]
+    pad = -k % tile_k
+    if pad:
+        a, b = F.pad(a, (0, pad)), F.pad(b, (0, 0, 0, pad))
+    acc = torch.zeros(a.shape[:-1] + b.shape[-1:], dtype=torch.float32)
+    for k0 in range(0, k + pad, tile_k):
+        acc = (acc.double() + a[..., k0:k0 + tile_k] @ b[..., k0:k0 + tile_k, :]).float()
+    return acc
+
+
+def gemm(model: DeviceModel, a, b, bias, alpha, beta, out) -> None:
+    acc = tiled_matmul(consumed(a, model), consumed(b, model), model.tile[2]) * alpha
+    if bias is not None and beta != 0:
+        acc = acc + beta * bias.float()
+    out.copy_(acc)
+
+
+def key_block(model: DeviceModel, head_dim: int, dtype: torch.dtype) -> int:
+    """Longest key tile (a multiple of ``tile.n``) whose attention step fits one core's
+    memory; 0 if even one ``tile.n`` does not fit."""
+    rows, step = model.tile[0], model.tile[1]
+    size = dtype.itemsize
+
+    def need(block):  # Q tile, K and V tiles, fp32 scores and probabilities
+        return size * (rows * head_dim + 2 * block * head_dim) + 2 * 4 * rows * block
+
+    block = 0
+    while block + step <= model.max_key_block and need(block + step) <= model.memory_per_core:
+        block += step
+    return block
+
+
+def attention(model: DeviceModel, q, k, v, mask, causal, scale, out) -> None:
+    Hq, Sq, Sk = q.shape[1], q.shape[2], k.shape[2]
+    group = Hq // k.shape[1]
+    qd = consumed(q, model)
+    kd = consumed(k, model).repeat_interleave(group, dim=1)
+    vd = consumed(v, model).repeat_interleave(group, dim=1)
+    block = key_block(model, max(q.shape[3], v.shape[3]), q.dtype)
+    row_max = torch.full((*q.shape[:3], 1), -math.inf)
+    row_sum = torch.zeros_like(row_max)
+    acc = torch.zeros((*q.shape[:3], v.shape[3]))
+    queries = torch.arange(Sq).unsqueeze(1)
+    for j0 in range(0, Sk, block):
+        j1 = min(Sk, j0 + block)
+        scores = tiled_matmul(qd, kd[:, :, j0:j1].transpose(-1, -2), model.tile[2]) * scale
+        if mask is not None:
+            part = mask[..., j0:j1]
+            scores = scores.masked_fill(~part, -math.inf) if part.dtype is torch.bool \
+                else scores + part.float()
+        if causal:
+            hidden = torch.arange(j0, j1).unsqueeze(0) > queries + (Sk - Sq)
+            scores = scores.masked_fill(hidden, -math.inf)
+        new_max = torch.maximum(row_max, scores.amax(-1, keepdim=True))
+        shift = torch.where(new_max == -math.inf, torch.zeros_like(new_max), new_max)
+        probs = torch.exp(scores - shift)
+        rescale = torch.exp(row_max - shift)
+        row_sum = row_sum * rescale + probs.sum(-1, keepdim=True)
+        probs_in = consumed(probs.to(q.dtype), model)  # what the unit multiplies V by
+        acc = acc * rescale + tiled_matmul(probs_in, vd[:, :, j0:j1], model.tile[2])
+        row_max = new_max
+    out.copy_(torch.where(row_sum == 0, torch.zeros_like(acc), acc / row_sum))
