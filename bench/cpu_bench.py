@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -26,20 +24,18 @@ import torch.nn.functional as F
 import hetero
 from hetero import _C
 from hetero.backends import cpu
+from hetero.bench import timing
 from hetero.testing import check_within, flash_rule_bound, gemm_error_bound, randn
 
 
 def interleaved(fns, rounds):
-    """Median seconds of each callable, alternating them round by round."""
+    """Median seconds of each callable over ``rounds`` interleaved rounds, after one
+    warm-up call each (workspaces, thread pools, first-touch pages)."""
     for fn in fns:
-        fn()  # warm-up: workspaces, thread pools, first-touch pages
-    times = [[] for _ in fns]
-    for _ in range(rounds):
-        for fn, ts in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - start)
-    return [statistics.median(ts) for ts in times]
+        fn()
+    samples = timing.interleaved(fns, torch.device("cpu"), budget_s=0.0, min_rounds=rounds,
+                                 max_rounds=rounds)
+    return [s.median for s in samples]
 
 
 def rounds_for(flops):

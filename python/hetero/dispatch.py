@@ -342,7 +342,7 @@ def set_tuned_table(table: "tuned.Table | str | None") -> "tuned.Table | None":
     Returns the previous table. A file that is not a tuned table raises ``ValueError``."""
     global _tuned
     previous = _tuned
-    if isinstance(table, (str, bytes)) or hasattr(table, "__fspath__"):
+    if isinstance(table, str) or hasattr(table, "__fspath__"):
         table = tuned.load(table)
     elif table is not None and not isinstance(table, tuned.Table):
         raise TypeError(f"table: expected a hetero.tuned.Table, a path or None, "
@@ -363,11 +363,8 @@ def _tuned_from_environment() -> None:
     """``HETERO_TUNED`` (a path or ``off``), else the default path when it exists. A bad
     file is reported with a warning, not raised: importing hetero must not fail."""
     setting = _settings.tuned
-    if setting == "off":
-        set_tuned_table(None)
-        return
-    path = setting or tuned.default_path()
-    if setting is None and not path.exists():
+    path = tuned.default_path() if setting is None else setting
+    if setting == "off" or (setting is None and not path.exists()):
         set_tuned_table(None)
         return
     try:

@@ -1,4 +1,4 @@
-"""Presenting a run: progress on stderr, the results table, JSON and CSV files.
+"""Presenting a run: the results table, JSON and CSV files.
 
 The table is Markdown (readable on a terminal, pasteable into ``bench/RESULTS.md``).
 Throughput is GFLOP/s on a CPU and TFLOP/s elsewhere; ``% peak`` is against the peak in
@@ -12,42 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-import time
 from pathlib import Path
-
-
-class Progress:
-    """``[=====     ] 12/40 0:35 label`` on a terminal (one line, redrawn), one line
-    per step otherwise, on stderr so the table on stdout stays clean."""
-
-    def __init__(self, total: int, enabled: bool = True, stream=None):
-        self.total, self.enabled, self.count = total, enabled, 0
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = time.perf_counter()
-
-    def note(self, message: str) -> None:
-        if self.enabled:
-            print(message, file=self.stream, flush=True)
-
-    def step(self, label: str) -> None:
-        self.count += 1
-        if not self.enabled:
-            return
-        elapsed = int(time.perf_counter() - self.start)
-        clock = f"{elapsed // 60}:{elapsed % 60:02d}"
-        if self.tty:
-            filled = int(20 * (self.count - 1) / max(self.total, 1))
-            bar = "=" * filled + " " * (20 - filled)
-            print(f"\r[{bar}] {self.count}/{self.total} {clock} {label[:60]:<60}",
-                  end="", file=self.stream, flush=True)
-        else:
-            print(f"[{self.count}/{self.total} {clock}] {label}", file=self.stream, flush=True)
-
-    def done(self) -> None:
-        if self.enabled and self.tty:
-            print(file=self.stream, flush=True)
 
 
 def _throughput_unit(doc: dict) -> tuple[str, float]:

@@ -28,9 +28,9 @@ from ..explain import explain
 from ..ops import attention as hetero_attention
 from ..ops import gemm as hetero_gemm
 from ..ops import reference_attention
+from ..progress import Progress
 from ..testing import attention_error_bound, check_within, gemm_error_bound, poison_
 from . import machine, suites, timing
-from .output import Progress
 
 TORCH = "torch"  # the baseline participant
 FORMAT = "hetero-bench/1"

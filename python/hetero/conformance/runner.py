@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -19,6 +18,7 @@ from importlib import metadata
 import torch
 
 from .. import registry
+from ..progress import Progress
 from .cases import VERSION, Case, all_cases, case_hash
 from .checks import CRASH, FAIL, NOT_SUPPORTED, PASS, judge
 
@@ -207,14 +207,13 @@ def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
     session = Session(backend, plugins, isolate, timeout)
     results = []
     counts = dict.fromkeys(STATUSES, 0)
+    bar = Progress(len(cases), enabled=progress)
     try:
-        for i, case in enumerate(cases, 1):
+        for case in cases:
             results.append(session.judge(case))
             counts[results[-1].status] += 1
-            if progress:
-                print(f"\r[{i}/{len(cases)}] " + " ".join(f"{s} {n}" for s, n in
-                                                          counts.items()),
-                      end="" if i < len(cases) else "\n", file=sys.stderr, flush=True)
+            bar.step(" ".join(f"{s} {n}" for s, n in counts.items()))
     finally:
         session.close()
+        bar.done()
     return Report(backend, quick, results, environment(backend))
