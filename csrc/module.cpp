@@ -14,6 +14,7 @@
 #include "backends/cpu/gemm.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/thread_pool.h"
+#include "py_views.h"
 #include "hetero/dtype.h"
 #include "hetero/status.h"
 #include "hetero/tensor_view.h"
@@ -22,81 +23,9 @@ namespace py = pybind11;
 using hetero::DType;
 using hetero::Status;
 using hetero::TensorView;
+using namespace hetero::py_views;
 
 namespace {
-
-[[noreturn]] void reject(const char* name, const std::string& expected, py::handle got) {
-  throw py::value_error(std::string(name) + ": expected " + expected + ", got " +
-                        py::repr(got).cast<std::string>());
-}
-
-// Accepts anything with __index__ (int, DType, numpy integers), not floats.
-int64_t to_int64(py::handle h, const char* name, const char* what) {
-  const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
-  if (!index) {
-    PyErr_Clear();
-    reject(name, std::string(what) + " as an int", h);
-  }
-  const long long v = PyLong_AsLongLong(index.ptr());
-  if (v == -1 && PyErr_Occurred()) {
-    PyErr_Clear();
-    reject(name, std::string(what) + " within int64", h);
-  }
-  return static_cast<int64_t>(v);
-}
-
-void* to_pointer(py::handle h, const char* name) {
-  const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
-  const unsigned long long p = index ? PyLong_AsUnsignedLongLong(index.ptr()) : 0;
-  if (!index || (p == static_cast<unsigned long long>(-1) && PyErr_Occurred())) {
-    PyErr_Clear();
-    reject(name, "data_ptr as a non-negative int", h);
-  }
-  return reinterpret_cast<void*>(static_cast<uintptr_t>(p));
-}
-
-py::sequence to_tuple(py::handle h, const char* name, const char* what) {
-  if (!py::isinstance<py::tuple>(h) && !py::isinstance<py::list>(h)) reject(name, what, h);
-  return py::reinterpret_borrow<py::sequence>(h);
-}
-
-// (data_ptr: int, dtype: int, sizes: tuple[int, ...], strides: tuple[int, ...])
-TensorView to_view(py::handle obj, const char* name) {
-  const py::sequence t = to_tuple(obj, name, "a (data_ptr, dtype, sizes, strides) tuple");
-  if (py::len(t) != 4) reject(name, "a (data_ptr, dtype, sizes, strides) tuple", obj);
-
-  TensorView v;
-  v.data = to_pointer(t[0], name);
-  const int64_t code = to_int64(t[1], name, "dtype");
-  if (code < INT32_MIN || code > INT32_MAX || !hetero::is_known(static_cast<DType>(code))) {
-    reject(name, "a DType code", t[1]);
-  }
-  v.dtype = static_cast<DType>(code);
-
-  const py::sequence sizes = to_tuple(t[2], name, "sizes as a tuple of ints");
-  const py::sequence strides = to_tuple(t[3], name, "strides as a tuple of ints");
-  const size_t ndim = py::len(sizes);
-  if (ndim > static_cast<size_t>(hetero::kMaxDims)) {
-    reject(name, "at most " + std::to_string(hetero::kMaxDims) + " dims", sizes);
-  }
-  if (py::len(strides) != ndim) reject(name, "as many strides as sizes", obj);
-  v.ndim = static_cast<int32_t>(ndim);
-  for (size_t d = 0; d < ndim; ++d) {
-    v.sizes[d] = to_int64(sizes[d], name, "sizes");
-    v.strides[d] = to_int64(strides[d], name, "strides");
-  }
-  return v;
-}
-
-void raise_if_error(const Status& s) {
-  switch (s.code) {
-    case Status::Code::ok: return;
-    case Status::Code::invalid_argument: throw py::value_error(s.message);
-    case Status::Code::unsupported: throw py::type_error(s.message);
-    case Status::Code::internal: break;
-  }
-  throw std::runtime_error(s.message);
-}
 
 void gemm(py::handle a, py::handle b, py::handle out, py::handle bias, double alpha, double beta,
           int num_threads) {
@@ -112,13 +41,6 @@ void gemm(py::handle a, py::handle b, py::handle out, py::handle bias, double al
     s = hetero::cpu::gemm(av, bv, ov, bias.is_none() ? nullptr : &cv, alpha, beta, num_threads);
   }
   raise_if_error(s);
-}
-
-// None -> no view; otherwise the view, stored in `slot`.
-const TensorView* optional_view(py::handle h, const char* name, TensorView* slot) {
-  if (h.is_none()) return nullptr;
-  *slot = to_view(h, name);
-  return slot;
 }
 
 void attention_forward(py::handle q, py::handle k, py::handle v, py::handle mask, bool causal,

@@ -22,7 +22,7 @@
 #include "attention.h"
 #include "attention_common.h"
 #include "thread_pool.h"
-#include "view_checks.h"
+#include "hetero/view_checks.h"
 #include "workspace.h"
 
 namespace hetero {

@@ -1,11 +1,11 @@
-// What the attention forward and backward share: argument checks, the
-// geometry of one call, element access by run-time dtype, and the score
+// What the CPU attention forward and backward share: element access by run-time dtype, and the score
 // mask (causal, bool, additive) applied to one row of a score tile.
 #pragma once
 
 #include <cstdint>
 #include <limits>
 
+#include "hetero/attention_args.h"
 #include "hetero/dtype.h"
 #include "hetero/status.h"
 #include "hetero/tensor_view.h"
@@ -33,14 +33,6 @@ inline void store_float(void* base, DType dtype, int64_t offset, float value) {
     default: static_cast<float*>(base)[offset] = value; break;
   }
 }
-
-// Sizes of one call, read from validated views.
-struct AttentionShape {
-  int64_t B, Hq, Hkv, Sq, Sk, D, Dv;
-  int64_t group() const { return Hq / Hkv; }
-  // Keys visible to query i under causal: j < i + causal_offset() + 1.
-  int64_t causal_offset() const { return Sk - Sq; }
-};
 
 // The rows [row0, row0 + rows) of a (B, H, S, X) view at batch b, head h, as
 // a 2-D matrix for packing: row stride along S, column stride along X.
@@ -85,12 +77,6 @@ struct ScoreMask {
     }
   }
 };
-
-// Checks every view of a forward or backward call and fills `shape`.
-// grads: dout, dq, dk, dv (backward only; null in forward).
-Status validate_attention(const TensorView& q, const TensorView& k, const TensorView& v,
-                          const TensorView* mask, const TensorView& out, const TensorView* lse,
-                          const TensorView* const grads[4], AttentionShape* shape);
 
 }  // namespace cpu
 }  // namespace hetero

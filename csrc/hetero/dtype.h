@@ -5,10 +5,18 @@
 // float -> half/bfloat16 rounds to nearest, ties to even, exactly like IEEE
 // hardware conversions: NaN stays NaN (sign kept, quiet bit set), overflow
 // becomes inf, and fp16 subnormals are produced and read back exactly.
+// Under nvcc and hipcc the conversions are host and device functions, so the
+// GPU kernels round exactly like the CPU ones.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define HETERO_HOST_DEVICE __host__ __device__
+#else
+#define HETERO_HOST_DEVICE
+#endif
 
 namespace hetero {
 
@@ -52,20 +60,37 @@ struct BFloat16 {
   uint16_t bits;
 };
 
-// memcpy is the portable, aliasing-safe bit cast before C++20.
-inline uint32_t float_bits(float f) {
+// memcpy is the portable, aliasing-safe bit cast before C++20; CUDA device
+// code has intrinsics for it, HIP device code clang's builtin memcpy.
+HETERO_HOST_DEVICE inline uint32_t float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#elif defined(__HIP_DEVICE_COMPILE__)
+  uint32_t u;
+  __builtin_memcpy(&u, &f, sizeof u);
+  return u;
+#else
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
   return u;
+#endif
 }
 
-inline float bits_float(uint32_t u) {
+HETERO_HOST_DEVICE inline float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#elif defined(__HIP_DEVICE_COMPILE__)
+  float f;
+  __builtin_memcpy(&f, &u, sizeof f);
+  return f;
+#else
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
+#endif
 }
 
-inline float half_to_float(Half h) {
+HETERO_HOST_DEVICE inline float half_to_float(Half h) {
   const uint32_t sign = static_cast<uint32_t>(h.bits & 0x8000u) << 16;
   const uint32_t exp = (h.bits >> 10) & 0x1fu;
   const uint32_t mant = h.bits & 0x3ffu;
@@ -77,7 +102,7 @@ inline float half_to_float(Half h) {
   return bits_float(sign | float_bits(magnitude));
 }
 
-inline Half float_to_half(float f) {
+HETERO_HOST_DEVICE inline Half float_to_half(float f) {
   const uint32_t x = float_bits(f);
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
   const uint32_t abs = x & 0x7fffffffu;
@@ -109,11 +134,11 @@ inline Half float_to_half(float f) {
   return Half{static_cast<uint16_t>(sign | q)};
 }
 
-inline float bfloat16_to_float(BFloat16 b) {
+HETERO_HOST_DEVICE inline float bfloat16_to_float(BFloat16 b) {
   return bits_float(static_cast<uint32_t>(b.bits) << 16);
 }
 
-inline BFloat16 float_to_bfloat16(float f) {
+HETERO_HOST_DEVICE inline BFloat16 float_to_bfloat16(float f) {
   const uint32_t x = float_bits(f);
   if ((x & 0x7fffffffu) > 0x7f800000u) {  // NaN: rounding could carry it into inf
     return BFloat16{static_cast<uint16_t>((x >> 16) | 0x0040u)};
@@ -124,17 +149,17 @@ inline BFloat16 float_to_bfloat16(float f) {
 }
 
 // Uniform spelling for templated kernels.
-inline float to_float(float v) { return v; }
-inline float to_float(Half v) { return half_to_float(v); }
-inline float to_float(BFloat16 v) { return bfloat16_to_float(v); }
+HETERO_HOST_DEVICE inline float to_float(float v) { return v; }
+HETERO_HOST_DEVICE inline float to_float(Half v) { return half_to_float(v); }
+HETERO_HOST_DEVICE inline float to_float(BFloat16 v) { return bfloat16_to_float(v); }
 
 template <typename T>
-T from_float(float v);
+HETERO_HOST_DEVICE T from_float(float v);
 template <>
-inline float from_float<float>(float v) { return v; }
+HETERO_HOST_DEVICE inline float from_float<float>(float v) { return v; }
 template <>
-inline Half from_float<Half>(float v) { return float_to_half(v); }
+HETERO_HOST_DEVICE inline Half from_float<Half>(float v) { return float_to_half(v); }
 template <>
-inline BFloat16 from_float<BFloat16>(float v) { return float_to_bfloat16(v); }
+HETERO_HOST_DEVICE inline BFloat16 from_float<BFloat16>(float v) { return float_to_bfloat16(v); }
 
 }  // namespace hetero

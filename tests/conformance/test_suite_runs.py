@@ -18,8 +18,11 @@ from hetero.cli import main
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
-@pytest.mark.parametrize("backend,quick", [("reference", False), ("cpu", False),
-                                           ("triton", True)])  # the interpreter is slow
+@pytest.mark.parametrize("backend,quick", [
+    ("reference", False), ("cpu", False),
+    ("triton", True),  # the interpreter is slow
+    # the GPU kernel source by the host emulation (tensor-core and SIMT paths), and on a GPU
+    ("cuda_emulated", False), ("rocm_emulated", False), ("cuda", False), ("rocm", False)])
 def test_backends_here_are_conformant(backend, quick):
     if registry.get(backend).reasons_unavailable():
         pytest.skip(f"{backend} unavailable: {registry.get(backend).reasons_unavailable()}")

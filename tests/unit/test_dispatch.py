@@ -182,8 +182,9 @@ def test_explain_lists_every_candidate_with_reasons():
 
 
 def test_unknown_backend_name_in_use_is_an_error():
-    with pytest.raises(ValueError, match=r"no backend named 'cpuu' is installed "
-                                         r"\(installed: ascend_sim, cpu, mlu_sim, reference"):
+    with pytest.raises(ValueError, match=r"no backend named 'cpuu' is installed \(installed: "
+                                         r"ascend_sim, cpu, cuda, cuda_emulated, mlu_sim, "
+                                         r"reference"):
         with hetero.use("cpuu"):
             pass
 

@@ -16,22 +16,17 @@ import torch
 from .. import dispatch
 from ..kernel import ATTENTION_FEATURES, GEMM_FEATURES, Kernel, Support
 from .base import Backend
+from .views import optional_view as _optional
+from .views import view
 
 try:
     from .. import _C
     _IMPORT_ERROR = None
-    _CODES = {torch.float32: int(_C.DType.float32), torch.float16: int(_C.DType.float16),
-              torch.bfloat16: int(_C.DType.bfloat16), torch.float64: int(_C.DType.float64), torch.bool: int(_C.DType.bool)}
 except ImportError as exc:  # reported by probe(), never fatal
-    _C, _IMPORT_ERROR, _CODES = None, exc, {}
+    _C, _IMPORT_ERROR = None, exc
 
 
 _DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
-
-
-def view(t: torch.Tensor) -> tuple:
-    """The framework-free description of ``t`` that native launchers take."""
-    return (t.data_ptr(), _CODES[t.dtype], tuple(t.shape), t.stride())
 
 
 def num_threads() -> int:
@@ -42,12 +37,8 @@ def num_threads() -> int:
 
 
 def _gemm(a, b, bias, alpha, beta, out):
-    _C.gemm(view(a), view(b), view(out), None if bias is None else view(bias), alpha, beta,
+    _C.gemm(view(a), view(b), view(out), _optional(bias), alpha, beta,
             num_threads())
-
-
-def _optional(t):
-    return None if t is None else view(t)
 
 
 def attention_forward(q, k, v, mask, causal: bool, scale: float, out) -> torch.Tensor:

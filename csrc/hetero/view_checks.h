@@ -1,4 +1,4 @@
-// Validation shared by the CPU launchers: what makes a raw view unsafe to
+// Validation shared by every native launcher (CPU and GPU): what makes a raw view unsafe to
 // index, reported as a Status naming the argument.
 #pragma once
 
@@ -9,7 +9,6 @@
 #include "hetero/tensor_view.h"
 
 namespace hetero {
-namespace cpu {
 
 // "(2, 3)" for {2, 3}; "(5,)" for one value.
 std::string join(const int64_t* values, int32_t n);
@@ -25,5 +24,4 @@ Status check_num_threads(int num_threads);
 // non-null pointer.
 Status check_view(const TensorView& v, const char* name, int32_t min_dims);
 
-}  // namespace cpu
 }  // namespace hetero

@@ -1,9 +1,8 @@
-#include "view_checks.h"
+#include "hetero/view_checks.h"
 
 #include <limits>
 
 namespace hetero {
-namespace cpu {
 
 std::string join(const int64_t* values, int32_t n) {
   std::string s = "(";
@@ -65,5 +64,4 @@ Status check_view(const TensorView& v, const char* name, int32_t min_dims) {
   return Status::Ok();
 }
 
-}  // namespace cpu
 }  // namespace hetero

@@ -1,13 +1,10 @@
-// Argument checks for the attention launchers: every view well formed, the
-// shapes consistent with one (B, Hq, Hkv, Sq, Sk, D, Dv), the dtypes allowed.
+#include "hetero/attention_args.h"
 
 #include <string>
 
-#include "attention_common.h"
-#include "view_checks.h"
+#include "hetero/view_checks.h"
 
 namespace hetero {
-namespace cpu {
 namespace {
 
 Status check_4d(const TensorView& t, const char* name) {
@@ -88,5 +85,4 @@ Status validate_attention(const TensorView& q, const TensorView& k, const Tensor
   return Status::Ok();
 }
 
-}  // namespace cpu
 }  // namespace hetero
