@@ -1,5 +1,6 @@
-// What the CPU attention forward and backward share: element access by run-time dtype, and the score
-// mask (causal, bool, additive) applied to one row of a score tile.
+// What the CPU attention forward and backward share: element access by
+// run-time dtype, and the score mask (causal, bool, additive) applied to one
+// row of a score tile. Argument checks: hetero/attention_args.h.
 #pragma once
 
 #include <cstdint>
