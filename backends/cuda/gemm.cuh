@@ -73,6 +73,22 @@ __device__ __forceinline__ void gemm_store(const GemmArgs& g, void* out, const v
   store_as<T>(out, g.out_dtype, m * g.out_rs + n * g.out_cs, v);
 }
 
+// One operand's ROWS x COLS shared tile at k offset `src`: `outer` (m for a,
+// n for b) and k become rows and columns when k is the contiguous dimension
+// (kKFast), columns and rows otherwise.
+template <bool kKFast, int ROWS, int COLS, int PITCH>
+__device__ __forceinline__ void load_operand(uint16_t* dst, const uint16_t* src, int64_t outer_left,
+                                             int64_t k_left, int64_t outer_stride,
+                                             int64_t k_stride, bool vectors) {
+  if constexpr (kKFast) {
+    load_tile<ROWS, COLS, PITCH, GemmTile::kThreads>(dst, src, outer_left, k_left, outer_stride,
+                                                     k_stride, vectors);
+  } else {
+    load_tile<ROWS, COLS, PITCH, GemmTile::kThreads>(dst, src, k_left, outer_left, k_stride,
+                                                     outer_stride, vectors);
+  }
+}
+
 template <typename T, bool kTensorCores, bool kAKFast, bool kBKFast>
 __global__ void gemm_kernel(GemmArgs g) {
   using C = GemmTile;
@@ -132,20 +148,10 @@ __global__ void gemm_kernel(GemmArgs g) {
 
   for (int64_t k0 = 0; k0 < g.K; k0 += C::BK) {
     const int64_t k_left = g.K - k0;
-    if (kAKFast) {
-      load_tile<kARows, kACols, kLdA, C::kThreads>(As, a + k0 * g.a_cs, g.M - m0, k_left, g.a_rs,
-                                                   g.a_cs, g.a_vectors);
-    } else {
-      load_tile<kARows, kACols, kLdA, C::kThreads>(As, a + k0 * g.a_cs, k_left, g.M - m0, g.a_cs,
-                                                   g.a_rs, g.a_vectors);
-    }
-    if (kBKFast) {
-      load_tile<kBRows, kBCols, kLdB, C::kThreads>(Bs, b + k0 * g.b_rs, g.N - n0, k_left, g.b_cs,
-                                                   g.b_rs, g.b_vectors);
-    } else {
-      load_tile<kBRows, kBCols, kLdB, C::kThreads>(Bs, b + k0 * g.b_rs, k_left, g.N - n0, g.b_rs,
-                                                   g.b_cs, g.b_vectors);
-    }
+    load_operand<kAKFast, kARows, kACols, kLdA>(As, a + k0 * g.a_cs, g.M - m0, k_left, g.a_rs,
+                                                 g.a_cs, g.a_vectors);
+    load_operand<kBKFast, kBRows, kBCols, kLdB>(Bs, b + k0 * g.b_rs, g.N - n0, k_left, g.b_cs,
+                                                 g.b_rs, g.b_vectors);
     block_sync();
 
 #if HETERO_HAS_WMMA

@@ -302,6 +302,9 @@ def test_bad_views_are_rejected_without_touching_memory():
 def test_module_surface():
     assert [int(_C.DType.float32), int(_C.DType.float16), int(_C.DType.bfloat16), int(_C.DType.float64)] == [0, 1, 2, 3]
     assert _C.MAX_DIMS == 8
+    from hetero.backends.views import DTYPE_CODES  # what every native launcher is sent
+    assert DTYPE_CODES == {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2,
+                           torch.float64: 3, torch.bool: int(_C.DType.bool)}
     info = _C.build_info()
     assert {"compiler", "cxx_standard", "pybind11", "max_dims"} <= info.keys()
     assert info["cxx_standard"] >= 201703

@@ -26,6 +26,7 @@ passes ``data_ptr()``\\ s and the stream handle, the C++ launchers never see tor
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import torch
@@ -116,32 +117,26 @@ class NativeGpuBackend(Backend):
 
     # ---------------------------------------------------------------- kernels
 
-    def _launch_args(self, device: torch.device):
-        """``(stream handle or None, device guard)`` for a launch on ``device``."""
+    def _on_device(self, device: torch.device):
+        """``(stream handle or None, context)``: launches go to the current stream of
+        ``device``, with ``device`` made current for the launch if it is not."""
         if self.runtime == "host":
-            return None, None
-        guard = None if device.index in (None, torch.cuda.current_device()) \
+            return None, contextlib.nullcontext()
+        guard = contextlib.nullcontext() if device.index in (None, torch.cuda.current_device()) \
             else torch.cuda.device(device)
         return torch.cuda.current_stream(device).cuda_stream, guard
 
     def _gemm(self, a, b, bias, alpha, beta, out):
-        stream, guard = self._launch_args(a.device)
-        args = (view(a), view(b), view(out), optional_view(bias), alpha, beta, stream, self.path)
-        if guard is None:
-            self.module.gemm(*args)
-        else:
-            with guard:
-                self.module.gemm(*args)
+        stream, guard = self._on_device(a.device)
+        with guard:
+            self.module.gemm(view(a), view(b), view(out), optional_view(bias), alpha, beta,
+                             stream, self.path)
 
     def _attention(self, q, k, v, mask, causal, scale, out):
-        stream, guard = self._launch_args(q.device)
-        args = (view(q), view(k), view(v), optional_view(mask), causal, scale, view(out), stream,
-                self.path)
-        if guard is None:
-            self.module.attention_forward(*args)
-        else:
-            with guard:
-                self.module.attention_forward(*args)
+        stream, guard = self._on_device(q.device)
+        with guard:
+            self.module.attention_forward(view(q), view(k), view(v), optional_view(mask), causal,
+                                          scale, view(out), stream, self.path)
 
     def _arch_reasons(self, traits) -> list[str]:
         """ROCm code objects run only on the architectures they were built for."""
