@@ -44,7 +44,8 @@ def rounds_for(flops):
 
 def gemm_rows(quick):
     square = [(1024, 1024, 1024), (2048, 2048, 2048)]
-    llm = [(m, n, k) for m in (16, 128, 512) for n, k in ((4096, 4096), (11008, 4096), (4096, 11008))]
+    # M = 1 is a decode step, the others the prefill sizes.
+    llm = [(m, n, k) for m in (1, 16, 128, 512) for n, k in ((4096, 4096), (11008, 4096), (4096, 11008))]
     if quick:
         square, llm = square[:1], [(16, 4096, 4096), (128, 4096, 4096)]
     for m, n, k in square:
@@ -52,10 +53,11 @@ def gemm_rows(quick):
     for m, n, k in llm:
         yield "fp32", "x @ w.t()", torch.float32, m, n, k
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
-        for m, n, k in ([(128, 4096, 4096)] if quick else [(16, 4096, 4096), (128, 4096, 4096),
-                                                          (512, 4096, 4096)]):
-            yield name, "x @ w.t()", dtype, m, n, k
+        for m in (128,) if quick else (1, 16, 128, 512):
+            yield name, "x @ w.t()", dtype, m, 4096, 4096
         yield name, "x @ w", dtype, 128, 1024, 1024  # torch runs this near 1 GFLOP/s
+        if not quick:
+            yield name, "x @ w", dtype, 1, 4096, 4096
 
 
 def bench_gemm(dtype, layout, m, n, k):

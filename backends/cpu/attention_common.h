@@ -3,6 +3,7 @@
 // row of a score tile. Argument checks: hetero/attention_args.h.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -78,6 +79,49 @@ struct ScoreMask {
     }
   }
 };
+
+// Folds one row of scores s[0:n] (log2 units, masked) into the row's running
+// max m and sum l, and turns s into P = 2^(s - m). Returns the factor by
+// which the row's output accumulator must be scaled first (1 if unchanged).
+// While every score seen is -inf, P is 0 and m, l stay as they are; a NaN
+// score makes m NaN, so it reaches the output.
+inline float online_softmax_row(const KernelSet& ks, float* s, int64_t n, float* m, float* l) {
+  const float block_max = ks.row_max(s, n);
+  // NaN must win (std::max would keep the old value).
+  const float m_new = block_max > *m || block_max != block_max ? block_max : *m;
+  if (m_new == -kInf) {
+    for (int64_t j = 0; j < n; ++j) s[j] = 0.0f;
+    return 1.0f;
+  }
+  const float rescale = std::exp2(*m - m_new);
+  *l = *l * rescale + ks.exp2_sum(s, n, m_new);
+  *m = m_new;
+  return rescale;
+}
+
+// What one forward call needs everywhere.
+struct ForwardCall {
+  const TensorView &q, &k, &v, &out;
+  const TensorView* lse;
+  AttentionShape shape;
+  ScoreMask mask;
+  float q_scale;  // scale * log2(e)
+};
+
+// Writes row i of head h in batch b: out = o / l (zeros where no key was
+// visible, l == 0) and lse = ln(sum exp(scores)) from the log2-unit max m.
+inline void write_output_row(const ForwardCall& c, int64_t b, int64_t h, int64_t i, const float* o,
+                             float m, float l) {
+  const float inv = l == 0.0f ? 0.0f : 1.0f / l;
+  const int64_t row = b * c.out.strides[0] + h * c.out.strides[1] + i * c.out.strides[2];
+  for (int64_t d = 0; d < c.shape.Dv; ++d) {
+    store_float(c.out.data, c.out.dtype, row + d * c.out.strides[3], l == 0.0f ? 0.0f : o[d] * inv);
+  }
+  if (c.lse != nullptr) {
+    const float value = l == 0.0f ? kInf : (m + std::log2(l)) / kLog2e;
+    static_cast<float*>(c.lse->data)[b * c.lse->strides[0] + h * c.lse->strides[1] + i * c.lse->strides[2]] = value;
+  }
+}
 
 }  // namespace cpu
 }  // namespace hetero

@@ -13,7 +13,8 @@
 //   O   (kBQ x Dv)   = O * 2^(m_old - m_new) + Pp . Vp[block]
 //
 // Working in log2 units lets the exponential be a plain exp2 (a shift plus a
-// polynomial). Key blocks past the causal diagonal are skipped.
+// polynomial). Key blocks past the causal diagonal are skipped. Calls with
+// few query rows per key/value head go to attention_decode.cpp instead.
 
 #include <algorithm>
 #include <cmath>
@@ -24,6 +25,7 @@
 
 #include "attention.h"
 #include "attention_common.h"
+#include "attention_decode.h"
 #include "thread_pool.h"
 #include "hetero/view_checks.h"
 #include "workspace.h"
@@ -35,14 +37,6 @@ namespace {
 constexpr int64_t kBQ = 96;   // query rows per block, whole kMR slivers
 constexpr int64_t kBK = 128;  // keys per block, whole kNR slivers
 static_assert(kBQ % kMR == 0 && kBK % kNR == 0, "blocks must be whole slivers");
-
-struct Call {
-  const TensorView &q, &k, &v, &out;
-  const TensorView* lse;
-  AttentionShape shape;
-  ScoreMask mask;
-  float q_scale;  // scale * log2(e)
-};
 
 // Scratch of one thread; sizes depend on the call.
 struct Scratch {
@@ -77,7 +71,7 @@ struct Scratch {
 
 // One block of query rows [i0, i0 + bq) of head h in batch b, against the
 // packed K/V of its key/value head.
-void query_block(const KernelSet& ks, const Call& c, const Scratch& w, int64_t b, int64_t h,
+void query_block(const KernelSet& ks, const ForwardCall& c, const Scratch& w, int64_t b, int64_t h,
                  int64_t i0, int64_t bq) {
   const AttentionShape& g = c.shape;
   const int64_t row_slivers = ceil_div(bq, kMR);
@@ -97,18 +91,13 @@ void query_block(const KernelSet& ks, const Call& c, const Scratch& w, int64_t b
         ks.micro(g.D, w.qp + ir * g.D * kMR, k_sliver, w.s + ir * kMR * kBK + jr * kNR, kBK, false);
       }
     }
-    // Online softmax, row by row; P goes to the packed-A layout for P . V.
+    // Online softmax, row by row; P goes to the packed-A layout for P . V
+    // (rows past bq stay 0).
     std::memset(w.pp, 0, sizeof(float) * static_cast<size_t>(row_slivers * kMR * bk));
     for (int64_t r = 0; r < bq; ++r) {
       float* s = w.s + r * kBK;
       c.mask.apply(s, b, h, i0 + r, j0, bk);
-      const float block_max = ks.row_max(s, bk);
-      // NaN must win (std::max would keep the old value): it then reaches out.
-      const float m_new = block_max > w.m[r] || block_max != block_max ? block_max : w.m[r];
-      if (m_new == -kInf) continue;  // nothing visible yet: P row stays 0
-      const float rescale = std::exp2(w.m[r] - m_new);
-      w.l[r] = w.l[r] * rescale + ks.exp2_sum(s, bk, m_new);
-      w.m[r] = m_new;
+      const float rescale = online_softmax_row(ks, s, bk, &w.m[r], &w.l[r]);
       if (rescale != 1.0f) {
         float* o = w.o + r * w.dv_pad;
         for (int64_t d = 0; d < g.Dv; ++d) o[d] *= rescale;
@@ -125,28 +114,13 @@ void query_block(const KernelSet& ks, const Call& c, const Scratch& w, int64_t b
     }
   }
 
-  // out = O / l (zeros where no key was visible), lse = ln(sum exp(scores)).
-  for (int64_t r = 0; r < bq; ++r) {
-    const int64_t i = i0 + r;
-    const float l = w.l[r];
-    const float inv = l == 0.0f ? 0.0f : 1.0f / l;
-    const float* o = w.o + r * w.dv_pad;
-    const int64_t row = b * c.out.strides[0] + h * c.out.strides[1] + i * c.out.strides[2];
-    for (int64_t d = 0; d < g.Dv; ++d) {
-      store_float(c.out.data, c.out.dtype, row + d * c.out.strides[3], l == 0.0f ? 0.0f : o[d] * inv);
-    }
-    if (c.lse != nullptr) {
-      const float value = l == 0.0f ? kInf : (w.m[r] + std::log2(l)) / kLog2e;
-      static_cast<float*>(c.lse->data)[b * c.lse->strides[0] + h * c.lse->strides[1] +
-                                       i * c.lse->strides[2]] = value;
-    }
-  }
+  for (int64_t r = 0; r < bq; ++r) write_output_row(c, b, h, i0 + r, w.o + r * w.dv_pad, w.m[r], w.l[r]);
 }
 
 // Work items: (batch, key/value head) pairs, each split into `chunks` that
 // take every chunks-th (query head, query block) unit of the pair, so that
 // causal rows of different cost are spread evenly.
-void run(const KernelSet& ks, const Call& c, int threads, float* const* scratch) {
+void run(const KernelSet& ks, const ForwardCall& c, int threads, float* const* scratch) {
   const AttentionShape& g = c.shape;
   const int64_t pairs = g.B * g.Hkv;
   const int64_t q_blocks = ceil_div(g.Sq, kBQ);
@@ -185,11 +159,15 @@ Status attention_forward(const TensorView& q, const TensorView& k, const TensorV
     Status s = check_num_threads(num_threads);
     if (s.ok()) s = validate_attention(q, k, v, mask, out, lse, nullptr, &g);
     if (!s.ok() || g.B * g.Hq * g.Sq == 0 || g.Dv == 0) return s;
-    const Call c{q, k, v, out, lse, g, ScoreMask{mask, causal, g.causal_offset()},
+    const ForwardCall c{q, k, v, out, lse, g, ScoreMask{mask, causal, g.causal_offset()},
                  static_cast<float>(scale) * kLog2e};
     const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
     const int threads = threads_for_work(num_threads, work, int64_t{1} << 18);
-    run(active_kernels(), c, threads, per_thread_scratch(threads, Scratch::floats(g)).data());
+    if (decode_applies(c)) {
+      attention_decode(active_kernels(), c, threads);
+    } else {
+      run(active_kernels(), c, threads, per_thread_scratch(threads, Scratch::floats(g)).data());
+    }
     return Status::Ok();
   } catch (const std::exception& e) {
     return Status::Internal(std::string("attention: ") + e.what());

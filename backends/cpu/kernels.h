@@ -2,7 +2,8 @@
 // products inside attention) operand packing and the register-blocked
 // micro-kernel, in the layout of BLIS (Van Zee & van de Geijn, "BLIS:
 // A Framework for Rapidly Instantiating BLAS Functionality", TOMS 2015).
-// For attention, the two vector loops of an online softmax.
+// For decode-shaped GEMMs (a few rows of A), products read straight from B's
+// storage. For attention, the two vector loops of an online softmax.
 //
 // Packed A ("Ap"): row slivers of kMR rows; within a sliver, for each k, the
 // kMR values of column k. Packed B ("Bp"): column slivers of kNR columns;
@@ -42,10 +43,27 @@ struct KernelSet {
   void (*pack_a)(const MatrixRef& src, int64_t rows, int64_t depth, float* dst);
   // Packs src[0:depth, 0:cols] into ceil(cols / kNR) slivers at dst.
   void (*pack_b)(const MatrixRef& src, int64_t depth, int64_t cols, float* dst);
+  // dst[i * ld + k] = float(src(i, k)) for i < rows, k < depth: rows of a
+  // dtype widened to float32 (vector loads where src.col_stride == 1).
+  void (*widen_rows)(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld);
   // c[kMR x kNR] (row stride ldc) = (accumulate ? c : 0) + a_sliver . b_sliver,
   // summing depth products in order. With accumulate false and depth 0, c = 0.
   void (*micro)(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
                 bool accumulate);
+  // Products for a few rows of A (decode) read straight from b[0:depth,
+  // 0:cols], unpacked. a: rows x depth float32, unit k stride, row stride
+  // lda. c: rows x cols float32, row stride ldc; c = a . b, or c += a . b with
+  // accumulate (the block's sum is added to c last). Every element is summed
+  // the same way whichever tile computes it, so results do not depend on how
+  // callers split columns.
+  //   small_m_dot: b.row_stride == 1 (x @ w.t(): each column of b is a
+  //     contiguous row of w); k is summed in 8 interleaved partial sums.
+  //   small_m_axpy: b.col_stride == 1 (x @ w: rows of b are contiguous); k is
+  //     summed in order.
+  void (*small_m_dot)(const MatrixRef& b, int64_t depth, int64_t cols, const float* a,
+                      int64_t lda, int64_t rows, float* c, int64_t ldc, bool accumulate);
+  void (*small_m_axpy)(const MatrixRef& b, int64_t depth, int64_t cols, const float* a,
+                       int64_t lda, int64_t rows, float* c, int64_t ldc, bool accumulate);
   // Largest of x[0:n]; NaN if any x is NaN; -inf when n == 0 or every x is -inf.
   float (*row_max)(const float* x, int64_t n);
   // x[j] = 2^(x[j] - shift) for j < n; returns their sum. Exactly 0 where

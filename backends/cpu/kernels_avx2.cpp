@@ -132,6 +132,23 @@ void pack_b_cols(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) 
 }
 
 template <typename In>
+void widen_rows_typed(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const In* row = static_cast<const In*>(src.at(i, 0));
+    float* out = dst + i * ld;
+    int64_t k = 0;
+    if (src.col_stride == 1) {
+      for (; k + 8 <= depth; k += 8) _mm256_storeu_ps(out + k, load8(row + k));
+    }
+    for (; k < depth; ++k) out[k] = to_float(row[k * src.col_stride]);
+  }
+}
+
+void widen_rows(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld) {
+  HETERO_PACK_BY_DTYPE(widen_rows_typed, src, rows, depth, dst, ld);
+}
+
+template <typename In>
 void pack_a_typed(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
   if (src.col_stride == 1) {
     pack_a_rows<In>(src, rows, depth, dst);
@@ -271,6 +288,153 @@ float exp2_sum(float* x, int64_t n, float shift) {
   return total;
 }
 
+// ---------------------------------------------------------------- small M
+
+// Decode-shaped GEMMs: a has a few rows, b is read once straight from its
+// storage (no Bp), bf16/fp16 widened in registers. Tiles are sized by the
+// rows they get so that the accumulators and operands fit the 16 ymm
+// registers: 12 accumulators for 2-4 rows, 8 or 12 for one. Every loop over
+// tile indices is unrolled up front (UNROLL): only then does GCC keep the
+// accumulator arrays in registers instead of storing them every iteration.
+#define UNROLL _Pragma("GCC unroll 16")
+
+// Lane l of acc[i][j] sums the products with k = l (mod 8). The last
+// depth % 8 products go through zero-padded vectors, so each element is
+// summed the same way by every tile shape.
+template <typename In, int IR, int JC>
+void dot_tile(const float* a, int64_t lda, const In* w, int64_t ldw, int64_t depth, float* c,
+              int64_t ldc, bool accumulate) {
+  __m256 acc[IR][JC];
+  UNROLL for (int i = 0; i < IR; ++i) {
+    UNROLL for (int j = 0; j < JC; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  const int64_t body = depth & ~int64_t{7};
+  for (int64_t k = 0; k < body; k += 8) {
+    __m256 x[IR];
+    UNROLL for (int i = 0; i < IR; ++i) x[i] = _mm256_loadu_ps(a + i * lda + k);
+    UNROLL for (int j = 0; j < JC; ++j) {
+      const __m256 wj = load8(w + j * ldw + k);
+      UNROLL for (int i = 0; i < IR; ++i) acc[i][j] = _mm256_fmadd_ps(x[i], wj, acc[i][j]);
+    }
+  }
+  if (body < depth) {
+    alignas(32) float x_tail[IR][8] = {};
+    In w_tail[JC][8] = {};  // value-initialised: +0 in every dtype
+    for (int64_t k = body; k < depth; ++k) {
+      UNROLL for (int i = 0; i < IR; ++i) x_tail[i][k - body] = a[i * lda + k];
+      UNROLL for (int j = 0; j < JC; ++j) w_tail[j][k - body] = w[j * ldw + k];
+    }
+    UNROLL for (int j = 0; j < JC; ++j) {
+      const __m256 wj = load8(w_tail[j]);
+      UNROLL for (int i = 0; i < IR; ++i) acc[i][j] = _mm256_fmadd_ps(_mm256_load_ps(x_tail[i]), wj, acc[i][j]);
+    }
+  }
+  UNROLL for (int i = 0; i < IR; ++i) {
+    UNROLL for (int j = 0; j < JC; ++j) {
+      const float sum = horizontal_sum(acc[i][j]);
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + sum : sum;
+    }
+  }
+}
+
+template <typename In, int IR, int JC>
+void dot_rows(const float* a, int64_t lda, const In* w, int64_t ldw, int64_t depth, int64_t cols,
+              float* c, int64_t ldc, bool accumulate) {
+  int64_t j = 0;
+  for (; j + JC <= cols; j += JC) dot_tile<In, IR, JC>(a, lda, w + j * ldw, ldw, depth, c + j, ldc, accumulate);
+  for (; j < cols; ++j) dot_tile<In, IR, 1>(a, lda, w + j * ldw, ldw, depth, c + j, ldc, accumulate);
+}
+
+template <typename In>
+void small_m_dot_typed(const MatrixRef& b, int64_t depth, int64_t cols, const float* a, int64_t lda,
+                       int64_t rows, float* c, int64_t ldc, bool accumulate) {
+  const In* w = static_cast<const In*>(b.data);  // b(k, j) = w[j * ldw + k]
+  const int64_t ldw = b.col_stride;
+  int64_t i = 0;
+  for (; i + 4 <= rows; i += 4) {  // x via FMA memory operands: 12 + 3 + 1 registers
+    dot_rows<In, 4, 3>(a + i * lda, lda, w, ldw, depth, cols, c + i * ldc, ldc, accumulate);
+  }
+  if (rows - i == 3) dot_rows<In, 3, 4>(a + i * lda, lda, w, ldw, depth, cols, c + i * ldc, ldc, accumulate);
+  if (rows - i == 2) dot_rows<In, 2, 6>(a + i * lda, lda, w, ldw, depth, cols, c + i * ldc, ldc, accumulate);
+  if (rows - i == 1) dot_rows<In, 1, 8>(a + i * lda, lda, w, ldw, depth, cols, c + i * ldc, ldc, accumulate);
+}
+
+// acc[i][v] holds columns 8v..8v+7 of row i; k is summed in order from 0
+// with one rounding per FMA, which the scalar fmaf of the last cols % 8
+// columns matches exactly, and c is added last.
+template <typename In, int IR, int JV>
+void axpy_tile(const float* a, int64_t lda, const In* b, int64_t ldb, int64_t depth, float* c,
+               int64_t ldc, bool accumulate) {
+  __m256 acc[IR][JV];
+  UNROLL for (int i = 0; i < IR; ++i) {
+    UNROLL for (int v = 0; v < JV; ++v) acc[i][v] = _mm256_setzero_ps();
+  }
+  for (int64_t k = 0; k < depth; ++k) {
+    const In* bk = b + k * ldb;
+    if constexpr (IR * JV + JV + 1 <= 16) {  // hold the JV b vectors, one a value at a time
+      __m256 bv[JV];
+      UNROLL for (int v = 0; v < JV; ++v) bv[v] = load8(bk + 8 * v);
+      UNROLL for (int i = 0; i < IR; ++i) {
+        const __m256 aik = _mm256_broadcast_ss(a + i * lda + k);
+        UNROLL for (int v = 0; v < JV; ++v) acc[i][v] = _mm256_fmadd_ps(aik, bv[v], acc[i][v]);
+      }
+    } else {  // hold the IR a values, one b vector at a time
+      __m256 ak[IR];
+      UNROLL for (int i = 0; i < IR; ++i) ak[i] = _mm256_broadcast_ss(a + i * lda + k);
+      UNROLL for (int v = 0; v < JV; ++v) {
+        const __m256 bv = load8(bk + 8 * v);
+        UNROLL for (int i = 0; i < IR; ++i) acc[i][v] = _mm256_fmadd_ps(ak[i], bv, acc[i][v]);
+      }
+    }
+  }
+  UNROLL for (int i = 0; i < IR; ++i) {
+    UNROLL for (int v = 0; v < JV; ++v) {
+      float* ci = c + i * ldc + 8 * v;
+      _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(_mm256_loadu_ps(ci), acc[i][v]) : acc[i][v]);
+    }
+  }
+}
+
+template <typename In, int IR, int JV>
+void axpy_rows(const float* a, int64_t lda, const In* b, int64_t ldb, int64_t depth, int64_t cols,
+               float* c, int64_t ldc, bool accumulate) {
+  int64_t j = 0;
+  for (; j + 8 * JV <= cols; j += 8 * JV) axpy_tile<In, IR, JV>(a, lda, b + j, ldb, depth, c + j, ldc, accumulate);
+  for (; j + 8 <= cols; j += 8) axpy_tile<In, IR, 1>(a, lda, b + j, ldb, depth, c + j, ldc, accumulate);
+  for (; j < cols; ++j) {
+    for (int i = 0; i < IR; ++i) {
+      float sum = 0.0f;
+      for (int64_t k = 0; k < depth; ++k) sum = __builtin_fmaf(a[i * lda + k], to_float(b[k * ldb + j]), sum);
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + sum : sum;
+    }
+  }
+}
+
+template <typename In>
+void small_m_axpy_typed(const MatrixRef& b, int64_t depth, int64_t cols, const float* a, int64_t lda,
+                        int64_t rows, float* c, int64_t ldc, bool accumulate) {
+  const In* bp = static_cast<const In*>(b.data);
+  const int64_t ldb = b.row_stride;
+  int64_t i = 0;
+  for (; i + 4 <= rows; i += 4) {
+    axpy_rows<In, 4, 3>(a + i * lda, lda, bp, ldb, depth, cols, c + i * ldc, ldc, accumulate);
+  }
+  if (rows - i == 3) axpy_rows<In, 3, 4>(a + i * lda, lda, bp, ldb, depth, cols, c + i * ldc, ldc, accumulate);
+  if (rows - i == 2) axpy_rows<In, 2, 6>(a + i * lda, lda, bp, ldb, depth, cols, c + i * ldc, ldc, accumulate);
+  if (rows - i == 1) axpy_rows<In, 1, 12>(a + i * lda, lda, bp, ldb, depth, cols, c + i * ldc, ldc, accumulate);
+}
+#undef UNROLL
+
+void small_m_dot(const MatrixRef& b, int64_t depth, int64_t cols, const float* a, int64_t lda,
+                 int64_t rows, float* c, int64_t ldc, bool accumulate) {
+  HETERO_PACK_BY_DTYPE(small_m_dot_typed, b, depth, cols, a, lda, rows, c, ldc, accumulate);
+}
+
+void small_m_axpy(const MatrixRef& b, int64_t depth, int64_t cols, const float* a, int64_t lda,
+                  int64_t rows, float* c, int64_t ldc, bool accumulate) {
+  HETERO_PACK_BY_DTYPE(small_m_axpy_typed, b, depth, cols, a, lda, rows, c, ldc, accumulate);
+}
+
 // ---------------------------------------------------------------- peak
 
 // 12 independent FMA chains, as many as the micro-kernel keeps in flight.
@@ -292,7 +456,7 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet* avx2_kernels() {
-  static const KernelSet kernels{"avx2", pack_a, pack_b, micro, row_max, exp2_sum, fma_loop};
+  static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, micro, small_m_dot, small_m_axpy, row_max, exp2_sum, fma_loop};
   return &kernels;
 }
 

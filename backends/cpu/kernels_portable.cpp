@@ -21,6 +21,10 @@ void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
   HETERO_PACK_BY_DTYPE(pack_b_generic, src, depth, cols, dst);
 }
 
+void widen_rows(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld) {
+  HETERO_PACK_BY_DTYPE(widen_rows_generic, src, rows, depth, dst, ld);
+}
+
 void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
   float acc[kMR][kNR];
   for (int64_t r = 0; r < kMR; ++r) {
@@ -43,6 +47,52 @@ void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
   for (int64_t r = 0; r < kMR; ++r) {
     for (int64_t j = 0; j < kNR; ++j) c[r * ldc + j] = acc[r][j];
   }
+}
+
+// Same summation orders as the AVX2 kernels (8 interleaved partial sums for
+// dot, k in order for axpy), written as lane loops the compiler vectorises.
+template <typename In>
+void small_m_dot_typed(const MatrixRef& b, int64_t depth, int64_t cols, const float* a, int64_t lda,
+                       int64_t rows, float* c, int64_t ldc, bool accumulate) {
+  for (int64_t j = 0; j < cols; ++j) {
+    const In* w = static_cast<const In*>(b.at(0, j));  // unit stride in k
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* x = a + i * lda;
+      float lanes[8] = {};
+      for (int64_t k = 0; k < depth; k += 8) {
+        for (int64_t l = 0; l < 8 && k + l < depth; ++l) lanes[l] += x[k + l] * to_float(w[k + l]);
+      }
+      const float sum = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) +
+                        ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + sum : sum;
+    }
+  }
+}
+
+template <typename In>
+void small_m_axpy_typed(const MatrixRef& b, int64_t depth, int64_t cols, const float* a, int64_t lda,
+                        int64_t rows, float* c, int64_t ldc, bool accumulate) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float* ci = c + i * ldc;
+    if (!accumulate) {
+      for (int64_t j = 0; j < cols; ++j) ci[j] = 0.0f;
+    }
+    for (int64_t k = 0; k < depth; ++k) {
+      const In* bk = static_cast<const In*>(b.at(k, 0));  // unit stride in n
+      const float aik = a[i * lda + k];
+      for (int64_t j = 0; j < cols; ++j) ci[j] += aik * to_float(bk[j]);
+    }
+  }
+}
+
+void small_m_dot(const MatrixRef& b, int64_t depth, int64_t cols, const float* a, int64_t lda,
+                 int64_t rows, float* c, int64_t ldc, bool accumulate) {
+  HETERO_PACK_BY_DTYPE(small_m_dot_typed, b, depth, cols, a, lda, rows, c, ldc, accumulate);
+}
+
+void small_m_axpy(const MatrixRef& b, int64_t depth, int64_t cols, const float* a, int64_t lda,
+                  int64_t rows, float* c, int64_t ldc, bool accumulate) {
+  HETERO_PACK_BY_DTYPE(small_m_axpy_typed, b, depth, cols, a, lda, rows, c, ldc, accumulate);
 }
 
 float row_max(const float* x, int64_t n) {
@@ -83,7 +133,7 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet& portable_kernels() {
-  static const KernelSet kernels{"portable", pack_a, pack_b, micro, row_max, exp2_sum, fma_loop};
+  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, micro, small_m_dot, small_m_axpy, row_max, exp2_sum, fma_loop};
   return kernels;
 }
 

@@ -24,6 +24,14 @@ void pack_a_generic(const MatrixRef& src, int64_t rows, int64_t depth, float* ds
 }
 
 template <typename In>
+void widen_rows_generic(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const In* row = static_cast<const In*>(src.at(i, 0));
+    for (int64_t k = 0; k < depth; ++k) dst[i * ld + k] = to_float(row[k * src.col_stride]);
+  }
+}
+
+template <typename In>
 void pack_b_generic(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
   const In* b = static_cast<const In*>(src.data);
   for (int64_t s = 0; s * kNR < cols; ++s, dst += depth * kNR) {
@@ -37,7 +45,8 @@ void pack_b_generic(const MatrixRef& src, int64_t depth, int64_t cols, float* ds
   }
 }
 
-// Dispatches a dtype-templated packer on src.dtype (float32/float16/bfloat16).
+// Calls packer<In>(src, ...) for In = src.dtype (float32/float16/bfloat16):
+// any function templated on the element type of its first (MatrixRef) argument.
 #define HETERO_PACK_BY_DTYPE(packer, src, ...)                                       \
   do {                                                                               \
     switch ((src).dtype) {                                                           \

@@ -1,7 +1,9 @@
 """The cpu backend's flash attention (backends/cpu/attention_*.cpp), forward and
 backward, against the float64 oracle: FlashAttention's error rule against PyTorch in
 the input dtype, outputs poisoned first, awkward shapes (1, primes, Sq != Sk, head dims
-from 1 to 256), GQA/MQA, masks, strided views, every kernel set and thread count."""
+from 1 to 256), GQA/MQA, masks, strided views, every kernel set and thread count.
+Calls with at most 16 query rows per key/value head (group * Sq) take the decode path
+(attention_decode.cpp); DECODE_SHAPES and the tests after them cover it."""
 
 from __future__ import annotations
 
@@ -59,6 +61,48 @@ SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal
 def test_forward(isa, threads, shape, dtype):
     B, Hq, Hkv, Sq, Sk, D, Dv, causal = shape
     check_forward(*attention_inputs(B, Hq, Hkv, Sq, Sk, D, Dv, dtype=dtype), causal=causal)
+
+
+DECODE_SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal; group * Sq <= 16
+    (1, 8, 2, 1, 1031, 64, 64, True),     # decode with GQA; three key blocks of 512
+    (2, 4, 1, 4, 600, 37, 21, True),      # 16 rows (the most), D and Dv off the vector width
+    (1, 2, 2, 9, 5, 13, 13, True),        # Sq > Sk: the first 4 rows see nothing
+    (3, 6, 3, 2, 513, 128, 128, False),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", DECODE_SHAPES, ids=lambda s: "-".join(map(str, s)))
+def test_forward_decode(isa, threads, shape, dtype):
+    B, Hq, Hkv, Sq, Sk, D, Dv, causal = shape
+    check_forward(*attention_inputs(B, Hq, Hkv, Sq, Sk, D, Dv, dtype=dtype), causal=causal)
+
+
+@pytest.mark.parametrize("mask_kind", ["bool", "additive"])
+def test_decode_masks(isa, mask_kind):
+    q, k, v = attention_inputs(2, 4, 2, 3, 700, 16, 16, dtype=torch.bfloat16, seed=9)
+    if mask_kind == "bool":
+        mask = torch.rand(2, 1, 3, 700, generator=torch.Generator().manual_seed(2)) > 0.5
+        mask[1, :, 2] = False  # a row that sees nothing
+    else:
+        mask = randn(2, 4, 3, 700, seed=10)
+        mask[..., 600:] = -math.inf  # the whole second key block
+    out, lse = check_forward(q, k, v, mask=mask.expand(2, 4, 3, 700), causal=True)
+    if mask_kind == "bool":
+        assert (out[1, :, 2] == 0).all() and lse[1, :, 2].isinf().all()
+
+
+def test_decode_packed_kv_views_and_nan(isa):
+    # k and v as views into one packed (B, Sk, 2, Hkv, D) tensor: rows contiguous in d
+    # but far apart, as a fused kv projection leaves them.
+    kv = randn(1, 530, 2, 2, 24, seed=11)
+    k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+    q = randn(1, 6, 1, 24, seed=12)
+    check_forward(q, k, v)
+    k = k.clone()
+    k[0, 1, 520, 3] = math.nan  # second key block of kv head 1: its 3 query heads
+    out, _ = run_attention_forward(cpu.attention_forward, q, k, v)
+    assert out[0, 3:].isnan().all() and not out[0, :3].isnan().any()
 
 
 @pytest.mark.parametrize("causal", [False, True])

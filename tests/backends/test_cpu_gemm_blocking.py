@@ -1,7 +1,14 @@
-"""The native CPU GEMM's blocked driver: shapes that cross every block and sliver
-boundary (MR=6, NR=16, MC=144, KC=256, NC=512), every kernel set this CPU runs,
-thread grids over rows, columns and whole batch elements, and results that do not
-depend on the thread count."""
+"""The native CPU GEMM's drivers, on every kernel set this CPU runs.
+
+The BLIS path (backends/cpu/gemm.cpp): shapes that cross every block and sliver
+boundary (MR=6, NR=16, MC=144, KC=256, NC=512), thread grids over rows, columns and
+whole batch elements, and results that do not depend on the thread count.
+
+The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows with b unit-stride
+along k or n): row counts around its tiles (4, 3, 2, 1 rows), columns around its
+blocks (24, 96) and chunk (2016), depths around its vector width (8) and blocks (64,
+1024, 8192), bf16/fp16 weights widened once per block (more than 16 rows), and the
+same thread-count independence."""
 
 import pytest
 import torch
@@ -108,3 +115,81 @@ def test_thread_count_must_be_positive():
     a, b = randn(2, 2), randn(2, 2)
     with pytest.raises(ValueError, match="^num_threads: expected >= 1, got 0"):
         run(a, b, torch.empty(2, 2), threads=0)
+
+
+# ---------------------------------------------------------------- small-M path
+
+SMALL_M_ROWS = [1, 2, 3, 4, 5, 7, 16, 17, 23, 48]
+
+
+@pytest.mark.parametrize("layout", ["x@w.t()", "x@w"])
+@pytest.mark.parametrize("m", SMALL_M_ROWS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_small_m_rows_and_tiles(isa, layout, m, dtype):
+    # N = 97 leaves a partial 24-column dot block, a partial 96-column axpy block
+    # and a 1-column tail; K = 1031 crosses the dot depth block and the axpy one
+    # and ends on a partial vector.
+    n, k = 97, 1031
+    a = randn(m, k, dtype=dtype, seed=11)
+    b = randn(n, k, dtype=dtype, seed=12).t() if layout == "x@w.t()" else randn(k, n, dtype=dtype, seed=12)
+    check(run(a, b, poison_(torch.empty(m, n, dtype=dtype)), threads=2), a, b)
+
+
+@pytest.mark.parametrize("layout", ["x@w.t()", "x@w"])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (2, 5, 8193), (3, 2017, 9), (1, 4100, 5), (6, 13, 65),
+                                   (1, 31, 7)])
+def test_small_m_blocks_and_chunks(isa, layout, m, n, k):
+    a = randn(m, k, dtype=torch.bfloat16, seed=13)
+    b = (randn(n, k, dtype=torch.bfloat16, seed=14).t() if layout == "x@w.t()"
+         else randn(k, n, dtype=torch.bfloat16, seed=14))
+    check(run(a, b, poison_(torch.empty(m, n)), threads=3), a, b)
+
+
+@pytest.mark.parametrize("layout", GEMM_LAYOUTS + ("b strided",))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_small_m_layouts_bias_alpha_beta(isa, layout, dtype):
+    # Both b layouts of the small-M path, a in any strides, and a b with no unit
+    # stride (which the BLIS path serves), with the epilogue.
+    m, n, k = 5, 70, 45
+    if layout == "b strided":
+        a, b = randn(m, k, dtype=dtype, seed=15), randn(2 * k, 3 * n, dtype=dtype, seed=16)[::2, ::3]
+    else:
+        a, b = gemm_operands(layout, m, n, k, dtype=dtype)
+    out = poison_(torch.empty(m, n, dtype=torch.float32))
+    bias = randn(m, n, dtype=dtype, seed=17)
+    check(run(a, b, out, bias, alpha=0.5, beta=2.0, threads=2), a, b, bias, 0.5, 2.0)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 7])
+@pytest.mark.parametrize("layout", ["x@w.t()", "x@w"])
+@pytest.mark.parametrize("m", [1, 5, 30])
+def test_small_m_results_do_not_depend_on_thread_count(isa, threads, layout, m):
+    n, k = 1000, 300
+    a = randn(m, k, seed=18)
+    b = randn(n, k, seed=19).t() if layout == "x@w.t()" else randn(k, n, seed=19)
+    want = run(a, b, poison_(torch.empty(m, n)), threads=1)
+    got = run(a, b, poison_(torch.empty(m, n)), threads=threads)
+    assert torch.equal(got, want)
+    check(got, a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_small_m_batched_decode(isa, threads):
+    # Batched decode: one row per batch element against a shared (stride-0) weight.
+    a = randn(6, 1, 200, dtype=torch.bfloat16, seed=20)
+    w = randn(150, 200, dtype=torch.bfloat16, seed=21)
+    b = w.t().expand(6, 200, 150)
+    out = poison_(torch.empty(6, 1, 150, dtype=torch.bfloat16))
+    check(run(a, b, out, threads=threads), a, b)
+
+
+def test_x_at_w_t_up_to_48_rows_sums_in_8_partial_sums(isa):
+    # Where the small-M dot path serves (M <= 48, x @ w.t()), each output sums k in 8
+    # interleaved partial sums: 1e8 at k = 0 and -1e8 at k = 8 cancel in one lane,
+    # and the seven 1s survive. Summed in order (the BLIS path, M = 49), each 1 is
+    # absorbed by 1e8 and the result is 0.
+    x = torch.tensor([1e8, 1, 1, 1, 1, 1, 1, 1, -1e8])
+    w = torch.ones(3, 9)
+    for m, want in [(1, 7.0), (48, 7.0), (49, 0.0)]:
+        out = run(x.expand(m, 9), w.t(), poison_(torch.empty(m, 3)))
+        assert torch.equal(out, torch.full((m, 3), want)), m
