@@ -1,12 +1,13 @@
-"""The native cpu backend vs PyTorch on this CPU: GEMM (fp32, bf16, fp16) and flash
-attention forward, interleaved in one process.
+"""The native cpu backend vs PyTorch on this CPU: GEMM (fp32, bf16, fp16) and attention
+forward (prefill and decode), interleaved in one process.
 
 Every row: median seconds of PyTorch and hetero (rounds alternate between the two so
 drift hits both), GFLOP/s, % of this CPU's measured FMA peak (``_C.fma_peak_gflops``
 on the same threads), ratio = torch time / hetero time. Each hetero result is checked
 against the float64 oracle first; a wrong result aborts the run.
 
-FLOPs: GEMM 2*M*N*K. Attention 4*B*H*S*S*D (two products), halved when causal.
+FLOPs: GEMM 2*M*N*K. Attention 4*B*H*S*S*D (two products), halved when causal; decode
+4*Hq*Sk*D.
 
     python bench/cpu_bench.py [--quick] [--json bench/results/cpu.json]
 """
@@ -97,6 +98,27 @@ def bench_attention(dtype, H, S, D, causal):
     return flops, t_torch, t_hetero
 
 
+def decode_rows(quick):
+    # One new token against a KV cache: Llama-3-8B (GQA 32/8) and Falcon-7B (MQA 71/1).
+    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        for Hq, Hkv, Sk, D in [(32, 8, 1024, 128)] if quick else [(32, 8, 1024, 128), (32, 8, 4096, 128),
+                                                                   (71, 1, 2048, 64)]:
+            yield name, dtype, Hq, Hkv, Sk, D
+
+
+def bench_decode_attention(dtype, Hq, Hkv, Sk, D):
+    q = randn(1, Hq, 1, D, dtype=dtype, seed=1)
+    k, v = (randn(1, Hkv, Sk, D, dtype=dtype, seed=s) for s in (2, 3))
+    out = hetero.attention(q, k, v, backend="cpu")  # one query sees every key: causal or not
+    ref = hetero.reference_attention(q, k, v)
+    check_within(out, ref, flash_rule_bound(ref, hetero.reference_attention(q, k, v, compute_dtype=dtype)))
+    flops = 4 * Hq * Sk * D
+    t_torch, t_hetero = interleaved(
+        [lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+         lambda: hetero.attention(q, k, v, backend="cpu")], rounds_for(flops))
+    return flops, t_torch, t_hetero
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few rows of each kind")
@@ -129,6 +151,9 @@ def main(argv=None):
     for name, dtype, H, S, D, causal in attention_rows(args.quick):
         case = f"B=1 H={H} S={S} D={D}{' causal' if causal else ''}"
         emit("attention", name, case, *bench_attention(dtype, H, S, D, causal))
+    for name, dtype, Hq, Hkv, Sk, D in decode_rows(args.quick):
+        case = f"decode B=1 H={Hq}/{Hkv} Sq=1 Sk={Sk} D={D}"
+        emit("attention", name, case, *bench_decode_attention(dtype, Hq, Hkv, Sk, D))
 
     write_json(args.json, env, rows)
     return 0

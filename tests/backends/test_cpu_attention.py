@@ -2,8 +2,8 @@
 backward, against the float64 oracle: FlashAttention's error rule against PyTorch in
 the input dtype, outputs poisoned first, awkward shapes (1, primes, Sq != Sk, head dims
 from 1 to 256), GQA/MQA, masks, strided views, every kernel set and thread count.
-Calls with at most 16 query rows per key/value head (group * Sq) take the decode path
-(attention_decode.cpp); DECODE_SHAPES and the tests after them cover it."""
+Calls with at most 8 queries per head take the decode path (attention_decode.cpp);
+DECODE_SHAPES and the tests after them cover it."""
 
 from __future__ import annotations
 
@@ -63,11 +63,13 @@ def test_forward(isa, threads, shape, dtype):
     check_forward(*attention_inputs(B, Hq, Hkv, Sq, Sk, D, Dv, dtype=dtype), causal=causal)
 
 
-DECODE_SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal; group * Sq <= 16
+DECODE_SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal; Sq <= 8
     (1, 8, 2, 1, 1031, 64, 64, True),     # decode with GQA; three key blocks of 512
-    (2, 4, 1, 4, 600, 37, 21, True),      # 16 rows (the most), D and Dv off the vector width
-    (1, 2, 2, 9, 5, 13, 13, True),        # Sq > Sk: the first 4 rows see nothing
+    (2, 4, 1, 4, 600, 37, 21, True),      # D and Dv off the vector width
+    (1, 2, 2, 8, 5, 13, 13, True),        # Sq > Sk: the first 3 queries see nothing
     (3, 6, 3, 2, 513, 128, 128, False),
+    (1, 71, 1, 1, 600, 24, 24, True),     # MQA, 71 rows: split into parts of at most 48
+    (1, 8, 4, 8, 70, 16, 16, False),      # 16 rows per key/value head
 ]
 
 
@@ -103,6 +105,18 @@ def test_decode_packed_kv_views_and_nan(isa):
     k[0, 1, 520, 3] = math.nan  # second key block of kv head 1: its 3 query heads
     out, _ = run_attention_forward(cpu.attention_forward, q, k, v)
     assert out[0, 3:].isnan().all() and not out[0, :3].isnan().any()
+
+
+def test_decode_results_do_not_depend_on_thread_count(isa):
+    # One key/value head of 71 query rows: split into 2, 2, 3 and 5 parts.
+    q, k, v = attention_inputs(1, 71, 1, 2, 600, 24, 24, seed=14)
+    outs = []
+    for threads in (1, 2, 3, 5):
+        out, lse = poison_(torch.empty(1, 71, 2, 24)), poison_(torch.empty(1, 71, 2))
+        _C.attention_forward(cpu.view(q), cpu.view(k), cpu.view(v), None, True, 0.2,
+                             cpu.view(out), cpu.view(lse), threads)
+        outs.append((out, lse))
+    assert all(torch.equal(o, outs[0][0]) and torch.equal(l, outs[0][1]) for o, l in outs)
 
 
 @pytest.mark.parametrize("causal", [False, True])
