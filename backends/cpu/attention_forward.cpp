@@ -14,7 +14,7 @@
 //
 // Working in log2 units lets the exponential be a plain exp2 (a shift plus a
 // polynomial). Key blocks past the causal diagonal are skipped. Calls with
-// few query rows per key/value head go to attention_decode.cpp instead.
+// at most 8 queries per head go to attention_decode.cpp instead.
 
 #include <algorithm>
 #include <cmath>
