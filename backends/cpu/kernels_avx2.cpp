@@ -133,14 +133,13 @@ void pack_b_cols(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) 
 
 template <typename In>
 void widen_rows_typed(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld) {
+  if (src.col_stride != 1) return widen_rows_generic<In>(src, rows, depth, dst, ld);
   for (int64_t i = 0; i < rows; ++i) {
     const In* row = static_cast<const In*>(src.at(i, 0));
     float* out = dst + i * ld;
     int64_t k = 0;
-    if (src.col_stride == 1) {
-      for (; k + 8 <= depth; k += 8) _mm256_storeu_ps(out + k, load8(row + k));
-    }
-    for (; k < depth; ++k) out[k] = to_float(row[k * src.col_stride]);
+    for (; k + 8 <= depth; k += 8) _mm256_storeu_ps(out + k, load8(row + k));
+    for (; k < depth; ++k) out[k] = to_float(row[k]);
   }
 }
 

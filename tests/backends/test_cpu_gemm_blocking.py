@@ -8,7 +8,7 @@ The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows with b unit-str
 along k or n): row counts around its tiles (4, 3, 2, 1 rows), columns around its
 blocks (24, 96) and chunk (2016), depths around its vector width (8) and blocks (64,
 1024, 8192), bf16/fp16 weights widened once per block (more than 16 rows), and the
-same thread-count independence."""
+same thread-count independence (one test for both paths)."""
 
 import pytest
 import torch
@@ -61,10 +61,15 @@ EDGE_SHAPES = [(1, 1, 1), (6, 16, 1), (7, 17, 257), (149, 523, 263), (145, 33, 5
                (5, 1031, 3), (290, 16, 256)]
 
 
+@pytest.mark.parametrize("b_strides", ["contiguous", "no unit stride"])
 @pytest.mark.parametrize("m,n,k", EDGE_SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_block_edges(isa, m, n, k, dtype):
+def test_block_edges(isa, m, n, k, dtype, b_strides):
+    # A b with no unit stride keeps the shapes of at most 48 rows on the BLIS path
+    # too (contiguous, they take the small-M path).
     a, b = randn(m, k, dtype=dtype, seed=1), randn(k, n, dtype=dtype, seed=2)
+    if b_strides == "no unit stride":
+        b = randn(k, 2 * n, dtype=dtype, seed=2)[:, ::2]
     check(run(a, b, poison_(torch.empty(m, n, dtype=dtype)), threads=2), a, b)
 
 
@@ -78,11 +83,21 @@ def test_layouts_with_fast_packing_paths(isa, layout, dtype):
     check(run(a, b, out, bias, alpha=0.5, beta=2.0, threads=3), a, b, bias, 0.5, 2.0)
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3, 4, 7])
-@pytest.mark.parametrize("m,n", [(300, 20), (12, 1100), (160, 600)], ids=["rows", "cols", "grid"])
-def test_results_do_not_depend_on_thread_count(isa, threads, m, n):
-    # K is never split across threads, so every element sums in the same order.
-    a, b = randn(m, 300, seed=3), randn(300, n, seed=4)
+THREAD_CASES = {  # id: (m, n, layout); BLIS thread grids, then the small-M path
+    "rows": (300, 20, "x@w"), "cols": (60, 1100, "x@w"), "grid": (160, 600, "x@w"),
+    **{f"small-M {layout} m={m}": (m, 1000, layout) for layout in ("x@w.t()", "x@w")
+       for m in (1, 5, 30)},
+}
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4, 7])
+@pytest.mark.parametrize("case", THREAD_CASES)
+def test_results_do_not_depend_on_thread_count(isa, threads, case):
+    # K is never split across threads, and the small-M kernels sum each element the
+    # same way in every tile, so every element sums in the same order.
+    m, n, layout = THREAD_CASES[case]
+    a = randn(m, 300, seed=3)
+    b = randn(n, 300, seed=4).t() if layout == "x@w.t()" else randn(300, n, seed=4)
     want = run(a, b, poison_(torch.empty(m, n)), threads=1)
     got = run(a, b, poison_(torch.empty(m, n)), threads=threads)
     assert torch.equal(got, want)
@@ -158,19 +173,6 @@ def test_small_m_layouts_bias_alpha_beta(isa, layout, dtype):
     out = poison_(torch.empty(m, n, dtype=torch.float32))
     bias = randn(m, n, dtype=dtype, seed=17)
     check(run(a, b, out, bias, alpha=0.5, beta=2.0, threads=2), a, b, bias, 0.5, 2.0)
-
-
-@pytest.mark.parametrize("threads", [2, 3, 7])
-@pytest.mark.parametrize("layout", ["x@w.t()", "x@w"])
-@pytest.mark.parametrize("m", [1, 5, 30])
-def test_small_m_results_do_not_depend_on_thread_count(isa, threads, layout, m):
-    n, k = 1000, 300
-    a = randn(m, k, seed=18)
-    b = randn(n, k, seed=19).t() if layout == "x@w.t()" else randn(k, n, seed=19)
-    want = run(a, b, poison_(torch.empty(m, n)), threads=1)
-    got = run(a, b, poison_(torch.empty(m, n)), threads=threads)
-    assert torch.equal(got, want)
-    check(got, a, b)
 
 
 @pytest.mark.parametrize("threads", [1, 3])
