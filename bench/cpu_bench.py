@@ -123,6 +123,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few rows of each kind")
     parser.add_argument("--json", help="write the rows and the environment to this file")
+    parser.add_argument("--ops", nargs="+", choices=("gemm", "attention", "decode"),
+                        default=("gemm", "attention", "decode"), help="which tables to run (default: all)")
     args = parser.parse_args(argv)
 
     threads = cpu.num_threads()
@@ -146,12 +148,12 @@ def main(argv=None):
               f"{row['torch_gflops']:.1f} | {row['hetero_gflops']:.1f} | "
               f"{row['hetero_pct_peak']:.0f}% | **{row['speedup']:.2f}×** |", flush=True)
 
-    for name, layout, dtype, m, n, k in gemm_rows(args.quick):
+    for name, layout, dtype, m, n, k in gemm_rows(args.quick) if "gemm" in args.ops else ():
         emit("gemm", name, f"{layout} {m}×{n}×{k}", *bench_gemm(dtype, layout, m, n, k))
-    for name, dtype, H, S, D, causal in attention_rows(args.quick):
+    for name, dtype, H, S, D, causal in attention_rows(args.quick) if "attention" in args.ops else ():
         case = f"B=1 H={H} S={S} D={D}{' causal' if causal else ''}"
         emit("attention", name, case, *bench_attention(dtype, H, S, D, causal))
-    for name, dtype, Hq, Hkv, Sk, D in decode_rows(args.quick):
+    for name, dtype, Hq, Hkv, Sk, D in decode_rows(args.quick) if "decode" in args.ops else ():
         case = f"decode B=1 H={Hq}/{Hkv} Sq=1 Sk={Sk} D={D}"
         emit("attention", name, case, *bench_decode_attention(dtype, Hq, Hkv, Sk, D))
 

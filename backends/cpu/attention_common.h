@@ -57,13 +57,17 @@ struct ScoreMask {
   bool causal;
   int64_t causal_offset;
 
+  // How many of the keys [j0, j0 + n) causality lets query i see: they are
+  // a prefix (all n without causal).
+  int64_t visible(int64_t i, int64_t j0, int64_t n) const {
+    if (!causal) return n;
+    const int64_t last = i + causal_offset - j0;  // last visible index in this row
+    return last < 0 ? 0 : (last + 1 < n ? last + 1 : n);
+  }
+
   void apply(float* s, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t n) const {
-    int64_t visible = n;
-    if (causal) {
-      const int64_t last = i + causal_offset - j0;  // last visible index in this row
-      visible = last < 0 ? 0 : (last + 1 < n ? last + 1 : n);
-      for (int64_t j = visible; j < n; ++j) s[j] = -kInf;
-    }
+    const int64_t visible = this->visible(i, j0, n);
+    for (int64_t j = visible; j < n; ++j) s[j] = -kInf;
     if (mask == nullptr) return;
     const int64_t row = b * mask->strides[0] + h * mask->strides[1] + i * mask->strides[2];
     const int64_t col = mask->strides[3];

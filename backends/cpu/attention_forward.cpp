@@ -13,8 +13,9 @@
 //   O   (kBQ x Dv)   = O * 2^(m_old - m_new) + Pp . Vp[block]
 //
 // Working in log2 units lets the exponential be a plain exp2 (a shift plus a
-// polynomial). Key blocks past the causal diagonal are skipped. Calls with
-// at most 8 queries per head go to attention_decode.cpp instead.
+// polynomial). With causal masking, key blocks past the diagonal are skipped,
+// and so are the 6 x 16 products of S and P . V that the diagonal hides.
+// Calls with at most 8 queries per head go to attention_decode.cpp instead.
 
 #include <algorithm>
 #include <cmath>
@@ -85,30 +86,35 @@ void query_block(const KernelSet& ks, const ForwardCall& c, const Scratch& w, in
   if (c.mask.causal) key_end = std::max<int64_t>(0, std::min(g.Sk, i0 + bq + g.causal_offset()));
   for (int64_t j0 = 0; j0 < key_end; j0 += kBK) {
     const int64_t bk = std::min(kBK, g.Sk - j0);
+    // Keys of this block that a sliver of rows needs: those its last row
+    // sees. On the causal diagonal the rest of the tile is masked, so its
+    // products in S and in P . V are skipped.
+    auto sliver_keys = [&](int64_t ir) { return c.mask.visible(i0 + std::min(bq, (ir + 1) * kMR) - 1, j0, bk); };
     for (int64_t jr = 0; jr * kNR < bk; ++jr) {
       const float* k_sliver = w.kp + (j0 / kNR + jr) * g.D * kNR;
       for (int64_t ir = 0; ir < row_slivers; ++ir) {
+        if (jr * kNR >= sliver_keys(ir)) continue;
         ks.micro(g.D, w.qp + ir * g.D * kMR, k_sliver, w.s + ir * kMR * kBK + jr * kNR, kBK, false);
       }
     }
-    // Online softmax, row by row; P goes to the packed-A layout for P . V
-    // (rows past bq stay 0).
-    std::memset(w.pp, 0, sizeof(float) * static_cast<size_t>(row_slivers * kMR * bk));
+    // Online softmax, row by row, over the keys the row sees; P is 0 past
+    // them and goes to the packed-A layout for P . V.
     for (int64_t r = 0; r < bq; ++r) {
       float* s = w.s + r * kBK;
-      c.mask.apply(s, b, h, i0 + r, j0, bk);
-      const float rescale = online_softmax_row(ks, s, bk, &w.m[r], &w.l[r]);
+      const int64_t seen = c.mask.visible(i0 + r, j0, bk);
+      c.mask.apply(s, b, h, i0 + r, j0, seen);
+      const float rescale = online_softmax_row(ks, s, seen, &w.m[r], &w.l[r]);
+      std::fill(s + seen, s + bk, 0.0f);
       if (rescale != 1.0f) {
         float* o = w.o + r * w.dv_pad;
         for (int64_t d = 0; d < g.Dv; ++d) o[d] *= rescale;
       }
-      float* p = w.pp + (r / kMR) * bk * kMR + r % kMR;
-      for (int64_t j = 0; j < bk; ++j) p[j * kMR] = s[j];
     }
+    ks.pack_a({w.s, DType::float32, kBK, 1}, bq, bk, w.pp);
     for (int64_t jr = 0; jr * kNR < g.Dv; ++jr) {
       const float* v_sliver = w.vp + jr * g.Sk * kNR + j0 * kNR;
       for (int64_t ir = 0; ir < row_slivers; ++ir) {
-        ks.micro(bk, w.pp + ir * bk * kMR, v_sliver, w.o + ir * kMR * w.dv_pad + jr * kNR,
+        ks.micro(sliver_keys(ir), w.pp + ir * bk * kMR, v_sliver, w.o + ir * kMR * w.dv_pad + jr * kNR,
                  w.dv_pad, true);
       }
     }
