@@ -63,6 +63,7 @@ void group_rows(const KernelSet& ks, const ForwardCall& c, const Scratch& w, int
     ks.widen_rows(rows_of(c.q, b, head(r), query(r)), 1, g.D, w.q + r * g.D, g.D);
   }
   for (int64_t x = 0; x < rows * g.D; ++x) w.q[x] *= c.q_scale;
+  ks.order_dot_rows(w.q, rows, g.D, g.D, c.k.dtype);
   std::fill(w.m, w.m + rows, -kInf);
   std::fill(w.l, w.l + rows, 0.0f);
   std::memset(w.o, 0, sizeof(float) * static_cast<size_t>(rows * g.Dv));

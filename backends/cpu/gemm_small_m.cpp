@@ -37,12 +37,14 @@ namespace {
 constexpr int64_t kMaxRows = 48;
 
 // dot: a block of b is JB = 24 rows of w (a multiple of every tile width:
-// 3, 4, 6, 8). Up to 4 rows of a make one row tile, which streams each w row
-// through once, so KC is long and w is read in long runs. More rows make
-// several tiles that reuse the block from L2, so KC is 1024 (96 KiB of fp32).
-// Beyond 16 rows a bf16/fp16 block is widened to float32 once instead of by
-// every row tile.
-constexpr int64_t kDotJB = 24, kDotKC = 1024, kDotKCOneTile = 8192;
+// 3, 4, 6, 8). The first row tile streams the block's rows from memory in
+// runs of KC, the others reuse it from L2. Long runs keep the hardware
+// prefetcher ahead: KC 4096 rather than 1024 made 8-16 rows 15-25% faster
+// (Zen 1), and the block (192 KiB of bf16) still fits L2. Up to 4 rows make
+// one row tile, which has no reuse, so its runs are longer still. Beyond 16
+// rows a bf16/fp16 block is widened to float32 once instead of by every row
+// tile.
+constexpr int64_t kDotJB = 24, kDotKC = 4096, kDotKCOneTile = 8192;
 constexpr int64_t kRowsOneDotTile = 4, kWidenAbove = 16;
 // axpy: k advances row by row of b. 64 rows of 96 columns (24 KiB of fp32)
 // stay in L1 while the row tiles (24-96 columns wide) sweep them.
@@ -69,6 +71,7 @@ void dot_columns(const KernelSet& kern, const Problem& p, const Gemm2d& g, int64
   for (int64_t pc = 0; pc < p.K; pc += kc_max) {
     const int64_t kc = std::min(kc_max, p.K - pc);
     kern.widen_rows({g.a.at(0, pc), g.a.dtype, g.a.row_stride, g.a.col_stride}, p.M, kc, s.a_block, kc);
+    kern.order_dot_rows(s.a_block, p.M, kc, kc, widen_w ? DType::float32 : g.b.dtype);
     for (int64_t jb = 0; jb < chunk; jb += kDotJB) {
       const int64_t cols = std::min(kDotJB, chunk - jb);
       MatrixRef b{g.b.at(pc, j0 + jb), g.b.dtype, g.b.row_stride, g.b.col_stride};

@@ -57,13 +57,19 @@ struct KernelSet {
   // the same way whichever tile computes it, so results do not depend on how
   // callers split columns.
   //   small_m_dot: b.row_stride == 1 (x @ w.t(): each column of b is a
-  //     contiguous row of w); k is summed in 8 interleaved partial sums.
+  //     contiguous row of w); k is summed in 8 interleaved partial sums. a
+  //     must be in the order order_dot_rows gives it for b's dtype.
   //   small_m_axpy: b.col_stride == 1 (x @ w: rows of b are contiguous); k is
   //     summed in order.
   void (*small_m_dot)(const MatrixRef& b, int64_t depth, int64_t cols, const float* a,
                       int64_t lda, int64_t rows, float* c, int64_t ldc, bool accumulate);
   void (*small_m_axpy)(const MatrixRef& b, int64_t depth, int64_t cols, const float* a,
                        int64_t lda, int64_t rows, float* c, int64_t ldc, bool accumulate);
+  // Reorders rows of a (float32, rows x depth, row stride lda) in place into
+  // the order small_m_dot pairs with a b of dtype b_dtype. A no-op except
+  // where a kernel set widens that dtype in a permuted order; call it once
+  // per block of a, before the small_m_dot calls that use the block.
+  void (*order_dot_rows)(float* a, int64_t rows, int64_t depth, int64_t lda, DType b_dtype);
   // Largest of x[0:n]; NaN if any x is NaN; -inf when n == 0 or every x is -inf.
   float (*row_max)(const float* x, int64_t n);
   // x[j] = 2^(x[j] - shift) for j < n; returns their sum. Exactly 0 where

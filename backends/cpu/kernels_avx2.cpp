@@ -8,6 +8,9 @@
 
 #include <immintrin.h>
 
+#include <cstring>
+#include <type_traits>
+
 #include "pack_generic.h"
 
 namespace hetero {
@@ -297,7 +300,32 @@ float exp2_sum(float* x, int64_t n, float shift) {
 // accumulator arrays in registers instead of storing them every iteration.
 #define UNROLL _Pragma("GCC unroll 16")
 
-// Lane l of acc[i][j] sums the products with k = l (mod 8). The last
+// bf16 weights in pairs: one 256-bit load holds 16 bf16, the 32-bit lane l
+// holding elements 2l (low half) and 2l + 1. Shifting each lane left by 16
+// gives the even elements as float32 and clearing its low half the odd ones:
+// 2 integer ops per 16 weights where load8 spends 2 per 8, ops that compete
+// with the FMAs for ports (Zen 1). A 1-row GEMV reads 20-25% faster. So a
+// is kept as whole groups of 16 with their 8 even, then 8 odd elements; the
+// depth % 16 after the last whole group stays in order.
+constexpr int64_t kPairGroup = 16;
+
+void order_dot_rows(float* a, int64_t rows, int64_t depth, int64_t lda, DType b_dtype) {
+  if (b_dtype != DType::bfloat16) return;
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t k = 0; k + kPairGroup <= depth; k += kPairGroup) {
+      float* group = a + i * lda + k;
+      float natural[kPairGroup];
+      std::memcpy(natural, group, sizeof natural);
+      for (int64_t l = 0; l < kPairGroup / 2; ++l) {
+        group[l] = natural[2 * l];
+        group[kPairGroup / 2 + l] = natural[2 * l + 1];
+      }
+    }
+  }
+}
+
+// Lane l of acc[i][j] sums the products with k = l (mod 8); for bf16, in the
+// whole groups of 16 it sums k = 2l and 2l + 1 (mod 16) instead. The last
 // depth % 8 products go through zero-padded vectors, so each element is
 // summed the same way by every tile shape.
 template <typename In, int IR, int JC>
@@ -307,8 +335,23 @@ void dot_tile(const float* a, int64_t lda, const In* w, int64_t ldw, int64_t dep
   UNROLL for (int i = 0; i < IR; ++i) {
     UNROLL for (int j = 0; j < JC; ++j) acc[i][j] = _mm256_setzero_ps();
   }
+  int64_t k = 0;
+  if constexpr (std::is_same_v<In, BFloat16>) {
+    const __m256i high_half = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+    for (; k + kPairGroup <= depth; k += kPairGroup) {
+      UNROLL for (int j = 0; j < JC; ++j) {
+        const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * ldw + k));
+        const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(pairs, 16));
+        const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(pairs, high_half));
+        UNROLL for (int i = 0; i < IR; ++i) {
+          acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k), even, acc[i][j]);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k + 8), odd, acc[i][j]);
+        }
+      }
+    }
+  }
   const int64_t body = depth & ~int64_t{7};
-  for (int64_t k = 0; k < body; k += 8) {
+  for (; k < body; k += 8) {
     __m256 x[IR];
     UNROLL for (int i = 0; i < IR; ++i) x[i] = _mm256_loadu_ps(a + i * lda + k);
     UNROLL for (int j = 0; j < JC; ++j) {
@@ -455,7 +498,7 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet* avx2_kernels() {
-  static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, micro, small_m_dot, small_m_axpy, row_max, exp2_sum, fma_loop};
+  static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, micro, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop};
   return &kernels;
 }
 

@@ -95,6 +95,8 @@ void small_m_axpy(const MatrixRef& b, int64_t depth, int64_t cols, const float* 
   HETERO_PACK_BY_DTYPE(small_m_axpy_typed, b, depth, cols, a, lda, rows, c, ldc, accumulate);
 }
 
+void order_dot_rows(float*, int64_t, int64_t, int64_t, DType) {}  // natural order for every dtype
+
 float row_max(const float* x, int64_t n) {
   float m = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < n; ++j) m = (x[j] > m || x[j] != x[j]) ? x[j] : m;  // NaN sticks
@@ -133,7 +135,7 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet& portable_kernels() {
-  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, micro, small_m_dot, small_m_axpy, row_max, exp2_sum, fma_loop};
+  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, micro, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop};
   return kernels;
 }
 

@@ -6,9 +6,10 @@ whole batch elements, and results that do not depend on the thread count.
 
 The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows with b unit-stride
 along k or n): row counts around its tiles (4, 3, 2, 1 rows), columns around its
-blocks (24, 96) and chunk (2016), depths around its vector width (8) and blocks (64,
-1024, 8192), bf16/fp16 weights widened once per block (more than 16 rows), and the
-same thread-count independence (one test for both paths)."""
+blocks (24, 96) and chunk (2016), depths around its vector width (8), its bf16 pair
+groups (16) and blocks (64, 4096, 8192), bf16/fp16 weights widened once per block
+(more than 16 rows), and the same thread-count independence (one test for both
+paths)."""
 
 import pytest
 import torch
@@ -142,9 +143,9 @@ SMALL_M_ROWS = [1, 2, 3, 4, 5, 7, 16, 17, 23, 48]
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_small_m_rows_and_tiles(isa, layout, m, dtype):
     # N = 97 leaves a partial 24-column dot block, a partial 96-column axpy block
-    # and a 1-column tail; K = 1031 crosses the dot depth block and the axpy one
-    # and ends on a partial vector.
-    n, k = 97, 1031
+    # and a 1-column tail; K = 4103 crosses the dot depth block (4096 beyond 4
+    # rows) and the axpy one (64) and ends on a partial vector.
+    n, k = 97, 4103
     a = randn(m, k, dtype=dtype, seed=11)
     b = randn(n, k, dtype=dtype, seed=12).t() if layout == "x@w.t()" else randn(k, n, dtype=dtype, seed=12)
     check(run(a, b, poison_(torch.empty(m, n, dtype=dtype)), threads=2), a, b)
@@ -152,8 +153,11 @@ def test_small_m_rows_and_tiles(isa, layout, m, dtype):
 
 @pytest.mark.parametrize("layout", ["x@w.t()", "x@w"])
 @pytest.mark.parametrize("m,n,k", [(1, 1, 1), (2, 5, 8193), (3, 2017, 9), (1, 4100, 5), (6, 13, 65),
-                                   (1, 31, 7)])
+                                   (1, 31, 7), (1, 9, 32), (4, 50, 31), (16, 30, 47)])
 def test_small_m_blocks_and_chunks(isa, layout, m, n, k):
+    # bf16 weights: the AVX2 dot kernel widens whole groups of 16 as even/odd pairs,
+    # so depths also end on a group (32), one vector past it (31 = 16 + 8 + 7) and
+    # between (47).
     a = randn(m, k, dtype=torch.bfloat16, seed=13)
     b = (randn(n, k, dtype=torch.bfloat16, seed=14).t() if layout == "x@w.t()"
          else randn(k, n, dtype=torch.bfloat16, seed=14))
