@@ -8,8 +8,8 @@ The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows with b unit-str
 along k or n): row counts around its tiles (4, 3, 2, 1 rows), columns around its
 blocks (24, 96) and chunk (2016), depths around its vector width (8), its bf16 pair
 groups (16) and blocks (64, 4096, 8192), bf16/fp16 weights widened once per block
-(more than 16 rows), and the same thread-count independence (one test for both
-paths)."""
+(more than 16 rows for bf16, 8 for fp16), and the same thread-count independence
+(one test for both paths)."""
 
 import pytest
 import torch
