@@ -8,9 +8,8 @@
 //
 //   Qp  (kBQ x D)    packed A, pre-multiplied by scale * log2(e)
 //   S   (kBQ x kBK)  = Qp . Kp[block]          micro-kernel, depth D
-//   m, l (kBQ)       running max / sum in log2 units; P = 2^(S - m)
-//   Pp  (kBQ x kBK)  P written straight into packed-A layout
-//   O   (kBQ x Dv)   = O * 2^(m_old - m_new) + Pp . Vp[block]
+//   m, l (kBQ)       running max / sum in log2 units; P = 2^(S - m) in place
+//   O   (kBQ x Dv)   = O * 2^(m_old - m_new) + P . Vp[block]   P read unpacked
 //
 // Working in log2 units lets the exponential be a plain exp2 (a shift plus a
 // polynomial). With causal masking, key blocks past the diagonal are skipped,
@@ -41,12 +40,12 @@ static_assert(kBQ % kMR == 0 && kBK % kNR == 0, "blocks must be whole slivers");
 
 // Scratch of one thread; sizes depend on the call.
 struct Scratch {
-  float *kp, *vp, *qp, *s, *pp, *o, *m, *l;
+  float *kp, *vp, *qp, *s, *o, *m, *l;
   int64_t dv_pad;
 
   static int64_t floats(const AttentionShape& g) {
     const int64_t sk_pad = round_up(g.Sk, kNR), dv_pad = round_up(g.Dv, kNR);
-    return sk_pad * g.D + g.Sk * dv_pad + kBQ * g.D + kBQ * kBK + kBQ * kBK + kBQ * dv_pad + 2 * kBQ +
+    return sk_pad * g.D + g.Sk * dv_pad + kBQ * g.D + kBQ * kBK + kBQ * dv_pad + 2 * kBQ +
            8 * 16;  // room to align each part
   }
 
@@ -62,7 +61,6 @@ struct Scratch {
     s.vp = take(g.Sk * s.dv_pad);
     s.qp = take(kBQ * g.D);
     s.s = take(kBQ * kBK);
-    s.pp = take(kBQ * kBK);
     s.o = take(kBQ * s.dv_pad);
     s.m = take(kBQ);
     s.l = take(kBQ);
@@ -110,12 +108,11 @@ void query_block(const KernelSet& ks, const ForwardCall& c, const Scratch& w, in
         for (int64_t d = 0; d < g.Dv; ++d) o[d] *= rescale;
       }
     }
-    ks.pack_a({w.s, DType::float32, kBK, 1}, bq, bk, w.pp);
     for (int64_t jr = 0; jr * kNR < g.Dv; ++jr) {
       const float* v_sliver = w.vp + jr * g.Sk * kNR + j0 * kNR;
       for (int64_t ir = 0; ir < row_slivers; ++ir) {
-        ks.micro(sliver_keys(ir), w.pp + ir * bk * kMR, v_sliver, w.o + ir * kMR * w.dv_pad + jr * kNR,
-                 w.dv_pad, true);
+        ks.micro_rows(sliver_keys(ir), w.s + ir * kMR * kBK, kBK, v_sliver, w.o + ir * kMR * w.dv_pad + jr * kNR,
+                      w.dv_pad, true);
       }
     }
   }

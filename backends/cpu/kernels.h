@@ -50,6 +50,11 @@ struct KernelSet {
   // summing depth products in order. With accumulate false and depth 0, c = 0.
   void (*micro)(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
                 bool accumulate);
+  // The same with kMR rows of A read in place, row-major: A(i, k) = a[i * lda
+  // + k]. For a freshly computed A (attention's P) that would be packed only
+  // to be read once per B sliver.
+  void (*micro_rows)(int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+                     bool accumulate);
   // Products for a few rows of A (decode) read straight from b[0:depth,
   // 0:cols], unpacked. a: rows x depth float32, unit k stride, row stride
   // lda. c: rows x cols float32, row stride ldc; c = a . b, or c += a . b with
@@ -73,7 +78,8 @@ struct KernelSet {
   // Largest of x[0:n]; NaN if any x is NaN; -inf when n == 0 or every x is -inf.
   float (*row_max)(const float* x, int64_t n);
   // x[j] = 2^(x[j] - shift) for j < n; returns their sum. Exactly 0 where
-  // x[j] - shift < -126 (masked scores are -inf); NaN stays NaN.
+  // x[j] - shift <= -127 (masked scores are -inf), a subnormal or 0 up to
+  // -126; NaN stays NaN.
   float (*exp2_sum)(float* x, int64_t n, float shift);
   // Runs `iterations` rounds of independent multiply-adds at the best rate
   // this kernel set reaches; returns the flops done. For measuring the peak.

@@ -174,7 +174,12 @@ void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
 // The accumulators are named variables, not an array: GCC keeps an array
 // that is written on several paths in memory, spilling every FMA.
 #define HETERO_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+// A's value (i, k) is a[i * a_row + k * a_k]: packed (1, kMR), or row-major
+// (lda, 1) for micro_rows; the packed instance compiles to constant offsets.
+template <bool kPackedA>
+inline void micro_tile(int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+                       bool accumulate) {
+  const int64_t a_row = kPackedA ? 1 : lda, a_k = kPackedA ? kMR : 1;
 #define DECLARE(r) __m256 c##r##0, c##r##1;
   HETERO_ROWS(DECLARE)
 #undef DECLARE
@@ -186,7 +191,7 @@ void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
   } else if (depth > 0) {  // seed with the first product: keeps -0 exact
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
     __m256 ar;
-#define SEED(r) ar = _mm256_broadcast_ss(a + r), c##r##0 = _mm256_mul_ps(ar, b0), c##r##1 = _mm256_mul_ps(ar, b1);
+#define SEED(r) ar = _mm256_broadcast_ss(a + r * a_row), c##r##0 = _mm256_mul_ps(ar, b0), c##r##1 = _mm256_mul_ps(ar, b1);
     HETERO_ROWS(SEED)
 #undef SEED
     k = 1;
@@ -195,18 +200,27 @@ void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
     HETERO_ROWS(ZERO)
 #undef ZERO
   }
-  const float* ak = a + k * kMR;
+  const float* ak = a + k * a_k;
   const float* bk = b + k * kNR;
-  for (; k < depth; ++k, ak += kMR, bk += kNR) {
+  for (; k < depth; ++k, ak += a_k, bk += kNR) {
     const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
     __m256 ar;
-#define STEP(r) ar = _mm256_broadcast_ss(ak + r), c##r##0 = _mm256_fmadd_ps(ar, b0, c##r##0), c##r##1 = _mm256_fmadd_ps(ar, b1, c##r##1);
+#define STEP(r) ar = _mm256_broadcast_ss(ak + r * a_row), c##r##0 = _mm256_fmadd_ps(ar, b0, c##r##0), c##r##1 = _mm256_fmadd_ps(ar, b1, c##r##1);
     HETERO_ROWS(STEP)
 #undef STEP
   }
 #define STORE(r) _mm256_storeu_ps(c + r * ldc, c##r##0), _mm256_storeu_ps(c + r * ldc + 8, c##r##1);
   HETERO_ROWS(STORE)
 #undef STORE
+}
+
+void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  micro_tile<true>(depth, a, 0, b, c, ldc, accumulate);
+}
+
+void micro_rows(int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+                bool accumulate) {
+  micro_tile<false>(depth, a, lda, b, c, ldc, accumulate);
 }
 #undef HETERO_ROWS
 
@@ -232,23 +246,23 @@ float row_max(const float* x, int64_t n) {
   return best;
 }
 
-// 2^t for t <= 0: t = n + f with n = round(t), |f| <= 1/2; 2^f from the
-// degree-6 polynomial of Cephes' exp2f (about 2 ulp), 2^n put straight into
-// the exponent bits. t < -126 (masked scores) gives exactly 0.
+// 2^t for t <= 0: t = n + f with n = round(t), |f| <= 1/2; 2^f from a
+// degree-5 minimax polynomial (relative error 7.5e-8, 2 ulp as evaluated), 2^n
+// put straight into the exponent bits. t is clamped at -127 first, where the
+// exponent field is 0 and the product exactly 0, so masked scores (-inf) give
+// 0 without a compare; t in (-127, -126) gives a subnormal or 0.
 inline __m256 exp2_nonpositive(__m256 t) {
-  const __m256 underflow = _mm256_cmp_ps(t, _mm256_set1_ps(-126.0f), _CMP_LT_OQ);
-  t = _mm256_max_ps(_mm256_set1_ps(-126.0f), t);  // maxps returns its 2nd operand for NaN
+  t = _mm256_max_ps(_mm256_set1_ps(-127.0f), t);  // maxps returns its 2nd operand for NaN
   const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 f = _mm256_sub_ps(t, n);
-  __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  __m256 p = _mm256_set1_ps(1.327645520e-3f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.675535917e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550713273e-2f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402211982e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931469671e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.000000072f));
   const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
 }
 
 float exp2_sum(float* x, int64_t n, float shift) {
@@ -293,7 +307,7 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet* avx2_kernels() {
-  static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, micro, avx2::small_m_dot,
+  static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, micro, micro_rows, avx2::small_m_dot,
                                  avx2::small_m_axpy, avx2::order_dot_rows, row_max, exp2_sum, fma_loop};
   return &kernels;
 }

@@ -25,7 +25,9 @@ void widen_rows(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, i
   HETERO_PACK_BY_DTYPE(widen_rows_generic, src, rows, depth, dst, ld);
 }
 
-void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+// A's value (i, k) is a[i * a_row + k * a_k].
+inline void micro_strided(int64_t depth, const float* a, int64_t a_row, int64_t a_k, const float* b,
+                          float* c, int64_t ldc, bool accumulate) {
   float acc[kMR][kNR];
   for (int64_t r = 0; r < kMR; ++r) {
     for (int64_t j = 0; j < kNR; ++j) acc[r][j] = accumulate ? c[r * ldc + j] : 0.0f;
@@ -33,20 +35,29 @@ void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
   int64_t k = 0;
   if (!accumulate && depth > 0) {  // seed with the first product: keeps -0 exact
     for (int64_t r = 0; r < kMR; ++r) {
-      for (int64_t j = 0; j < kNR; ++j) acc[r][j] = a[r] * b[j];
+      for (int64_t j = 0; j < kNR; ++j) acc[r][j] = a[r * a_row] * b[j];
     }
     k = 1;
   }
   for (; k < depth; ++k) {
-    const float* ak = a + k * kMR;
+    const float* ak = a + k * a_k;
     const float* bk = b + k * kNR;
     for (int64_t r = 0; r < kMR; ++r) {
-      for (int64_t j = 0; j < kNR; ++j) acc[r][j] += ak[r] * bk[j];
+      for (int64_t j = 0; j < kNR; ++j) acc[r][j] += ak[r * a_row] * bk[j];
     }
   }
   for (int64_t r = 0; r < kMR; ++r) {
     for (int64_t j = 0; j < kNR; ++j) c[r * ldc + j] = acc[r][j];
   }
+}
+
+void micro(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  micro_strided(depth, a, 1, kMR, b, c, ldc, accumulate);
+}
+
+void micro_rows(int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+                bool accumulate) {
+  micro_strided(depth, a, lda, 1, b, c, ldc, accumulate);
 }
 
 // Same summation orders as the AVX2 kernels (8 interleaved partial sums for
@@ -135,7 +146,7 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet& portable_kernels() {
-  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, micro, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop};
+  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop};
   return kernels;
 }
 
