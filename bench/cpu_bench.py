@@ -4,12 +4,15 @@ forward (prefill and decode), interleaved in one process.
 Every row: median seconds of PyTorch and hetero (rounds alternate between the two so
 drift hits both), GFLOP/s, % of this CPU's measured FMA peak (``_C.fma_peak_gflops``
 on the same threads), ratio = torch time / hetero time. Each hetero result is checked
-against the float64 oracle first; a wrong result aborts the run.
+against the float64 oracle first; a wrong result aborts the run. A second table
+(``--ops low-precision``) times hetero's own fp32, bf16 and fp16 ``x @ w.t()`` against
+each other, interleaved the same way.
 
 FLOPs: GEMM 2*M*N*K. Attention 4*B*H*S*S*D (two products), halved when causal; decode
 4*Hq*Sk*D.
 
-    python bench/cpu_bench.py [--quick] [--json bench/results/cpu.json]
+    python bench/cpu_bench.py [--quick] [--ops gemm low-precision attention decode]
+                              [--json bench/results/cpu.json]
 """
 
 from __future__ import annotations
@@ -61,7 +64,9 @@ def gemm_rows(quick):
             yield name, "x @ w", dtype, 1, 4096, 4096
 
 
-def bench_gemm(dtype, layout, m, n, k):
+def checked_gemm_operands(dtype, layout, m, n, k):
+    """Random ``x (m, k)`` and ``b (k, n)`` (``w.t()`` of an ``(n, k)`` weight for
+    ``x @ w.t()``, contiguous for ``x @ w``), after checking hetero's product on them."""
     x = randn(m, k, dtype=dtype, seed=1)
     w = randn(n, k, dtype=dtype, seed=2)
     b = w.t() if layout == "x @ w.t()" else w.t().contiguous()
@@ -69,10 +74,43 @@ def bench_gemm(dtype, layout, m, n, k):
     sub = (slice(0, 64), slice(0, 64))  # the oracle on a corner keeps the check cheap
     check_within(out[sub], hetero.reference_gemm(x[sub[0]], b[:, sub[1]]),
                  gemm_error_bound(x[sub[0]], b[:, sub[1]], out_dtype=dtype))
+    return x, b
+
+
+def bench_gemm(dtype, layout, m, n, k):
+    x, b = checked_gemm_operands(dtype, layout, m, n, k)
     flops = 2 * m * n * k
     t_torch, t_hetero = interleaved([lambda: torch.matmul(x, b), lambda: hetero.gemm(x, b, backend="cpu")],
                                     rounds_for(flops))
     return flops, t_torch, t_hetero
+
+
+def low_precision_rows(quick):
+    for m in (16, 128) if quick else (1, 16, 128, 512):
+        yield m, 4096, 4096
+
+
+def bench_low_precision(m, n, k):
+    """hetero's fp32, bf16 and fp16 ``x @ w.t()`` on one shape, interleaved three ways,
+    so the issue's "low precision >= 0.8x our own fp32" compares calls seconds apart
+    rather than table rows minutes apart."""
+    operands = [checked_gemm_operands(dtype, "x @ w.t()", m, n, k)
+                for dtype in (torch.float32, torch.bfloat16, torch.float16)]
+    calls = [lambda x=x, b=b: hetero.gemm(x, b, backend="cpu") for x, b in operands]
+    return 2 * m * n * k, *interleaved(calls, rounds_for(2 * m * n * k))
+
+
+def low_precision_table(quick, rows):
+    """Print the low-precision table and append its rows to ``rows``."""
+    print("\n| hetero x @ w.t() | fp32 ms | bf16 ms | fp16 ms | bf16 / fp32 | fp16 / fp32 |")
+    print("|---|---|---|---|---|---|")
+    for m, n, k in low_precision_rows(quick):
+        flops, t32, t_bf16, t_fp16 = bench_low_precision(m, n, k)
+        rows.append({"op": "gemm-low-precision", "case": f"x @ w.t() {m}×{n}×{k}", "flops": flops,
+                     "fp32_s": t32, "bf16_s": t_bf16, "fp16_s": t_fp16,
+                     "bf16_vs_fp32": t32 / t_bf16, "fp16_vs_fp32": t32 / t_fp16})
+        print(f"| {m}×{n}×{k} | {1e3 * t32:.2f} | {1e3 * t_bf16:.2f} | {1e3 * t_fp16:.2f} | "
+              f"**{t32 / t_bf16:.2f}×** | **{t32 / t_fp16:.2f}×** |", flush=True)
 
 
 def attention_rows(quick):
@@ -119,12 +157,15 @@ def bench_decode_attention(dtype, Hq, Hkv, Sk, D):
     return flops, t_torch, t_hetero
 
 
+OPS = ("gemm", "low-precision", "attention", "decode")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few rows of each kind")
     parser.add_argument("--json", help="write the rows and the environment to this file")
-    parser.add_argument("--ops", nargs="+", choices=("gemm", "attention", "decode"),
-                        default=("gemm", "attention", "decode"), help="which tables to run (default: all)")
+    parser.add_argument("--ops", nargs="+", choices=OPS, default=OPS,
+                        help="which tables to run (default: all)")
     args = parser.parse_args(argv)
 
     threads = cpu.num_threads()
@@ -133,9 +174,10 @@ def main(argv=None):
            "isa": _C.cpu_isa(), "fma_peak_gflops": round(peak, 1), "torch": torch.__version__,
            "python": platform.python_version()}
     print(f"# {env}", flush=True)
-    print("| op | dtype | case | torch ms | hetero ms | torch GFLOP/s | hetero GFLOP/s | "
-          "hetero % peak | hetero / torch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    if set(args.ops) - {"low-precision"}:
+        print("| op | dtype | case | torch ms | hetero ms | torch GFLOP/s | hetero GFLOP/s | "
+              "hetero % peak | hetero / torch |")
+        print("|---|---|---|---|---|---|---|---|---|")
     rows = []
 
     def emit(op, dtype, case, flops, t_torch, t_hetero):
@@ -157,6 +199,8 @@ def main(argv=None):
         case = f"decode B=1 H={Hq}/{Hkv} Sq=1 Sk={Sk} D={D}"
         emit("attention", name, case, *bench_decode_attention(dtype, Hq, Hkv, Sk, D))
 
+    if "low-precision" in args.ops:
+        low_precision_table(args.quick, rows)
     write_json(args.json, env, rows)
     return 0
 
