@@ -78,7 +78,8 @@ def gemm_rows(backend, peak, shapes):
 
 
 def attention_rows(backend, peak, cases, with_backward):
-    from hetero.kernels.triton import attention as tk
+    from hetero.kernels.triton.attention import attention_forward
+    from hetero.kernels.triton.attention_backward import attention_backward
 
     rows = []
     for s, causal in cases:
@@ -109,8 +110,8 @@ def attention_rows(backend, peak, cases, with_backward):
         ok, err = True, ""
         try:
             o = torch.empty_like(q)
-            lse = tk.attention_forward(q, k, v, None, causal, scale, o)
-            grads = tk.attention_backward(dout, q, k, v, o, lse, None, causal, scale)
+            lse = attention_forward(q, k, v, None, causal, scale, o)
+            grads = attention_backward(dout, q, k, v, o, lse, None, causal, scale)
             qs, ks, vs = (t[:1].double().requires_grad_() for t in (q, k, v))
             ref64 = hetero.reference_attention(qs, ks, vs, causal=causal)
             ref_grads = torch.autograd.grad(ref64, (qs, ks, vs), dout[:1].double())
@@ -121,8 +122,8 @@ def attention_rows(backend, peak, cases, with_backward):
                 check_within(g[:1], r, flash_rule_bound(r, bg, factor=3.0), what=f"d{name}")
         except Exception as exc:
             ok, err = False, f"{type(exc).__name__}: {str(exc)[:200]}"
-        ours = bench(lambda: tk.attention_backward(dout, q, k, v, o, lse, None, causal,
-                                                   scale)) if ok else float("nan")
+        ours = bench(lambda: attention_backward(dout, q, k, v, o, lse, None, causal,
+                                                scale)) if ok else float("nan")
         qt, kt, vt = (t.detach().clone().requires_grad_() for t in (q, k, v))
         ot = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
         theirs = bench(lambda: torch.autograd.grad(ot, (qt, kt, vt), dout, retain_graph=True))
@@ -143,9 +144,9 @@ def main() -> int:
                              "table instead of tuning each shape (~20 s each)")
     args = parser.parse_args()
     if args.no_attention_autotune:
-        from hetero.kernels.triton import attention as tk
+        from hetero.kernels.triton import attention_configs
 
-        tk.AUTOTUNE = False
+        attention_configs.AUTOTUNE = False
     if not torch.cuda.is_available():
         print("gpu_bench: no CUDA/ROCm device", file=sys.stderr)
         return 2

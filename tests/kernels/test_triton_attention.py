@@ -33,7 +33,8 @@ pytestmark = pytest.mark.skipif(triton is None, reason="triton is not installed"
 
 if triton is not None:
     from hetero.kernels.triton import attention as ta
-    from hetero.kernels.triton import interpreting
+    from hetero.kernels.triton import attention_configs, interpreting
+    from hetero.kernels.triton.attention_backward import attention_backward
 
 DEVICE = "cuda" if GPU else "cpu"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if GPU else [])
@@ -41,12 +42,10 @@ gpu_only = pytest.mark.skipif(not GPU, reason="needs a GPU (too slow for the int
 
 
 @pytest.fixture(autouse=True)
-def _untuned():
+def _untuned(monkeypatch):
     """One configuration per kernel: autotuning every test's shape would take minutes
     on a GPU (and is skipped by the interpreter anyway)."""
-    saved, ta.AUTOTUNE = ta.AUTOTUNE, False
-    yield
-    ta.AUTOTUNE = saved
+    monkeypatch.setattr(attention_configs, "AUTOTUNE", False)
 
 
 def make(B, Hq, Hkv, Sq, Sk, D, Dv, dtype, seed=0):
@@ -62,7 +61,7 @@ def check_forward(q, k, v, mask=None, causal=False, scale=None, out=None):
 
 
 def check_backward(q, k, v, mask=None, causal=False, scale=None, dout=None):
-    return check_attention_backward(ta.attention_forward, ta.attention_backward, q, k, v, mask,
+    return check_attention_backward(ta.attention_forward, attention_backward, q, k, v, mask,
                                     causal, scale, dout)
 
 
@@ -143,7 +142,7 @@ def test_empty(sizes):
     assert out.shape == (B, H, Sq, 16) and lse.shape == (B, H, Sq)
     assert (out == 0).all() and lse.isinf().all()  # vacuous unless Sk == 0
     dout = randn(*out.shape, device=DEVICE)
-    for g, t in zip(ta.attention_backward(dout, q, k, v, out, lse, None, False, 0.25),
+    for g, t in zip(attention_backward(dout, q, k, v, out, lse, None, False, 0.25),
                     (q, k, v)):
         assert g.shape == t.shape and (g == 0).all()
 

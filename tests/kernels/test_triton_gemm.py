@@ -29,7 +29,8 @@ pytestmark = [
 if HAVE_TRITON:
     from hetero.kernels.triton import gemm as G
     from hetero.kernels.triton import gemm_configs as C
-    from hetero.kernels.triton import gemm_launch as L
+    from hetero.kernels.triton import gemm_plan as P
+    from hetero.kernels.triton import launch as L
 
 F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
 DTYPES = [F32, F16] + ([BF16] if GPU else [])
@@ -80,7 +81,7 @@ def test_batch_broadcast_and_dims_that_cannot_merge(dtype):
     a = rand(3, 1, 9, 14, dtype=dtype, seed=1)  # batch (3, 4): a broadcast on dim 1,
     b = rand(4, 14, 6, dtype=dtype, seed=2)  # b on dim 0: no single batch stride
     operands = [a.expand(3, 4, 9, 14), b.expand(3, 4, 14, 6), torch.empty(3, 4, 9, 6)]
-    assert len(L.batch_dims((3, 4), operands)) == 2  # a loop over 3 launches of 4
+    assert len(P.batch_dims((3, 4), operands)) == 2  # a loop over 3 launches of 4
     run(a, b, rand(6, dtype=dtype, seed=3), 0.5, -2.0)
 
 
@@ -89,10 +90,10 @@ def test_batch_dims_that_merge_and_a_shared_weight(dtype):
     a = rand(2, 3, 9, 16, dtype=dtype, seed=1)
     w = rand(5, 16, dtype=dtype, seed=2)
     operands = [a, w.t().expand(2, 3, 16, 5), torch.empty(2, 3, 9, 5)]
-    dims = L.batch_dims((2, 3), operands)
+    dims = P.batch_dims((2, 3), operands)
     assert [size for size, _ in dims] == [6]  # one launch
-    views = [L.batched_view(t, dims, i) for i, t in enumerate(operands)]
-    folded = L.fold_batch_into_m(views[0], views[1], None, views[2])
+    views = [P.batched_view(t, dims, i) for i, t in enumerate(operands)]
+    folded = P.fold_batch_into_m(views[0], views[1], None, views[2])
     assert folded is not None and folded[0].shape == (1, 54, 16)  # x @ w: one GEMM
     run(a, w.t())
     run(a, rand(2, 3, 16, 5, dtype=dtype, seed=3))  # per-element b: a real batch
@@ -216,7 +217,7 @@ def test_persistent_programs_loop_over_tiles_and_batches(dtype):
 
 
 def test_64_bit_offsets(monkeypatch):
-    monkeypatch.setattr(L, "_INT32_LIMIT", 0)  # every offset counts as large
+    monkeypatch.setattr(P, "_INT32_LIMIT", 0)  # every offset counts as large
     a, b = rand(2, 17, 40, dtype=F16, seed=1), rand(2, 24, 40, dtype=F16, seed=2)
     run(a, b.transpose(1, 2), rand(17, 1, dtype=F16, seed=3), 2.0, 1.0)
     if TMA_HERE:
@@ -279,7 +280,7 @@ def test_every_config_is_correct(cfg):
     if GPU:
         if cfg.tma and not HOPPER:
             pytest.skip("TMA needs sm90+")
-        smem, _, _ = L._device_limits(torch.cuda.current_device())
+        smem, _, _ = L.device_limits(torch.cuda.current_device())
         if smem and cfg.num_stages * (cfg.block_m + cfg.block_n) * cfg.block_k * 2 > smem:
             pytest.skip("does not fit in this GPU's shared memory")
         # x @ w.t() as in test_gpu_autotuned and the benchmark (same specialisations:

@@ -36,10 +36,12 @@ as FlashAttention does.
 Configurations are data (``attention_configs.py``: a table per kernel and GPU family),
 filtered by ``config_fits`` (shared memory, and a float32 accumulator budget per thread
 against spills, for the head dims and dtype), then autotuned per (sequence-length
-bucket, head dims, causal, mask kind, dtype). With ``AUTOTUNE = False`` the first
-fitting configuration of each table runs. Under the interpreter (``TRITON_INTERPRET=1``)
-one small configuration runs and bfloat16 is refused: the interpreter's ``tl.dot``
-multiplies raw bf16 bits.
+bucket, head dims, causal, mask kind, dtype) by the launcher every Triton kernel shares
+(``launch.py``). With ``attention_configs.AUTOTUNE = False`` the first fitting
+configuration of each table runs. Under the interpreter (``TRITON_INTERPRET=1``) one
+small configuration runs and bfloat16 is refused: the interpreter's ``tl.dot``
+multiplies raw bf16 bits. The device helpers and constants the forward and backward
+kernels share are in ``common.py``.
 
 Measured on an H100 (bf16, H=16, D=128, B·S=16k tokens, autotuned, 2026-11):
 forward 390-450 TFLOP/s, 0.68-0.81x of ``scaled_dot_product_attention``, which
@@ -57,96 +59,16 @@ import torch
 import triton
 import triton.language as tl
 
-from . import (gpu_platform, interpreter_numpy_fix, interpreting, next_pow2,
-               refuse_interpreter_bfloat16)
-from .attention_configs import (FWD_CONFIGS, INTERPRETER_CONFIG, fwd_fits,
-                                head_block, make_configs, pruner)
+from . import attention_configs as configs
+from . import next_pow2
+from .attention_backward import attention_backward  # noqa: F401  (re-exported)
+from .common import (_LN2, LOG2E, _key_stages, _load_2d, _mask_scores, _query_program,
+                     check_inputs, head_block, precision)
+from .launch import run
 
+# attention_backward lives in attention_backward.py, which imports nothing from here;
+# it is re-exported for callers that import it from this module.
 __all__ = ["attention", "attention_forward", "attention_backward"]
-
-LOG2E = 1.4426950408889634
-_LOG2E = tl.constexpr(LOG2E)  # for kernels (globals must be constexpr there)
-_LN2 = tl.constexpr(0.6931471805599453)
-MAX_HEAD_DIM = 256
-MASK_NONE, MASK_BOOL, MASK_ADDITIVE = 0, 1, 2
-
-# ---------------------------------------------------------------------------------------
-# Shared device helpers (also used by attention_backward.py; the forward and dq kernels
-# share the program layout, key stages and score masking: both must see the same keys)
-# ---------------------------------------------------------------------------------------
-@triton.jit
-def _load_2d(ptrs, rows, n_rows, cols, N_COLS: tl.constexpr,
-             CHECK_ROWS: tl.constexpr, CHECK_COLS: tl.constexpr):
-    """Load a (R, C) tile, zero-filling rows >= n_rows / cols >= N_COLS when checked."""
-    if CHECK_ROWS and CHECK_COLS:
-        return tl.load(ptrs, mask=(rows[:, None] < n_rows) & (cols[None, :] < N_COLS),
-                       other=0.0)
-    elif CHECK_ROWS:
-        return tl.load(ptrs, mask=rows[:, None] < n_rows, other=0.0)
-    elif CHECK_COLS:
-        return tl.load(ptrs, mask=cols[None, :] < N_COLS, other=0.0)
-    else:
-        return tl.load(ptrs)
-
-
-@triton.jit
-def _apply_user_mask(s, ptrs, rows, n_rows, cols, n_cols, MASK_KIND: tl.constexpr):
-    """Apply the caller's mask tile at ``ptrs`` (R, C) to log2-unit scores ``s``."""
-    inside = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
-    if MASK_KIND == 1:  # bool, stored as bytes: nonzero = may attend
-        keep = tl.load(ptrs, mask=inside, other=0)
-        s = tl.where(keep != 0, s, float("-inf"))
-    else:  # additive, natural-log units
-        s = s + tl.load(ptrs, mask=inside, other=0.0).to(tl.float32) * _LOG2E
-    return s
-
-
-@triton.jit
-def _mask_scores(s, m_ptrs, offs_m, Sq, cols, Sk, diag, MASKED: tl.constexpr,
-                 CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr):
-    """Scores ``s`` (BLOCK_M, BLOCK_N) of query rows ``offs_m`` against keys ``cols`` as
-    those rows see them: the user mask at ``m_ptrs`` applied and, when MASKED, keys past
-    Sk and (CAUSAL) right of the diagonal set to -inf."""
-    if MASK_KIND != 0:
-        s = _apply_user_mask(s, m_ptrs, offs_m, Sq, cols, Sk, MASK_KIND)
-    if MASKED:
-        ok = cols[None, :] < Sk
-        if CAUSAL:
-            ok = ok & (cols[None, :] <= offs_m[:, None] + diag)
-        s = tl.where(ok, s, float("-inf"))
-    return s
-
-
-@triton.jit
-def _query_program(Hq, group, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr):
-    """``(bh, b, h, hk, start_m)`` of a program in a ``(query blocks, B * Hq)`` grid:
-    batch, query head and its kv head (int64), and the block's first query row. Causal
-    grids run the longest rows (the last query blocks) first, so the short programs
-    fill in the tail."""
-    pid_m = tl.program_id(0)
-    if CAUSAL:
-        pid_m = tl.num_programs(0) - 1 - pid_m
-    bh = tl.program_id(1)
-    b = (bh // Hq).to(tl.int64)
-    h = bh % Hq
-    hk = (h // group).to(tl.int64)
-    h = h.to(tl.int64)
-    return bh, b, h, hk, pid_m * BLOCK_M
-
-
-@triton.jit
-def _key_stages(start_m, diag, Sk, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
-                BLOCK_N: tl.constexpr):
-    """``(full_end, hi)`` for query rows [start_m, start_m + BLOCK_M): every row sees
-    all of keys [0, full_end) (whole blocks, unmasked stage); keys [full_end, hi) need
-    the bound and causal checks (masked stage); none sees a key from hi on."""
-    if CAUSAL:  # keys seen by every row of the block: j <= start_m + diag
-        full_end = tl.maximum(tl.minimum(start_m + diag + 1, Sk), 0) // BLOCK_N * BLOCK_N
-        hi = tl.maximum(tl.minimum(start_m + BLOCK_M + diag, Sk), full_end)
-    else:
-        full_end = Sk // BLOCK_N * BLOCK_N
-        hi = Sk
-    return full_end, hi
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,64 +175,8 @@ def _attn_fwd(Q, K, V, Out, Lse, Mask,
 
 
 # ---------------------------------------------------------------------------------------
-# Launchers
+# Launcher
 # ---------------------------------------------------------------------------------------
-_FWD_KEYS = ["SQ_KEY", "SK_KEY", "HEAD_D", "HEAD_DV", "CAUSAL", "MASK_KIND", "PRECISION",
-             "STORE_LSE"]
-
-#: False: run the first configuration of each table that fits, untuned (tests, quick
-#: runs: tuning compiles and times every configuration once per key).
-AUTOTUNE = True
-_TUNED: dict = {}
-
-
-def launch(kernel, grid, args, kwargs, tables: dict, keys: list, fits) -> None:
-    """Run ``kernel``: one small fixed config under the interpreter; on a GPU, autotuned
-    over ``tables[gpu_platform()]`` (pruned by ``fits(config, args)``) per ``keys``, or the
-    first config that fits when ``AUTOTUNE`` is off."""
-    if interpreting():
-        interpreter_numpy_fix()
-        _run_config(kernel, grid, args, kwargs, make_configs([INTERPRETER_CONFIG])[0])
-        return
-    kind = gpu_platform()
-    with torch.cuda.device(args[0].device):
-        if not AUTOTUNE:
-            named = {**dict(zip(kernel.arg_names, args)), **kwargs}
-            _run_config(kernel, grid, args, kwargs,
-                        pruner(fits)(make_configs(tables[kind]), named)[0])
-            return
-        tuned = _TUNED.get((kernel, kind))
-        if tuned is None:
-            tuned = _TUNED[kernel, kind] = triton.autotune(
-                configs=make_configs(tables[kind]), key=keys,
-                prune_configs_by={"early_config_prune": pruner(fits)})(kernel)
-        tuned[grid](*args, **kwargs)
-
-
-def _run_config(kernel, grid, args, kwargs, config) -> None:
-    kernel[grid](*args, **kwargs, **config.kwargs, num_warps=config.num_warps,
-                 num_stages=config.num_stages)
-
-
-def check_inputs(q, k, v, mask):
-    """Refusals the kernels cannot serve; returns the mask kind and its kernel view."""
-    refuse_interpreter_bfloat16(q.dtype, "q")
-    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-        raise TypeError(f"q: dtype {q.dtype} not supported (float16, bfloat16, float32)")
-    for name, d in (("q", q.shape[3]), ("v", v.shape[3])):
-        if d > MAX_HEAD_DIM:
-            raise ValueError(f"{name}: head dim {d} above the supported {MAX_HEAD_DIM}")
-    if mask is None:
-        return MASK_NONE, q, (0, 0, 0, 0)
-    if mask.dtype is torch.bool:
-        return MASK_BOOL, mask.view(torch.uint8), mask.stride()
-    return MASK_ADDITIVE, mask, mask.stride()
-
-
-def precision(q, allow_tf32: bool) -> str:
-    return "tf32" if allow_tf32 and q.dtype is torch.float32 else "ieee"
-
-
 def _forward(q, k, v, mask, causal, scale, out, allow_tf32, store_lse):
     mask_kind, mask_t, mask_strides = check_inputs(q, k, v, mask)
     B, Hq, Sq, D = q.shape
@@ -334,7 +200,7 @@ def _forward(q, k, v, mask, causal, scale, out, allow_tf32, store_lse):
     kwargs = dict(HEAD_D=D, HEAD_DV=Dv, CAUSAL=bool(causal), MASK_KIND=mask_kind,
                   POS_SCALE=scale >= 0, PRECISION=precision(q, allow_tf32),
                   STORE_LSE=store_lse, BLOCK_D=head_block(D), BLOCK_DV=head_block(Dv))
-    launch(_attn_fwd, grid, args, kwargs, FWD_CONFIGS, _FWD_KEYS, fwd_fits)
+    run(_attn_fwd, grid, args, kwargs, configs.FWD, tune=configs.AUTOTUNE)
     return lse
 
 
@@ -351,13 +217,5 @@ def attention_forward(q, k, v, mask, causal, scale, out, *,
                       allow_tf32=False) -> torch.Tensor:
     """As :func:`attention`, and returns ``lse (B, Hq, Sq)`` float32: the natural-log
     log-sum-exp of each row's scaled, masked scores (``+inf`` for a row that sees no
-    key), as :func:`attention_backward` takes it."""
+    key), as :func:`.attention_backward.attention_backward` takes it."""
     return _forward(q, k, v, mask, causal, scale, out, allow_tf32, store_lse=True)
-
-
-def attention_backward(dout, q, k, v, out, lse, mask, causal, scale, *,
-                       allow_tf32=False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(dq, dk, dv)``: see :func:`.attention_backward.attention_backward`."""
-    from .attention_backward import attention_backward as backward
-
-    return backward(dout, q, k, v, out, lse, mask, causal, scale, allow_tf32=allow_tf32)

@@ -1,6 +1,7 @@
 """Flash attention backward in Triton (FlashAttention-2, Dao 2023, Algorithm 2; the
 layout of Triton's fused-attention tutorial). Semantics and conventions: see
-``attention.py``; the configuration tables: ``attention_configs.py``.
+``attention.py``; the configuration tables: ``attention_configs.py``; the device helpers
+shared with the forward: ``common.py``; the launcher: ``launch.py``.
 
 With ``s = q k^T scale (+ mask)`` in log2 units and the forward's log-sum-exp, the
 probabilities are recomputed block by block, ``p = exp2(s - lse * log2(e))``, and
@@ -29,17 +30,15 @@ contributions. Grads are returned in the input dtype, accumulated in float32.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
 
+from . import attention_configs as configs
 from . import next_pow2
-from .attention import (_LOG2E, LOG2E, _apply_user_mask, _key_stages, _load_2d,
-                        _mask_scores, _query_program, check_inputs, launch, precision)
-from .attention_configs import (BWD_DKDV_CONFIGS, BWD_DQ_CONFIGS, dkdv_fits, dq_fits,
-                                head_block)
+from .common import (_LOG2E, LOG2E, _apply_user_mask, _key_stages, _load_2d, _mask_scores,
+                     _query_program, check_inputs, head_block, precision)
+from .launch import run
 
 
 @triton.jit
@@ -247,10 +246,6 @@ def _bwd_dq(Q, K, V, DO, Lse, Delta, Mask, DQ,
 # ---------------------------------------------------------------------------------------
 # Launcher
 # ---------------------------------------------------------------------------------------
-_BWD_KEYS = ["SQ_KEY", "SK_KEY", "group", "HEAD_D", "HEAD_DV", "CAUSAL", "MASK_KIND",
-             "PRECISION"]
-
-
 def attention_backward(dout, q, k, v, out, lse, mask, causal, scale, *,
                        allow_tf32=False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients ``(dq, dk, dv)`` of :func:`~.attention.attention_forward`'s ``out`` for
@@ -272,31 +267,29 @@ def attention_backward(dout, q, k, v, out, lse, mask, causal, scale, *,
     block_d, block_dv = head_block(D), head_block(Dv)
     group = Hq // Hkv
     qk_scale = float(scale) * LOG2E
-    common = dict(HEAD_D=D, HEAD_DV=Dv, CAUSAL=bool(causal), MASK_KIND=mask_kind,
+    shared = dict(HEAD_D=D, HEAD_DV=Dv, CAUSAL=bool(causal), MASK_KIND=mask_kind,
                   PRECISION=precision(q, allow_tf32), BLOCK_D=block_d, BLOCK_DV=block_dv)
 
-    pre_rows = 16 if Dv > 128 else 64
-    with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
-        _bwd_preprocess[(triton.cdiv(Sq, pre_rows), B * Hq)](
-            out, dout, delta, *out.stride(), *dout.stride(), Hq, Sq,
-            HEAD_DV=Dv, BLOCK_DV=block_dv, BLOCK_M=pre_rows)
+    pre_rows = 16 if Dv > 128 else 64  # (rows, BLOCK_DV) tiles of out and dout
+    run(_bwd_preprocess, (triton.cdiv(Sq, pre_rows), B * Hq),
+        (out, dout, delta, *out.stride(), *dout.stride(), Hq, Sq),
+        dict(HEAD_DV=Dv, BLOCK_DV=block_dv, BLOCK_M=pre_rows))
 
     def dkdv_grid(meta):
         return (triton.cdiv(Sk, meta["BLOCK_N"]), B * Hkv)
 
-    launch(_bwd_dkdv, dkdv_grid,
-           (q, k, v, dout, lse, delta, mask_t, dk, dv, *q.stride(), *k.stride(),
-            *v.stride(), *dout.stride(), *dk.stride(), *dv.stride(), *mask_strides,
-            Hq, Hkv, Sq, Sk, group, qk_scale, float(scale), next_pow2(Sq), next_pow2(Sk)),
-           common, BWD_DKDV_CONFIGS, _BWD_KEYS, dkdv_fits)
+    run(_bwd_dkdv, dkdv_grid,
+        (q, k, v, dout, lse, delta, mask_t, dk, dv, *q.stride(), *k.stride(),
+         *v.stride(), *dout.stride(), *dk.stride(), *dv.stride(), *mask_strides,
+         Hq, Hkv, Sq, Sk, group, qk_scale, float(scale), next_pow2(Sq), next_pow2(Sk)),
+        shared, configs.BWD_DKDV, tune=configs.AUTOTUNE)
 
     def dq_grid(meta):
         return (triton.cdiv(Sq, meta["BLOCK_M"]), B * Hq)
 
-    launch(_bwd_dq, dq_grid,
-           (q, k, v, dout, lse, delta, mask_t, dq, *q.stride(), *k.stride(), *v.stride(),
-            *dout.stride(), *dq.stride(), *mask_strides, Hq, Sq, Sk, group, qk_scale,
-            float(scale), next_pow2(Sq), next_pow2(Sk)),
-           common, BWD_DQ_CONFIGS, _BWD_KEYS, dq_fits)
+    run(_bwd_dq, dq_grid,
+        (q, k, v, dout, lse, delta, mask_t, dq, *q.stride(), *k.stride(), *v.stride(),
+         *dout.stride(), *dq.stride(), *mask_strides, Hq, Sq, Sk, group, qk_scale,
+         float(scale), next_pow2(Sq), next_pow2(Sk)),
+        shared, configs.BWD_DQ, tune=configs.AUTOTUNE)
     return dq, dk, dv
-

@@ -29,14 +29,15 @@ products are exact (``input_precision="ieee"``) unless the caller passes
 the switch PyTorch's own matmul obeys). The result is cast to ``out``'s dtype: the
 inputs' or float32.
 
-Config selection (``gemm_configs.py``: the tables; ``gemm_launch.py``: planning and
-tuning): on a GPU, ``triton.autotune`` over ``CUDA_CONFIGS`` or ``HIP_CONFIGS``, pruned
-per problem by ``configs_for`` and keyed on bucketed ``(M, N, K, batch)``, the operand
-layouts and the dtypes; problems too small to repay tuning take the first config that
-fits. A config that fails to build is skipped, never fatal. Each distinct call signature
-(shapes, strides, dtypes, alignment) is planned once and then goes straight to the
-chosen config. Under ``TRITON_INTERPRET=1`` (CPU, slow) one small config runs and
-bfloat16 is refused: the interpreter's ``tl.dot`` multiplies raw bfloat16 bits.
+Config selection (``gemm_configs.py``: the tables; ``gemm_plan.py``: planning a call;
+``launch.py``: the launcher every Triton kernel shares): on a GPU, ``triton.autotune``
+over ``CUDA_CONFIGS`` or ``HIP_CONFIGS``, pruned per problem by ``configs_for`` and keyed
+on bucketed ``(M, N, K, batch)``, the operand layouts and the dtypes; problems too small
+to repay tuning take the first config that fits. A config that fails to build is
+skipped, never fatal. Each distinct call signature (shapes, strides, dtypes, alignment)
+is planned once and then goes straight to the config picked for it. Under
+``TRITON_INTERPRET=1`` (CPU, slow) one small config runs and bfloat16 is refused: the
+interpreter's ``tl.dot`` multiplies raw bfloat16 bits.
 
 Batch dims: merged into one launch dim where every operand's strides allow (as a view
 would), else looped over in Python; ``x @ w`` with one ``w`` for the whole batch folds
@@ -51,7 +52,8 @@ import triton.language as tl
 
 from . import refuse_interpreter_bfloat16
 from .gemm_configs import TileConfig
-from .gemm_launch import Launch, make_launch, plan, problems, run
+from .gemm_plan import TUNING, Launch, make_launch, plan, problems
+from .launch import run
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,7 +173,8 @@ def _gemm_tile(
 
 
 @triton.heuristics({
-    # Ragged edges, known at launch: whole-tile problems compile without masks.
+    # Ragged edges, known at launch: whole-tile problems compile without masks. (A fixed
+    # config skips this wrapper: gemm_plan.masks computes the same, cheaper.)
     "MASK_M": lambda args: args["M"] % args["BLOCK_M"] != 0,
     "MASK_N": lambda args: args["N"] % args["BLOCK_N"] != 0,
     "MASK_K": lambda args: args["K"] % args["BLOCK_K"] != 0,
@@ -288,12 +291,21 @@ def gemm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None, alpha: flo
             _LAUNCHES.clear()
         _LAUNCHES[key] = launch
     if launch is not None:  # one launch on the operands as given (views share pointers)
-        tuned = run(_gemm_kernel, launch, a, b, bias, out, float(alpha), float(beta))
-        if tuned is not None:  # next time, straight to the config tuning chose
-            _LAUNCHES[key] = launch._replace(config=tuned)
+        picked = _run(launch, a, b, bias, out, float(alpha), float(beta))
+        if picked is not None:  # next time, straight to the config picked for this call
+            _LAUNCHES[key] = launch._replace(config=picked)
         return
 
     # Batch dims that cannot merge into one: a launch per element of the leading ones.
     for a3, b3, c3, o3 in problems(a, b, bias, out):
-        run(_gemm_kernel, make_launch(a3, b3, c3, o3, allow_tf32, tma, config),
-            a3, b3, c3, o3, float(alpha), float(beta))
+        _run(make_launch(a3, b3, c3, o3, allow_tf32, tma, config), a3, b3, c3, o3,
+             float(alpha), float(beta))
+
+
+def _run(launch: Launch, a, b, bias, out, alpha: float, beta: float) -> TileConfig | None:
+    """Launch the kernel on the operands' data pointers; returns the config the launcher
+    picked (None: the launch had one)."""
+    args = (a, b, out if bias is None else bias, out, *launch.args, alpha, beta,
+            *launch.keys)
+    return run(_gemm_kernel, launch.grid, args, launch.meta, TUNING, config=launch.config,
+               tune=launch.tune, allocator=launch.tma)

@@ -1,6 +1,6 @@
 """The GEMM kernel's tuning configs, as data, and :func:`configs_for`, which picks the
-ones worth trying for one problem (``gemm.py`` holds the kernel, ``gemm_launch.py`` the
-autotuner that times them)."""
+ones worth trying for one problem (``gemm.py`` holds the kernel, ``gemm_plan.py`` plans
+a call and hands these to the launcher, ``launch.py``, which times them)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import functools
 from typing import NamedTuple
 
 import torch
-import triton
 
 from . import next_pow2
 
 
 class TileConfig(NamedTuple):
-    """One point of the tuning space. ``tma``: load operand tiles through TMA tensor
-    descriptors (sm90+ only). ``persistent``: one program per SM looping over tiles
-    (else one program per tile). ``options``: extra backend compile options as
-    ``(name, value)`` pairs (AMD: ``waves_per_eu``, ``matrix_instr_nonkdim``)."""
+    """One point of the tuning space (a :class:`~.launch.Config`): output tiles of
+    ``BLOCK_M x BLOCK_N``, K steps of ``BLOCK_K``, ``GROUP_M`` tile-rows per group.
+    ``tma``: load operand tiles through TMA tensor descriptors (sm90+ only).
+    ``persistent``: one program per SM looping over tiles (else one program per tile).
+    ``options``: extra backend compile options as ``(name, value)`` pairs (AMD:
+    ``waves_per_eu``, ``matrix_instr_nonkdim``)."""
 
     block_m: int
     block_n: int
@@ -33,14 +34,6 @@ class TileConfig(NamedTuple):
         """The kernel's tuned meta-parameters (constexprs)."""
         return {"BLOCK_M": self.block_m, "BLOCK_N": self.block_n, "BLOCK_K": self.block_k,
                 "GROUP_M": self.group_m, "USE_TMA": self.tma, "PERSISTENT": self.persistent}
-
-    def launch_options(self) -> dict:
-        return {"num_warps": self.num_warps, "num_stages": self.num_stages,
-                **dict(self.options)}
-
-    def to_triton(self) -> triton.Config:
-        return triton.Config({**self.meta(), **dict(self.options)},
-                             num_warps=self.num_warps, num_stages=self.num_stages)
 
 
 _T = TileConfig
@@ -111,8 +104,9 @@ HIP_CONFIGS: list[TileConfig] = [
     _T(32, 64, 32, 8, 4, 2),
 ]
 
-#: Under the interpreter: no tuning (each program is simulated in numpy), one small tile.
-INTERPRETER_CONFIG = _T(32, 32, 32, 4, 4, 1)
+#: Under the interpreter: no tuning (each program is simulated in numpy), one small tile,
+#: loaded through pointers, or through (emulated) TMA descriptors where the call asks.
+INTERPRETER_CONFIGS = [_T(32, 32, 32, 4, 4, 1), _T(32, 32, 32, 4, 4, 1, tma=True)]
 #: The config a failed tuning run falls back to: pointer loads, modest resources.
 SAFE_CONFIG = _T(64, 64, 32, 8, 4, 3)
 #: Problems with at most this many multiply-adds (batch * M * N * K) skip tuning.
