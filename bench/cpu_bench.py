@@ -29,7 +29,8 @@ import hetero
 from hetero import _C
 from hetero.backends import cpu
 from hetero.bench import timing
-from hetero.testing import check_within, flash_rule_bound, gemm_error_bound, randn
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, flash_rule_bound, randn
 
 
 def interleaved(fns, rounds):

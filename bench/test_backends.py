@@ -26,13 +26,13 @@ PARAMS = [(name, case, dtype) for case in CASES for dtype in ("float32", "bfloat
 @pytest.mark.parametrize("name, case, dtype", PARAMS,
                          ids=[f"{n}-{c.op}-{c.shape}-{d}" for n, c, d in PARAMS])
 def test_backend(benchmark, name, case, dtype):
-    work = runner.make_work(case, runner.DTYPES[dtype], DEVICE, [name])
+    work = runner.make_work(case, runner.DTYPES[dtype], DEVICE)
     row = runner.new_row(case, dtype, name, "cpu")
-    runner.judge(row, work.pick(work.check_call[name](
-        runner.poisoned_out(case, runner.DTYPES[dtype], DEVICE))), work)
+    call = runner.call(case, work, name)
+    runner.judge(row, work.pick(call(runner.poisoned_out(case, work))), work)
     assert row["status"] == "ok", row["reason"]
     benchmark.group = f"{case.op} {case.shape} {dtype}"
     benchmark.extra_info.update(backend=name, threads=torch.get_num_threads(),
                                 flops=case.flops)
-    benchmark(work.timed_call[name])
+    benchmark(call)
     benchmark.extra_info["gflops"] = round(case.flops / benchmark.stats.stats.median / 1e9, 2)

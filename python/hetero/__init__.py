@@ -1,15 +1,15 @@
-"""hetero: one op API (GEMM, attention) over many kernel backends.
+"""hetero: one op API (GEMM, attention, ...) over many kernel backends.
 
 >>> import hetero, torch
 >>> y = hetero.gemm(torch.randn(8, 16), torch.randn(16, 4))   # best backend for cpu
 >>> print(hetero.explain("gemm", torch.randn(8, 16), torch.randn(16, 4)))
+>>> hetero.list_ops()                                          # ['gemm', 'attention']
 """
 
 from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from . import torch_ops  # registers torch.ops.hetero.*
 from .backends.base import PLUGIN_API, Backend
 from .counters import Stats, reset_stats, stats
 from .dispatch import (Decision, fallback_policy, reload, set_fallback_policy, set_tuned_table,
@@ -19,8 +19,12 @@ from .errors import (DispatchError, FallbackError, HeteroConfigWarning, HeteroEr
                      HeteroFallbackWarning, HeteroWarning)
 from .explain import explain
 from .info import info
-from .kernel import Kernel, Support
-from .ops import attention, gemm, reference_attention, reference_gemm
+from .kernel import Kernel, Range, Support
+from .ops import OpSpec, list_ops, register_op, unregister_op
+# The built-in ops register as they are imported: gemm, then attention (the order of
+# list_ops() and of the conformance suite's cases).
+from .ops.gemm import gemm, reference_gemm  # noqa: I001
+from .ops.attention import attention, reference_attention
 from .registry import register as register_backend
 from .registry import unregister as unregister_backend
 
@@ -31,9 +35,10 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "PLUGIN_API", "Backend", "Decision", "DispatchError", "FallbackError", "HeteroConfigWarning",
-    "HeteroError", "HeteroFallbackWarning", "HeteroWarning", "Kernel", "Stats", "Support",
-    "attention", "disable", "enable", "enabled", "explain", "fallback_policy", "gemm",
-    "info", "is_enabled", "reference_attention", "reference_gemm", "register_backend",
-    "reload", "reset_stats", "set_fallback_policy", "set_tuned_table", "stats", "torch_ops",
-    "tuned_table", "unregister_backend", "use",
+    "HeteroError", "HeteroFallbackWarning", "HeteroWarning", "Kernel", "OpSpec", "Range",
+    "Stats", "Support", "attention", "disable", "enable", "enabled", "explain",
+    "fallback_policy", "gemm", "info", "is_enabled", "list_ops", "reference_attention",
+    "reference_gemm", "register_backend", "register_op", "reload", "reset_stats",
+    "set_fallback_policy", "set_tuned_table", "stats", "tuned_table", "unregister_backend",
+    "unregister_op", "use",
 ]

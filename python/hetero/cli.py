@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -16,7 +17,20 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.flo
            "float64": torch.float64, "fp64": torch.float64}
 
 
-def _dims(text: str, count: int, names: str) -> list[int]:
+class ExplainCli(NamedTuple):
+    """``hetero explain OP``'s options for one op (``OpSpec.cli``):
+    ``add_arguments(parser)`` adds the op's own (``--shape`` and its features; ``--dtype``,
+    ``--device`` and ``--backend`` are common), and ``call(options, make) -> (args,
+    kwargs)`` builds the op's arguments, ``make(*shape)`` making a tensor of the chosen
+    dtype and device."""
+
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    call: Callable[[argparse.Namespace, Callable], tuple[list, dict]]
+
+
+def dims(text: str, count: int, names: str) -> list[int]:
+    """``"64,32,128"`` (or ``64x32x128``) as ``count`` integers; ``names`` says which, for
+    the error."""
     parts = [p for p in re.split(r"[,x×\s]+", text.strip()) if p]
     if len(parts) != count or not all(p.isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"--shape: expected {names}, got {text!r}")
@@ -34,6 +48,8 @@ def _print_info(data: dict) -> None:
                              else "none (`hetero tune` writes one)"))
     env_set = data["environment"]["set"]
     print("environment: " + (", ".join(f"{k}={v}" for k, v in env_set.items()) or "no HETERO_* set"))
+    for op in data["ops"]:
+        print(f"op {op['name']}: {', '.join(op['kernels']) or 'no available kernel'}")
     print()
     for b in data["backends"]:
         state = "available" if b["available"] else "unavailable"
@@ -48,29 +64,30 @@ def _print_info(data: dict) -> None:
         for k in b["kernels"]:
             s = k["support"]
             extra = {key: val for key, val in s.items()
-                     if key not in ("dtypes", "device_types", "features")}
+                     if key not in ("dtypes", "device_types", "features", "limits")}
+            extra.update(s.get("limits", {}))
             print(f"{'':<12} {k['op']:<10} {k['name']:<10} dtypes={','.join(s['dtypes'])}"
                   f" features={','.join(s['features']) or '-'}"
-                  + "".join(f" {key}={val}" for key, val in extra.items()))
+                  + "".join(f" {key}={val}" for key, val in extra.items())
+                  + (" +backward" if k["backward"] else ""))
 
 
-def _explain_tensors(args) -> tuple[list, dict]:
+def _explain(args) -> int:
+    """Exit status 0: a kernel would run; 1: none can; 2: bad options."""
+    import hetero
+
     dtype, device = _DTYPES[args.dtype], torch.device(args.device)
-    make = lambda *shape: torch.empty(shape, dtype=dtype, device=device)  # noqa: E731
-    if args.op == "gemm":
-        m, n, k = _dims(args.shape, 3, "M,N,K")
-        batch = [args.batch] if args.batch else []
-        kw = {"bias": make(n) if args.bias else None}
-        return [make(*batch, m, k), make(*batch, k, n)], kw
-    b, h, s, d = _dims(args.shape, 4, "B,H,S,D")
-    hkv, sk, dv = args.kv_heads or h, args.kv_len or s, args.head_dim_v or d
-    mask = None
-    if args.mask == "bool":
-        mask = torch.ones(s, sk, dtype=torch.bool, device=device)
-    elif args.mask == "additive":
-        mask = torch.zeros(s, sk, dtype=dtype, device=device)
-    return [make(b, h, s, d), make(b, hkv, sk, d), make(b, hkv, sk, dv)], {
-        "causal": args.causal, "attn_mask": mask}
+    try:
+        call, kwargs = args.explain_cli.call(
+            args, lambda *shape: torch.empty(shape, dtype=dtype, device=device))
+        if args.backend:
+            kwargs["backend"] = [b.strip() for b in args.backend.split(",") if b.strip()]
+        decision = hetero.explain(args.op, *call, **kwargs)
+    except (argparse.ArgumentTypeError, TypeError, ValueError, RuntimeError) as exc:
+        print(f"hetero explain: {exc}", file=sys.stderr)
+        return 2
+    print(decision)
+    return 0 if decision.chosen else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,26 +97,26 @@ def main(argv: list[str] | None = None) -> int:
     p_info = sub.add_parser("info", help="backends, availability and declared support")
     p_info.add_argument("--json", action="store_true", help="print JSON")
 
+    from .ops import registry as op_registry
+
     p_exp = sub.add_parser("explain", help="which kernel a call would run, and why")
-    p_exp.add_argument("op", choices=["gemm", "attention"])
-    p_exp.add_argument("--shape", required=True,
-                       help="gemm: M,N,K   attention: B,H,S,D (query side)")
-    p_exp.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
-    p_exp.add_argument("--device", default="cpu")
-    p_exp.add_argument("--backend", help="comma-separated priority list ('*' = default)")
-    p_exp.add_argument("--batch", type=int, help="gemm: leading batch size")
-    p_exp.add_argument("--bias", action="store_true", help="gemm: add a bias of shape (N,)")
-    p_exp.add_argument("--kv-heads", type=int, help="attention: key/value heads (GQA)")
-    p_exp.add_argument("--kv-len", type=int, help="attention: key/value length Sk")
-    p_exp.add_argument("--head-dim-v", type=int, help="attention: value head dim")
-    p_exp.add_argument("--causal", action="store_true")
-    p_exp.add_argument("--mask", choices=["bool", "additive"])
+    explained = p_exp.add_subparsers(dest="op", required=True, metavar="OP")
+    for spec in op_registry.specs():
+        if spec.cli is None:
+            continue
+        p_op = explained.add_parser(spec.name, help=f"a {spec.name} call")
+        spec.cli.add_arguments(p_op)
+        p_op.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
+        p_op.add_argument("--device", default="cpu")
+        p_op.add_argument("--backend", help="comma-separated priority list ('*' = default)")
+        p_op.set_defaults(explain_cli=spec.cli)
 
     p_conf = sub.add_parser("conformance", help="judge a backend by the conformance suite")
     p_conf.add_argument("--backend", required=True, help="backend name (see `hetero info`)")
     p_conf.add_argument("--quick", action="store_true", help="the quick subset")
     p_conf.add_argument("--plugin", action="append", default=[], metavar="MODULE:ATTR",
-                        help="register this backend object first (repeatable)")
+                        help="register this backend object or op spec first (repeatable)")
+    p_conf.add_argument("--ops", help="comma-separated ops whose cases to run (default all)")
     p_conf.add_argument("--json", help="write the report as JSON here")
     p_conf.add_argument("--markdown", help="write the report as Markdown here")
     p_conf.add_argument("--timeout", type=float, default=300,
@@ -129,33 +146,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="start a new table instead of updating the one at --out")
 
     args = parser.parse_args(argv)
-    import hetero
-
     if args.command in _COMMANDS:
         try:
             return _COMMANDS[args.command](args)
         except ValueError as exc:  # bad options or files: one line, no traceback
             print(f"hetero {args.command}: {exc}", file=sys.stderr)
             return 2
-    if args.command == "info":
-        data = hetero.info()
-        print(json.dumps(data, indent=2)) if args.json else _print_info(data)
-        return 0
+    if args.command == "explain":
+        return _explain(args)
+    from .info import info
 
-    try:
-        tensors, kwargs = _explain_tensors(args)
-        if args.backend:
-            kwargs["backend"] = [b.strip() for b in args.backend.split(",") if b.strip()]
-        decision = hetero.explain(args.op, *tensors, **kwargs)
-    except (argparse.ArgumentTypeError, TypeError, ValueError, RuntimeError) as exc:
-        print(f"hetero explain: {exc}", file=sys.stderr)
-        return 2
-    print(decision)
-    return 0 if decision.chosen else 1
+    data = info()
+    print(json.dumps(data, indent=2)) if args.json else _print_info(data)
+    return 0
 
 
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("op", nargs="?", default="all", choices=["gemm", "attention", "all"])
+    from .ops import registry as op_registry
+
+    benchmarked = [s.name for s in op_registry.specs() if s.bench is not None]
+    p.add_argument("op", nargs="?", default="all", choices=[*benchmarked, "all"])
     p.add_argument("--backends", help="comma-separated backends; `torch` (PyTorch, the "
                                       "baseline) is always added (default: every available "
                                       "backend for the device, except the reference oracle)")
@@ -163,7 +173,7 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated dtypes (default float32,bfloat16)")
     p.add_argument("--shapes", default="llm",
                    help="suite: llm (Llama-3-8B and Qwen-7B layers, prefill and decode), "
-                        "square, or a JSON/YAML file (default llm)")
+                        "square, or a JSON/YAML file mapping op names to cases (default llm)")
     p.add_argument("--quick", action="store_true", help="smaller and fewer cases")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--budget", type=float, help="seconds of timing per participant and case "
@@ -213,12 +223,12 @@ def _report(args) -> int:
 
 
 def _tune(args) -> int:
-    from . import dispatch, tuned
+    from . import env, tuned
     from .bench import output, tune
 
     docs = [output.load(p) for p in args.sources] if args.sources else [_run_bench(args)]
-    path = args.out or (dispatch._settings.tuned if dispatch._settings.tuned not in
-                        (None, "off") else tuned.default_path())
+    setting = env.settings().tuned
+    path = args.out or (setting if setting not in (None, "off") else tuned.default_path())
     old = None
     if not args.replace and os.path.exists(path):
         old = tuned.load(path)
@@ -238,7 +248,8 @@ def _conformance(args) -> int:
 
     try:
         report = conformance.run(args.backend, quick=args.quick, plugins=args.plugin,
-                                 isolate=not args.no_isolate, timeout=args.timeout)
+                                 isolate=not args.no_isolate, timeout=args.timeout,
+                                 ops=_split(args.ops))
     except (ImportError, AttributeError, ValueError) as exc:
         print(f"hetero conformance: {exc}", file=sys.stderr)
         return 2

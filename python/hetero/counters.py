@@ -1,10 +1,9 @@
 """``hetero.stats()``: what the torch bridge served, per op and kernel, and what it left
 to PyTorch, with the reason — counted in calls and in FLOPs.
 
-Ops counted: ``gemm``, ``attention`` (forward) and ``attention_backward``. FLOPs count
-the multiply-adds as two: ``2 M N K`` per GEMM; ``2 (D + Dv)`` per visible (query, key)
-pair for the attention forward (so causal counts only the pairs a query may see), and
-2.5 times that for the backward (five matrix products against the forward's two).
+Each op's torch operator counts its calls under the op's name (an op with a backward
+kernel counts those under ``<op>_backward``), with the op's own FLOP count
+(``OpSpec.flops``: multiply-adds count as two).
 
 Counting happens when a call runs. Inside ``torch.compile``'d code the hetero ops still
 count at run time, but calls the compiled code leaves to PyTorch are decided while
@@ -14,28 +13,6 @@ tracing and are not counted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-OPS = ("gemm", "attention", "attention_backward")
-
-
-def gemm_flops(m: int, n: int, k: int, batch: int = 1) -> float:
-    """FLOPs of ``batch`` products of ``(m, k) @ (k, n)``."""
-    return 2.0 * batch * m * n * k
-
-
-def attention_flops(batch_heads: int, sq: int, sk: int, d: int, dv: int,
-                    causal: bool) -> float:
-    """FLOPs of the attention forward over ``batch_heads = B * Hq`` heads: two products
-    over the visible (query, key) pairs (bottom-right causal when ``causal``)."""
-    if causal:
-        pairs = sq * sk - sq * (sq - 1) // 2 if sq <= sk else sk * (sk + 1) // 2
-    else:
-        pairs = sq * sk
-    return 2.0 * batch_heads * pairs * (d + dv)
-
-
-#: the attention backward's FLOPs per forward FLOP
-ATTENTION_BACKWARD_FACTOR = 2.5
 
 
 @dataclass
@@ -66,7 +43,7 @@ class Stats:
 
     def __str__(self) -> str:
         lines = [f"{'op':<19} {'served by / fallback reason':<58} {'calls':>7} {'GFLOP':>9}"]
-        for op in OPS:
+        for op in dict.fromkeys([*self.served, *self.fallbacks]):
             for label, table in (("", self.served), ("PyTorch: ", self.fallbacks)):
                 for name, c in sorted(table.get(op, {}).items()):
                     text = label + name

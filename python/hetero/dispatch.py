@@ -16,9 +16,10 @@ order at that position. When the first candidate backend is rejected and a later
 serves the call, that is a *fallback*, handled by the policy: ``warn`` (once per
 reason), ``error`` (raise :class:`~hetero.errors.FallbackError`) or ``silent``.
 
-Decisions are cached by a tuple of call traits + ``backend=`` + scope, so the hot path
-is one dict lookup. Anything that can change a decision (registry, policy, environment)
-clears the cache.
+Decisions are cached by the flat key ``(op, *trait fields, backend=, scope)`` (see
+:func:`hetero.kernel.dispatch_traits`), so the hot path is one dict lookup in
+:data:`decisions`. Anything that can change a decision (backends, ops, policy,
+environment, tuned table) clears the cache.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from typing import Iterator, NamedTuple, Sequence
 
 from . import env, registry, tuned
 from .errors import DispatchError, FallbackError, HeteroConfigWarning, HeteroFallbackWarning
-from .kernel import AttentionTraits, GemmTraits, Kernel, Traits
+from .kernel import Kernel
+from .ops import registry as ops
 
-TRAITS_BY_OP = {"gemm": GemmTraits, "attention": AttentionTraits}
 REFERENCE = "reference"
 
 
@@ -46,17 +47,16 @@ class Scope(NamedTuple):
 
 current_scope: ContextVar[Scope | None] = ContextVar("hetero_scope", default=None)
 
-# name -> kernel.fn, keyed by (*traits, backend, scope): the hot path's only lookup.
-_cache: dict[tuple, object] = {}
+#: key -> kernel.fn: the hot path's only lookup (an op's function reads it directly).
+decisions: dict[tuple, object] = {}
 _warned: set[str] = set()
-_settings = env.read()
 _policy_override: str | None = None
-# Computing pointer alignment costs ~1 us a call: only done for ops where some
-# registered kernel declares an alignment (kept up to date by _on_registry_change;
-# True until the backends are first discovered).
-alignment_matters = {op: True for op in TRAITS_BY_OP}
-# Likewise the shape bucket: only computed for ops the tuned table has entries for.
-bucket_matters = {op: False for op in TRAITS_BY_OP}
+#: op -> whether its key carries the pointer alignment (``align``). Computing it costs
+#: ~1 us a call, so only where some registered kernel declares an alignment (True until
+#: the backends are first discovered).
+wants_alignment: dict[str, bool] = {}
+#: op -> whether its key carries the shape ``bucket``: where the tuned table has entries.
+wants_bucket: dict[str, bool] = {}
 _tuned: tuned.Table | None = None
 
 
@@ -73,6 +73,11 @@ class Candidate:
         return self.kernel.qualname if self.kernel else self.backend
 
 
+def split_key(key: tuple):
+    """``(traits, backend, scope)`` of a dispatch key (its op's ``Traits.from_key``)."""
+    return ops.spec(key[0]).traits.from_key(key)
+
+
 @dataclass
 class Decision:
     """The outcome of dispatch for one call signature, as returned by :func:`explain`.
@@ -82,7 +87,7 @@ class Decision:
     a kernel that could serve it).
     """
 
-    traits: Traits
+    traits: tuple  # the op's traits
     source: str
     exclusive: bool
     policy: str
@@ -142,7 +147,7 @@ def fallback_policy() -> str:
 def _policy_in(scope: Scope | None) -> str:
     if scope is not None and scope.policy is not None:
         return scope.policy
-    return _policy_override or _settings.fallback
+    return _policy_override or env.settings().fallback
 
 
 def _check_policy(policy: str) -> str:
@@ -211,12 +216,12 @@ def _requested(backend, scope: Scope | None) -> tuple[tuple[str, ...], str]:
         return _check_backend_names(backend, "backend"), "backend= argument"
     if scope is not None and scope.backends is not None:
         return scope.backends, "hetero.use()"
-    if _settings.backends is not None:
-        return _settings.backends, "HETERO_BACKENDS"
+    if env.settings().backends is not None:
+        return env.settings().backends, "HETERO_BACKENDS"
     return ("*",), "the default order"
 
 
-def _order(traits: Traits, backend, scope: Scope | None) -> tuple[list[str], str, bool]:
+def _order(traits, backend, scope: Scope | None) -> tuple[list[str], str, bool]:
     names, source = _requested(backend, scope)
     if source == "the default order":
         source += f" for {traits.device.type}"
@@ -228,7 +233,7 @@ def _order(traits: Traits, backend, scope: Scope | None) -> tuple[list[str], str
     return order, source, "*" not in names
 
 
-def _candidates(traits: Traits, name: str) -> list[Candidate]:
+def _candidates(traits, name: str) -> list[Candidate]:
     entry = registry.get(name)
     if entry is None:
         return [Candidate(name, None, [
@@ -250,7 +255,7 @@ def _candidates(traits: Traits, name: str) -> list[Candidate]:
     return out
 
 
-def decide(traits: Traits, backend=None, scope: Scope | None = None) -> Decision:
+def decide(traits, backend=None, scope: Scope | None = None) -> Decision:
     """The full decision for ``traits`` (not cached, never raises for a failed choice)."""
     order, source, exclusive = _order(traits, backend, scope)
     candidates = [c for name in order for c in _candidates(traits, name)]
@@ -289,21 +294,20 @@ def _enforce(decision: Decision, fallback: bool, served_by: str, why: str) -> No
 
 
 def resolve(key: tuple):
-    """Cache miss: decide for ``key = (*traits, backend, scope)``, apply the policy and
-    cache the kernel function."""
-    traits = TRAITS_BY_OP[key[0]]._make(key[:-2])
-    decision = decide(traits, key[-2], key[-1])
+    """Cache miss: decide for ``key``, apply the policy and cache the kernel function."""
+    decision = decide(*split_key(key))
     if decision.chosen is None:
         raise DispatchError(decision)
     _enforce(decision, decision.fallback, decision.chosen.qualname,
              _why_skipped(decision, decision.chosen.backend))
-    _cache[key] = fn = decision.chosen.fn
+    decisions[key] = fn = decision.chosen.fn
     return fn
 
 
 # ---------------------------------------------------------------- the torch bridge
-# key -> (kernel, None) or (None, why PyTorch serves the call), for torch.ops.hetero.*.
-_bridge_cache: dict[tuple, tuple[Kernel | None, str | None]] = {}
+#: key -> ``(kernel, None)`` or ``(None, why PyTorch serves the call)``, for the torch
+#: ops (``torch.ops.hetero.*``).
+bridge_decisions: dict[tuple, tuple[Kernel | None, str | None]] = {}
 
 
 def resolve_bridge(key: tuple) -> tuple[Kernel | None, str | None]:
@@ -314,11 +318,11 @@ def resolve_bridge(key: tuple) -> tuple[Kernel | None, str | None]:
     ``(None, reason)`` when PyTorch should compute the call. The fallback policy
     applies as for :func:`resolve`; an exclusive order that cannot serve the call
     raises :class:`~hetero.errors.DispatchError`."""
-    traits = TRAITS_BY_OP[key[0]]._make(key[:-2])
-    decision = decide(traits, key[-2], key[-1])
+    traits, backend, scope = split_key(key)
+    decision = decide(traits, backend, scope)
     chosen = decision.chosen
     if chosen is not None and chosen.backend == REFERENCE \
-            and REFERENCE not in _requested(key[-2], key[-1])[0]:
+            and REFERENCE not in _requested(backend, scope)[0]:
         chosen = None  # reached only as the default order's last resort
     if chosen is None and decision.exclusive:
         raise DispatchError(decision)
@@ -331,7 +335,7 @@ def resolve_bridge(key: tuple) -> tuple[Kernel | None, str | None]:
         _enforce(decision, decision.fallback, chosen.qualname,
                  _why_skipped(decision, chosen.backend))
         result = (chosen, None)
-    _bridge_cache[key] = result
+    bridge_decisions[key] = result
     return result
 
 
@@ -348,9 +352,7 @@ def set_tuned_table(table: "tuned.Table | str | None") -> "tuned.Table | None":
         raise TypeError(f"table: expected a hetero.tuned.Table, a path or None, "
                         f"got {type(table).__name__}")
     _tuned = table
-    for op in bucket_matters:
-        bucket_matters[op] = table is not None and op in table.ops
-    clear_cache()
+    _refresh()
     return previous
 
 
@@ -362,7 +364,7 @@ def tuned_table() -> "tuned.Table | None":
 def _tuned_from_environment() -> None:
     """``HETERO_TUNED`` (a path or ``off``), else the default path when it exists. A bad
     file is reported with a warning, not raised: importing hetero must not fail."""
-    setting = _settings.tuned
+    setting = env.settings().tuned
     path = tuned.default_path() if setting is None else setting
     if setting == "off" or (setting is None and not path.exists()):
         set_tuned_table(None)
@@ -376,31 +378,37 @@ def _tuned_from_environment() -> None:
 
 def clear_cache() -> None:
     """Forget all cached decisions (and which fallbacks were already warned about)."""
-    _cache.clear()
-    _bridge_cache.clear()
+    decisions.clear()
+    bridge_decisions.clear()
     _warned.clear()
 
 
 def cache_size() -> int:
-    return len(_cache)
+    return len(decisions)
 
 
 def reload() -> None:
     """Re-read the ``HETERO_*`` environment, rediscover backends, re-probe them, reload
     the tuned table and clear every cached decision."""
-    global _settings
-    _settings = env.read()
+    env.reload()
     registry.rediscover()
     _tuned_from_environment()
 
 
-def _on_registry_change() -> None:
+def _refresh() -> None:
+    """After any change to backends, ops or the tuned table: forget every decision and
+    recompute which optional key fields each op needs."""
     clear_cache()
-    kernels = [k for e in (registry._entries or {}).values() for ks in e.kernels.values()
-               for k in ks]
-    for op in alignment_matters:
-        alignment_matters[op] = any(k.op == op and k.support.alignment > 1 for k in kernels)
+    kernels = registry.discovered_kernels()
+    names = ops.list_ops()
+    # Update the same dicts in place (the ops' hot paths hold them), a registered op's
+    # entry never missing.
+    wants_alignment.update({op: kernels is None or any(
+        k.op == op and k.support.alignment > 1 for k in kernels) for op in names})
+    wants_bucket.update({op: _tuned is not None and op in _tuned.ops for op in names})
+    for gone in set(wants_alignment) - set(names):
+        del wants_alignment[gone], wants_bucket[gone]
 
 
-registry.on_change(_on_registry_change)
+registry.on_change(_refresh)
 _tuned_from_environment()

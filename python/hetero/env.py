@@ -1,6 +1,7 @@
 """The ``HETERO_*`` environment variables: one table, read in one place.
 
-Variables are read when hetero is imported and again on :func:`hetero.reload`. Unknown
+Variables are read when hetero is imported and again on :func:`hetero.reload`;
+:func:`settings` is what every module reads. Unknown
 or misspelled ``HETERO_*`` names and malformed values are reported with a
 :class:`~hetero.errors.HeteroConfigWarning`, never silently ignored.
 """
@@ -17,7 +18,7 @@ from .errors import HeteroConfigWarning
 
 FALLBACK_POLICIES = ("warn", "error", "silent")
 
-#: name -> (meaning, example). The README's table is generated from this.
+#: name -> (meaning, example). docs/usage.md's table follows it (tests/unit/test_env.py checks).
 VARIABLES: dict[str, tuple[str, str]] = {
     "HETERO_BACKENDS": (
         "Backend priority list used when neither `backend=` nor `hetero.use()` is "
@@ -108,3 +109,23 @@ def read(environ: Mapping[str, str] | None = None) -> Settings:
         tuned = "off"
     return Settings(backends=backends, fallback=fallback, num_threads=num_threads,
                     tuned=tuned)
+
+
+_current: Settings | None = None
+
+
+def settings() -> Settings:
+    """The settings in force: the environment as read at import or the last
+    :func:`reload`."""
+    global _current
+    if _current is None:
+        _current = read()
+    return _current
+
+
+def reload() -> Settings:
+    """Read the environment again (:func:`hetero.reload` calls this); returns the new
+    settings."""
+    global _current
+    _current = read()
+    return _current

@@ -2,77 +2,69 @@
 
 One declaration (:class:`Support`) feeds every consumer: the dispatch decision, the
 rejection reasons in :func:`hetero.explain`, the support matrix of ``hetero info`` and
-(later) the conformance suite's parametrization. Whatever a kernel's ``predicate``
-looks at must be part of the traits, because decisions are cached by traits.
+the conformance suite's verdict. Whatever a kernel's ``predicate`` looks at must be part
+of the traits, because decisions are cached by traits.
+
+Each op's traits are a ``NamedTuple`` made a dispatch key by :func:`dispatch_traits`:
+its first field is ``op``; it has ``device``, ``dtype``, ``align`` (pointer alignment in
+bytes, ``None`` while no kernel of the op declares one) and ``bucket`` (the tuned
+table's shape bucket, ``None`` while the table has no entry for the op) fields; a
+``features`` property names the optional features the call uses; numeric fields may be
+limited by a :class:`Range` in a kernel's ``Support.limits``, and a ``LABELS`` class
+attribute may give them readable names for the reasons.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, Mapping
 
 import torch
 
-#: Features a call may use, per op. A kernel lists the ones it can serve.
-GEMM_FEATURES = ("bias", "batch", "float32_out")
-ATTENTION_FEATURES = ("causal", "gqa", "mask_bool", "mask_additive", "head_dim_v")
 
+def dispatch_traits(cls):
+    """Class decorator for an op's traits ``NamedTuple``: checks the layout and adds
 
-class GemmTraits(NamedTuple):
-    """What dispatch knows about a ``gemm`` call. ``out_dtype``: ``None`` when it is
-    ``dtype`` (the usual case). ``align``: the largest power of two
-    (capped at 16) dividing every data pointer, in bytes — ``None`` (not computed)
-    while no registered kernel of the op declares an alignment. ``bucket``:
-    ``(M, N, K)`` rounded up to powers of two (:mod:`hetero.tuned`), ``None`` while
-    the tuned table has no gemm entry."""
-
-    op: str
-    device: torch.device
-    dtype: torch.dtype
-    out_dtype: torch.dtype | None
-    bias: bool
-    batch: bool
-    align: int | None
-    bucket: tuple[int, int, int] | None = None
-
-    @property
-    def features(self) -> frozenset[str]:
-        return frozenset(name for name, used in (
-            ("bias", self.bias), ("batch", self.batch),
-            ("float32_out", self.out_dtype not in (None, self.dtype))) if used)
-
-
-class AttentionTraits(NamedTuple):
-    """What dispatch knows about an ``attention`` call. ``mask`` is ``None``,
-    ``"bool"`` or ``"additive"``; ``align`` as for :class:`GemmTraits`; ``bucket``:
-    ``(Sq, Sk)`` rounded up to powers of two, ``None`` while the tuned table has no
-    attention entry."""
-
-    op: str
-    device: torch.device
-    dtype: torch.dtype
-    head_dim: int
-    head_dim_v: int
-    causal: bool
-    gqa: bool
-    mask: str | None
-    align: int | None
-    bucket: tuple[int, int] | None = None
-
-    @property
-    def features(self) -> frozenset[str]:
-        return frozenset(name for name, used in (
-            ("causal", self.causal), ("gqa", self.gqa),
-            ("mask_bool", self.mask == "bool"),
-            ("mask_additive", self.mask == "additive"),
-            ("head_dim_v", self.head_dim_v != self.head_dim)) if used)
-
-
-Traits = GemmTraits | AttentionTraits
+    - ``traits.key(backend, scope)``: the flat dispatch key
+      ``(op, *other trait fields, backend, scope)`` (flat, so the hot path can build it
+      without making a traits object);
+    - ``Traits.from_key(key)``: ``(traits, backend, scope)`` back from such a key.
+    """
+    fields = getattr(cls, "_fields", ("",))
+    if fields[0] != "op" or not {"device", "dtype", "align", "bucket"} <= set(fields):
+        raise TypeError(f"{cls.__name__}: dispatch traits are a NamedTuple whose first "
+                        f"field is 'op', with 'device', 'dtype', 'align' and 'bucket' fields")
+    if not isinstance(getattr(cls, "features", None), property):
+        raise TypeError(f"{cls.__name__}: dispatch traits need a 'features' property")
+    cls.key = lambda self, backend, scope: (*self, backend, scope)
+    cls.from_key = classmethod(lambda c, key: (c._make(key[:-2]), key[-2], key[-1]))
+    return cls
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Inclusive bounds and a required multiple for one numeric trait (``None``: no
+    bound). ``Range(1, 256)``, ``Range(64, 128, multiple=64)``."""
+
+    min: int | None = None
+    max: int | None = None
+    multiple: int = 1
+
+    def reasons(self, label: str, value: int) -> list[str]:
+        if (self.min is not None and value < self.min) or \
+                (self.max is not None and value > self.max):
+            return [f"{label} {value} outside [{self.min}, {self.max}]"]
+        if value % self.multiple:
+            return [f"{label} {value} not a multiple of {self.multiple}"]
+        return []
+
+    def describe(self) -> str:
+        text = f"[{self.min}, {self.max}]"
+        return text + (f", multiple of {self.multiple}" if self.multiple > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -81,24 +73,25 @@ class Support:
 
     dtypes: input dtypes served.
     device_types: torch device types (``"cpu"``, ``"cuda"``...); ``None`` = any.
-    features: op features served (see ``GEMM_FEATURES``, ``ATTENTION_FEATURES``).
-    head_dims: inclusive ``(min, max)`` head dimension (attention only).
-    head_dim_multiple: head dims (q/k and v) must be a multiple of this.
+    features: the op's optional features served (``hetero.ops.spec(op).features``
+        lists them).
+    limits: ``{trait name: Range}`` for numeric traits of the op (attention:
+        ``head_dim``, ``head_dim_v``).
     alignment: bytes every data pointer must be aligned to.
     min_compute_capability: ``(major, minor)`` for CUDA devices.
-    predicate: extra check for what data cannot say; returns reasons (empty = ok).
+    predicate: extra check for what data cannot say; returns reasons (empty = ok). Its
+        docstring's first line is what ``hetero info`` shows.
     """
 
     dtypes: frozenset[torch.dtype]
     device_types: frozenset[str] | None = None
     features: frozenset[str] = frozenset()
-    head_dims: tuple[int, int] | None = None
-    head_dim_multiple: int = 1
+    limits: Mapping[str, Range] = field(default_factory=dict)
     alignment: int = 1
     min_compute_capability: tuple[int, int] | None = None
-    predicate: Callable[[Traits], Iterable[str]] | None = None
+    predicate: Callable[[tuple], Iterable[str]] | None = None
 
-    def reasons(self, traits: Traits) -> list[str]:
+    def reasons(self, traits) -> list[str]:
         """Why this envelope does not cover ``traits`` (empty list: it does)."""
         out = []
         device_type = traits.device.type
@@ -111,8 +104,9 @@ class Support:
         if missing:
             out.append(f"feature{'s' if len(missing) > 1 else ''} "
                        f"{', '.join(sorted(missing))} not supported")
-        if isinstance(traits, AttentionTraits):
-            out.extend(self._head_dim_reasons(traits))
+        labels = getattr(traits, "LABELS", {})
+        for name, allowed in self.limits.items():
+            out.extend(allowed.reasons(labels.get(name, name), getattr(traits, name)))
         if self.alignment > 1 and traits.align is not None and traits.align < self.alignment:
             out.append(f"data pointers aligned to {traits.align} bytes, "
                        f"kernel needs {self.alignment}")
@@ -125,12 +119,23 @@ class Support:
             out.extend(self.predicate(traits))
         return out
 
-    def _head_dim_reasons(self, traits: AttentionTraits) -> Iterable[str]:
-        for label, dim in (("head dim", traits.head_dim), ("value head dim", traits.head_dim_v)):
-            if self.head_dims and not self.head_dims[0] <= dim <= self.head_dims[1]:
-                yield f"{label} {dim} outside [{self.head_dims[0]}, {self.head_dims[1]}]"
-            elif dim % self.head_dim_multiple:
-                yield f"{label} {dim} not a multiple of {self.head_dim_multiple}"
+    def declaration_errors(self, op) -> list[str]:
+        """What is wrong with this declaration for ``op`` (an :class:`~hetero.ops.OpSpec`):
+        unknown features, limits on traits the op does not have or that are not
+        numbers. Checked when a backend registers."""
+        errors = []
+        unknown = self.features - set(op.features)
+        if unknown:
+            errors.append(f"unknown {op.name} feature(s) {sorted(unknown)} (the op has "
+                          f"{list(op.features)})")
+        for name, allowed in self.limits.items():
+            if name not in op.traits._fields or name == "op":
+                errors.append(f"limit on {name!r}, which is not a trait of {op.name} "
+                              f"(traits: {list(op.traits._fields[1:])})")
+            elif not isinstance(allowed, Range):
+                errors.append(f"limit on {name!r} is a {type(allowed).__name__}, "
+                              f"expected hetero.Range")
+        return errors
 
     def describe(self) -> dict:
         """A JSON-friendly summary (for ``hetero info``)."""
@@ -138,9 +143,8 @@ class Support:
             "dtypes": sorted(map(_dtype_name, self.dtypes)),
             "device_types": sorted(self.device_types) if self.device_types else "any",
             "features": sorted(self.features),
-            **({"head_dims": list(self.head_dims)} if self.head_dims else {}),
-            **({"head_dim_multiple": self.head_dim_multiple}
-               if self.head_dim_multiple > 1 else {}),
+            **({"limits": {n: r.describe() for n, r in self.limits.items()}}
+               if self.limits else {}),
             **({"alignment": self.alignment} if self.alignment > 1 else {}),
             **({"min_compute_capability": ".".join(map(str, self.min_compute_capability))}
                if self.min_compute_capability else {}),
@@ -153,28 +157,16 @@ class Support:
 class Kernel:
     """One kernel of one backend for one op.
 
-    ``fn`` takes the validated arguments and writes the result into ``out``:
+    ``fn(args)`` takes the op's argument record (``hetero.ops.spec(op).record``, e.g.
+    :class:`hetero.ops.gemm.GemmArgs`), validated and normalised by the op, and writes
+    the result into ``args.out``. Read the record by field name: later fields are added
+    with an "off" default, so a kernel that ignores them still means what it meant.
 
-    - gemm: ``fn(a, b, bias, alpha, beta, out)`` with ``a (*batch, M, K)``,
-      ``b (*batch, K, N)`` (batch dims already broadcast, possibly stride 0),
-      ``bias`` ``None`` or expanded to ``out``'s shape, python floats alpha/beta,
-      ``out (*batch, M, N)``.
-    - attention: ``fn(q, k, v, mask, causal, scale, out)`` with shapes as in
-      :func:`hetero.attention`, ``mask`` ``None`` or expanded to ``(B, Hq, Sq, Sk)``,
-      ``scale`` a python float.
-
-    ``training`` (attention only, optional) is the pair ``(forward, backward)`` that
-    autograd uses (``torch.ops.hetero.attention``, :func:`hetero.enable`):
-
-    - ``forward(q, k, v, mask, causal, scale, out) -> lse`` computes as ``fn`` and
-      returns ``lse (B, Hq, Sq)`` float32 (float64 for float64 inputs), the natural-log
-      log-sum-exp of each row's scaled, masked scores, ``+inf`` for a row that sees no
-      key;
-    - ``backward(dout, q, k, v, out, lse, mask, causal, scale) -> (dq, dk, dv)`` in the
-      inputs' dtypes (the mask gets no gradient).
-
-    Every backend's ``lse`` follows that one convention, so a forward and a backward
-    from different kernels still pair up.
+    ``backward`` (optional) is the op's backward kernel paired with this forward, used by
+    autograd (``torch.ops.hetero.*``, :func:`hetero.enable`): ``backward(args, grad_out)
+    -> gradients of the record's differentiable inputs``. A kernel with a backward fills
+    the record's saved-for-backward outputs when they are given (attention: ``args.lse``).
+    The op's record documents both.
     """
 
     op: str
@@ -182,7 +174,7 @@ class Kernel:
     fn: Callable = field(compare=False)
     support: Support = field(compare=False)
     backend: str = ""
-    training: tuple[Callable, Callable] | None = field(default=None, compare=False)
+    backward: Callable | None = field(default=None, compare=False)
 
     @property
     def qualname(self) -> str:

@@ -15,6 +15,7 @@ from importlib import metadata
 from .backends.base import Backend, api_incompatibility
 from .errors import HeteroConfigWarning
 from .kernel import Kernel
+from .ops import registry as ops
 
 ENTRY_POINT_GROUP = "hetero.backends"
 
@@ -66,6 +67,21 @@ def _instantiate(obj) -> Backend:
     return obj
 
 
+def _kernels(backend) -> tuple[dict[str, list[Kernel]], str | None]:
+    """The backend's kernels by op, or why the backend is refused: a declaration that
+    names features or limits its op does not have (kernels of ops not registered here
+    are kept, unchecked; no call reaches them)."""
+    found: dict[str, list[Kernel]] = {}
+    for kernel in backend.kernels():
+        spec = ops.get(kernel.op)
+        errors = kernel.support.declaration_errors(spec) if spec is not None else []
+        if errors:
+            return {}, (f"backend {backend.name!r}: kernel {kernel.op}/{kernel.name} "
+                        f"declares {'; '.join(errors)}; it is not loaded")
+        found.setdefault(kernel.op, []).append(replace(kernel, backend=backend.name))
+    return found, None
+
+
 def _add(entries: dict[str, BackendEntry], entry: BackendEntry) -> None:
     if entry.name in entries:
         previous = entries[entry.name]
@@ -74,14 +90,11 @@ def _add(entries: dict[str, BackendEntry], entry: BackendEntry) -> None:
         return
     if entry.backend is not None and entry.load_error is None:
         refused = api_incompatibility(entry.backend)
+        if not refused:
+            entry.kernels, refused = _kernels(entry.backend)
         if refused:  # refused whole: its kernels are never asked for
             warnings.warn(f"hetero: {refused}", HeteroConfigWarning, stacklevel=4)
             entry.load_error = refused
-            entries[entry.name] = entry
-            return
-        for kernel in entry.backend.kernels():
-            kernel = replace(kernel, backend=entry.name)
-            entry.kernels.setdefault(kernel.op, []).append(kernel)
     entries[entry.name] = entry
 
 
@@ -120,10 +133,18 @@ def get(name: str) -> BackendEntry | None:
     return entries().get(name)
 
 
+def discovered_kernels() -> list[Kernel] | None:
+    """Every kernel of every loaded backend, or ``None`` before discovery."""
+    if _entries is None:
+        return None
+    return [k for e in _entries.values() for ks in e.kernels.values() for k in ks]
+
+
 def register(backend: Backend) -> None:
-    """Register a backend object at run time (tests, notebooks, private plugins)."""
+    """Register a backend object at run time (tests, notebooks, private plugins).
+    ``ValueError`` if hetero cannot load it (plugin API, declarations)."""
     backend = _instantiate(backend)
-    refused = api_incompatibility(backend)
+    refused = api_incompatibility(backend) or _kernels(backend)[1]
     if refused:
         raise ValueError(refused)
     if backend.name in entries():
@@ -142,10 +163,26 @@ def unregister(name: str) -> None:
     _changed()
 
 
+def _on_ops_change() -> None:
+    """Ops came or went: ask every loaded backend for its kernels again (the reference
+    backend serves every op, so it has new ones)."""
+    for entry in (_entries or {}).values():
+        if entry.backend is not None and entry.load_error is None:
+            entry.kernels, refused = _kernels(entry.backend)
+            if refused:
+                warnings.warn(f"hetero: {refused}", HeteroConfigWarning, stacklevel=4)
+                entry.load_error = refused
+    _changed()
+
+
+ops.on_change(_on_ops_change)
+
+
 def rediscover() -> None:
     """Discover the entry points again and re-probe every backend (e.g. after
     installing a plugin into the running interpreter's path). Backends added with
-    :func:`register` are kept."""
+    :func:`register` are kept. Discovery happens now, so what it warns about is said
+    here."""
     global _entries
     _entries = None
-    _changed()
+    entries()

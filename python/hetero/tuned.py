@@ -10,9 +10,10 @@ Which table: ``HETERO_TUNED=PATH`` (``off`` disables tuning), else
 ``$XDG_CACHE_HOME/hetero/tuned.json`` (``~/.cache/hetero/tuned.json``) when it exists;
 :func:`hetero.set_tuned_table` sets one from Python.
 
-Buckets: every size rounded up to a power of two — ``(M, N, K)`` for gemm, ``(Sq, Sk)``
-for attention (head dims, dtype and features are already part of dispatch's traits).
-A call whose bucket was never measured follows the default order.
+Buckets: every size an op buckets by (``OpSpec.bucket_dims``: ``(M, N, K)`` for gemm,
+``(Sq, Sk)`` for attention) rounded up to a power of two; head dims, dtype and features
+are already part of dispatch's traits. A call whose bucket was never measured follows
+the default order.
 
 File format (JSON)::
 
@@ -33,8 +34,9 @@ from pathlib import Path
 
 import torch
 
+from .ops import registry as op_registry
+
 FORMAT = "hetero-tuned/1"
-BUCKET_DIMS = {"gemm": ("M", "N", "K"), "attention": ("Sq", "Sk")}
 
 
 def pow2_ceil(n: int) -> int:
@@ -42,17 +44,16 @@ def pow2_ceil(n: int) -> int:
     return 0 if n <= 0 else 1 << (n - 1).bit_length()
 
 
-def gemm_bucket(m: int, n: int, k: int) -> tuple[int, int, int]:
-    return pow2_ceil(m), pow2_ceil(n), pow2_ceil(k)
+def bucket(*sizes: int) -> tuple[int, ...]:
+    """A call's shape bucket: each size rounded up to a power of two."""
+    return tuple(pow2_ceil(n) for n in sizes)
 
 
-def attention_bucket(sq: int, sk: int) -> tuple[int, int]:
-    return pow2_ceil(sq), pow2_ceil(sk)
-
-
-def bucket_label(op: str, bucket) -> str:
+def bucket_label(op: str, sizes) -> str:
     """``gemm (16, 4096, 4096)`` -> ``"M≤16 N≤4096 K≤4096"``."""
-    return " ".join(f"{d}≤{v}" for d, v in zip(BUCKET_DIMS[op], bucket))
+    spec = op_registry.get(op)
+    names = spec.bucket_dims if spec is not None else [f"dim{i}" for i in range(len(sizes))]
+    return " ".join(f"{d}≤{v}" for d, v in zip(names, sizes))
 
 
 @lru_cache(maxsize=None)
@@ -134,8 +135,8 @@ class Table:
         entries = []
         for i, item in enumerate(data.get("entries", [])):
             try:
-                if item["op"] not in BUCKET_DIMS or \
-                        len(item["bucket"]) != len(BUCKET_DIMS[item["op"]]):
+                spec = op_registry.get(item["op"])  # an op not registered here never matches
+                if spec is not None and len(item["bucket"]) != len(spec.bucket_dims):
                     raise ValueError(f"op {item['op']!r} with bucket {item['bucket']!r}")
                 entries.append(Entry(**dict(item, bucket=tuple(int(b) for b in item["bucket"]))))
             except (KeyError, TypeError, ValueError) as exc:

@@ -11,6 +11,6 @@ def pytest_addoption(parser):
     group.addoption("--hetero-backend", help="backend to judge (see `hetero info`)")
     group.addoption("--hetero-quick", action="store_true", help="the quick subset")
     group.addoption("--hetero-plugin", action="append", default=[],
-                    help="register a MODULE:ATTR backend first (repeatable)")
+                    help="register a MODULE:ATTR backend or op spec first (repeatable)")
     group.addoption("--hetero-no-isolate", action="store_true",
                     help="run cases in the pytest process")

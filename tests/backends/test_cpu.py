@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import hetero
-from hetero.testing import (GEMM_LAYOUTS, check_within, gemm_error_bound, gemm_operands,
-                            poison_, randn)
+from hetero.ops.gemm.checks import GEMM_LAYOUTS, gemm_operands
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, poison_, randn
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SHAPES = [(1, 1, 1), (1, 7, 13), (13, 1, 7), (7, 13, 1), (17, 31, 23), (33, 65, 47),

@@ -15,9 +15,9 @@ import torch
 import hetero
 from hetero import _C
 from hetero.backends import cpu
-from hetero.testing import (attention_inputs, check_attention_backward,
-                            check_attention_forward, check_within, flash_rule_bound, poison_,
-                            randn, run_attention_forward)
+from hetero.ops.attention.checks import (attention_inputs, check_attention_backward,
+    check_attention_forward, run_attention_forward)
+from hetero.testing import check_within, flash_rule_bound, poison_, randn
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 

@@ -16,7 +16,9 @@ import torch
 
 from hetero import _C
 from hetero.backends.cpu import view
-from hetero.testing import GEMM_LAYOUTS, check_within, gemm_error_bound, gemm_operands, poison_, randn
+from hetero.ops.gemm.checks import GEMM_LAYOUTS, gemm_operands
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, poison_, randn
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 

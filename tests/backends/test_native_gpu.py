@@ -17,8 +17,9 @@ import torch
 
 import hetero
 from hetero.backends import native_gpu
-from hetero.testing import (GEMM_LAYOUTS, check_within, flash_rule_bound, gemm_error_bound,
-                            gemm_operands, poison_, randn)
+from hetero.ops.gemm.checks import GEMM_LAYOUTS, gemm_operands
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, flash_rule_bound, poison_, randn
 
 DTYPES = [torch.float16, torch.bfloat16]
 BACKENDS = {"cuda_emulated": "cpu", "rocm_emulated": "cpu", "cuda": "cuda", "rocm": "cuda"}

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import hetero
-from hetero.testing import check_within, flash_rule_bound, gemm_error_bound, poison_, randn
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, flash_rule_bound, poison_, randn
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 

@@ -13,8 +13,10 @@ import torch
 import hetero
 from hetero.backends import simulated
 from hetero.backends.simulated import ASCEND, MLU, fp32_mode, numerics, round_mantissa
-from hetero.testing import (attention_error_bound, check_within, gemm_error_bound, randn,
-                            unit_roundoff)
+from hetero.ops.attention.numerics import attention_error_bound
+from hetero.ops.gemm import GemmArgs
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, randn, unit_roundoff
 
 
 def test_round_mantissa_is_round_to_nearest_even():
@@ -80,9 +82,9 @@ def test_accumulation_is_tiled_as_the_model_says():
     a = torch.zeros(1, 32)
     a[0, 0], a[0, 1], a[0, 16] = 1.0, tiny, tiny
     b, out = torch.ones(32, 1), torch.empty(1, 1)
-    numerics.gemm(ASCEND, a, b, None, 1.0, 0.0, out)
+    numerics.gemm(ASCEND, GemmArgs(a, b, out))
     assert out.item() == 1.0
-    numerics.gemm(MLU, a, b, None, 1.0, 0.0, out)
+    numerics.gemm(MLU, GemmArgs(a, b, out))
     assert out.item() == 1.0 + 2.0**-23
 
 
@@ -179,7 +181,7 @@ def test_hetero_info_shows_the_models_and_their_support():
     backends = {b["name"]: b for b in hetero.info()["backends"]}
     for name, masks in (("ascend_sim", ["mask_bool"]), ("mlu_sim", ["mask_additive"])):
         b = backends[name]
-        assert b["available"] and b["default"] is False and b["api_version"] == "1.0"
+        assert b["available"] and b["default"] is False and b["api_version"] == "2.0"
         assert "tile (m, n, k)" in b["details"] and "real device" in b["details"]
         attention = next(k for k in b["kernels"] if k["op"] == "attention")
         assert [f for f in attention["support"]["features"] if f.startswith("mask")] == masks

@@ -9,7 +9,9 @@ import torch
 import hetero
 from hetero import dispatch
 from hetero.kernels.triton import interpreting
-from hetero.testing import check_within, flash_rule_bound, gemm_error_bound, randn
+from hetero.ops.attention import head_dims
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, flash_rule_bound, randn
 
 pytest.importorskip("triton")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -20,7 +22,7 @@ def test_triton_is_available_and_declares_its_support():
     assert entry.reasons_unavailable() == []
     assert entry.backend.device_type == DEVICE
     support = {k.op: k.support for ks in entry.kernels.values() for k in ks}
-    assert support["attention"].head_dims == (16, 256)
+    assert support["attention"].limits == head_dims(16, 256)
     assert {"causal", "gqa", "mask_bool", "mask_additive"} <= support["attention"].features
 
 

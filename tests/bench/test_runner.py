@@ -8,7 +8,8 @@ import torch
 
 from hetero import bench
 from hetero.bench import machine, runner, timing
-from hetero.bench.suites import AttentionCase, GemmCase
+from hetero.ops.attention.bench import AttentionCase
+from hetero.ops.gemm.bench import GemmCase
 
 
 def test_metric_formulas():

@@ -25,9 +25,9 @@ except ImportError:  # pragma: no cover - depends on the installation
     triton = None
 
 import hetero
-from hetero.testing import (attention_inputs, check_attention_backward, check_attention_forward,
-                            check_within, flash_rule_bound, poison_, randn,
-                            run_attention_forward)
+from hetero.ops.attention.checks import (attention_inputs, check_attention_backward,
+    check_attention_forward, run_attention_forward)
+from hetero.testing import check_within, flash_rule_bound, poison_, randn
 
 pytestmark = pytest.mark.skipif(triton is None, reason="triton is not installed")
 

@@ -15,8 +15,9 @@ import torch
 
 import hetero
 from hetero.kernels.triton import interpreting
-from hetero.testing import (GEMM_LAYOUTS, check_within, gemm_error_bound, gemm_operands,
-                            poison_, randn)
+from hetero.ops.gemm.checks import GEMM_LAYOUTS, gemm_operands
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, poison_, randn
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

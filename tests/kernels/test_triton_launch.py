@@ -1,5 +1,5 @@
 """The launcher every Triton kernel runs through (``hetero/kernels/triton/launch.py``),
-and the layout of the kernel modules: no import cycle, no launch outside the launcher.
+and no launch outside the launcher (tests/unit/test_import_graph.py checks the imports).
 
 The launcher's GPU paths (first fitting config, autotuning that skips a failing
 config, the fallback when tuning fails) run here without a GPU: a toy kernel, then the
@@ -22,8 +22,10 @@ import torch
 import hetero
 import hetero.kernels.triton as package
 from hetero.kernels.triton import interpreting
-from hetero.testing import (attention_inputs, check_attention_backward, check_attention_forward,
-                            check_within, gemm_error_bound, poison_, randn)
+from hetero.ops.attention.checks import (attention_inputs, check_attention_backward,
+    check_attention_forward)
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, poison_, randn
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 GPU = torch.cuda.is_available()
@@ -37,83 +39,6 @@ SOURCES = Path(package.__file__).parent
 def _modules() -> dict[str, ast.Module]:
     return {(PACKAGE if p.stem == "__init__" else f"{PACKAGE}.{p.stem}"):
             ast.parse(p.read_text()) for p in sorted(SOURCES.glob("*.py"))}
-
-
-def _import_graph() -> dict[str, set[str]]:
-    """Which modules of the package each one imports, at module level or inside a
-    function (every import statement counts, wherever it is)."""
-    modules = _modules()
-
-    def resolve(name: str) -> str | None:
-        for candidate in (name, name.rsplit(".", 1)[0]):  # a module, or a name in one
-            if candidate in modules:
-                return candidate
-        return None
-
-    graph: dict[str, set[str]] = {}
-    for name, tree in modules.items():
-        package_name = name if name == PACKAGE else name.rsplit(".", 1)[0]
-        found = set()
-        for node in ast.walk(tree):
-            targets = []
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parent = package_name.rsplit(".", node.level - 1)[0]
-                    base = f"{parent}.{base}" if base else parent
-                # "from .m import x": m; "from . import x": the submodule x, or the
-                # package (x a name defined there); the package itself either way.
-                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
-            for target in targets:
-                module = resolve(target)
-                if module is not None and module != name:
-                    found.add(module)
-        graph[name] = found
-    return graph
-
-
-def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node):
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        state[node] = 2
-        path.pop()
-        return None
-
-    for node in sorted(graph):
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
-
-
-def test_the_kernel_modules_import_each_other_without_a_cycle():
-    graph = _import_graph()
-    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
-    short = {k.removeprefix(PACKAGE + "."): {v.removeprefix(PACKAGE + ".") for v in vs}
-             for k, vs in graph.items()}
-    # The graph is what it should be (and the test above is not vacuous).
-    for kernel_module in ("gemm", "attention", "attention_backward"):
-        assert "launch" in short[kernel_module]
-    assert {"common", "attention_configs"} <= short["attention"] & short["attention_backward"]
-    assert "attention" not in short["attention_backward"]
-    assert short[PACKAGE] == set()  # the package imports none of its modules (nor triton)
-    # The cycle finder finds one when there is one.
-    assert _cycle({**graph, f"{PACKAGE}.launch": graph[f"{PACKAGE}.launch"]
-                   | {f"{PACKAGE}.gemm"}}) is not None
 
 
 def test_every_launch_goes_through_the_launcher():

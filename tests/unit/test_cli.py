@@ -32,7 +32,7 @@ def test_info_shows_why_a_backend_is_unavailable(capsys):
     import hetero
 
     class Absent(hetero.Backend):
-        name, device_type, api_version = "absent", "cuda", "1.0"
+        name, device_type, api_version = "absent", "cuda", "2.0"
 
         def probe(self):
             return ["installed, but no CUDA device is present"]

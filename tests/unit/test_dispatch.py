@@ -19,7 +19,7 @@ class Counting(hetero.Backend):
 
     device_type = "cpu"
     default = False
-    api_version = "1.0"
+    api_version = "2.0"
 
     def __init__(self, name, dtypes=(torch.float32,), unavailable=()):
         self.name, self.calls, self._unavailable = name, [], list(unavailable)
@@ -29,9 +29,10 @@ class Counting(hetero.Backend):
         return self._unavailable
 
     def kernels(self):
-        def run(a, b, bias, alpha, beta, out):
-            self.calls.append(out.shape)
-            out.copy_(hetero.reference_gemm(a, b, bias, alpha, beta).to(out.dtype))
+        def run(args):
+            self.calls.append(args.out.shape)
+            args.out.copy_(hetero.reference_gemm(args.a, args.b, args.bias, args.alpha,
+                                                 args.beta).to(args.out.dtype))
         return [hetero.Kernel("gemm", "k", run, hetero.Support(
             dtypes=self._dtypes, device_types=frozenset({"cpu"}),
             features=frozenset({"bias", "batch"})))]

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import hetero
-from hetero import torch_ops
-from hetero.testing import attention_grads_reference, randn
-from hetero.testing import attention_inputs as qkv
+from hetero.ops.gemm import torch_op
+from hetero.ops.attention.checks import attention_grads_reference
+from hetero.testing import randn
+from hetero.ops.attention.checks import attention_inputs as qkv
 
 
 def attention_inputs(B, Hq, Hkv, Sq, Sk, D, Dv, *, mask=None, dtype=torch.float32, seed=0):
@@ -171,7 +172,7 @@ def test_lse_is_natural_log_and_inf_for_blind_rows():
 def test_ops_are_registered_in_torch():
     for name in ("gemm", "attention", "attention_forward", "attention_backward"):
         assert hasattr(torch.ops.hetero, name)
-    assert torch_ops.gemm._opoverload is torch.ops.hetero.gemm.default
+    assert torch_op.gemm._opoverload is torch.ops.hetero.gemm.default
 
 
 def test_torch_compile_fullgraph_calls_the_ops():

@@ -29,8 +29,8 @@ def _entry(kernel, bucket=(8, 8, 8), dtype="float32", op="gemm"):
 
 def test_buckets_round_up_to_powers_of_two():
     assert [tuned.pow2_ceil(n) for n in (0, 1, 2, 3, 64, 65)] == [0, 1, 2, 4, 64, 128]
-    assert tuned.gemm_bucket(5, 7, 6) == (8, 8, 8)
-    assert tuned.attention_bucket(1, 1000) == (1, 1024)
+    assert tuned.bucket(5, 7, 6) == (8, 8, 8)
+    assert tuned.bucket(1, 1000) == (1, 1024)
     assert tuned.bucket_label("gemm", (8, 8, 8)) == "M≤8 N≤8 K≤8"
 
 
@@ -90,7 +90,7 @@ def test_attention_buckets(table_in_use):
     assert hetero.explain("attention", q, k, k).chosen.qualname == "reference.torch"
     assert hetero.explain("attention", q, k[:, :, :10], k[:, :, :10]).chosen.qualname == \
         "cpu.flash"
-    assert dispatch.bucket_matters == {"gemm": False, "attention": True}
+    assert dispatch.wants_bucket == {"gemm": False, "attention": True}
 
 
 def test_the_environment_picks_the_table(hetero_env, tmp_path):

@@ -11,8 +11,10 @@ import torch
 import hetero
 from hetero import conformance, registry
 from hetero.cli import main
-from hetero.testing import (attention_inputs, check_within, gemm_error_bound, gemm_operands,
-                            poison_)
+from hetero.ops.attention.checks import attention_inputs
+from hetero.ops.gemm.checks import gemm_operands
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, poison_
 
 
 def test_found_through_its_entry_point():
@@ -42,7 +44,7 @@ def test_hetero_info_shows_it(capsys):
     assert main(["info", "--json"]) == 0
     backend = next(b for b in json.loads(capsys.readouterr().out)["backends"]
                    if b["name"] == "template")
-    assert backend["available"] and backend["api_version"] == "1.0"
+    assert backend["available"] and backend["api_version"] == "2.0"
     assert {k["op"] for k in backend["kernels"]} == {"gemm", "attention"}
 
 

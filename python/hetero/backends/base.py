@@ -24,7 +24,15 @@ from ..kernel import Kernel
 
 #: The backend protocol's version: ``major`` changes break backends, ``minor`` adds
 #: optional things a backend may use.
-PLUGIN_API = "1.0"
+PLUGIN_API = "2.0"
+
+#: What changed for backends at each major version (said when an older one is refused).
+CHANGES = {
+    2: "kernels take the op's argument record (fn(args), args.a, args.out, ...) instead "
+       "of positional arguments; Support.head_dims/head_dim_multiple became "
+       "Support.limits; Kernel.training became Kernel.backward "
+       "(docs/new_backend.md has the migration)",
+}
 
 
 def _parse(version: str) -> tuple[int, int]:
@@ -48,8 +56,10 @@ def api_incompatibility(backend) -> str | None:
         hint = ("install a hetero that speaks it, or a build of the backend for "
                 f"{ours[0]}.x" if (major, minor) > ours else
                 f"install a build of the backend for plugin API {ours[0]}.x")
+        changed = "".join(f"; in {v}.0 {CHANGES[v]}" for v in range(major + 1, ours[0] + 1)
+                          if v in CHANGES)
         return (f"backend {name!r} was built for hetero plugin API {declared}; this hetero "
-                f"speaks {PLUGIN_API} ({hint}); it is not loaded")
+                f"speaks {PLUGIN_API} ({hint}){changed}; it is not loaded")
     return None
 
 

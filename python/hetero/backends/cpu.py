@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import torch
 
-from .. import dispatch
-from ..kernel import ATTENTION_FEATURES, GEMM_FEATURES, Kernel, Support
+from .. import env
+from ..kernel import Kernel, Support
+from ..ops.attention.api import FEATURES as ATTENTION_FEATURES
+from ..ops.attention.api import head_dims
+from ..ops.gemm.api import FEATURES as GEMM_FEATURES
 from .base import Backend
 from .views import optional_view as _optional
 from .views import view
@@ -33,12 +36,12 @@ def num_threads() -> int:
     """Threads the native kernels use: ``HETERO_NUM_THREADS`` if set, else
     ``torch.get_num_threads()`` (read at every call, so ``torch.set_num_threads``
     applies at once)."""
-    return dispatch._settings.num_threads or torch.get_num_threads()
+    return env.settings().num_threads or torch.get_num_threads()
 
 
-def _gemm(a, b, bias, alpha, beta, out):
-    _C.gemm(view(a), view(b), view(out), _optional(bias), alpha, beta,
-            num_threads())
+def _gemm(args):
+    _C.gemm(view(args.a), view(args.b), view(args.out), _optional(args.bias), args.alpha,
+            args.beta, num_threads())
 
 
 def attention_forward(q, k, v, mask, causal: bool, scale: float, out) -> torch.Tensor:
@@ -64,14 +67,21 @@ def attention_backward(dout, q, k, v, out, lse, mask, causal: bool, scale: float
     return dq, dk, dv
 
 
-def _attention(q, k, v, mask, causal, scale, out):
-    _C.attention_forward(view(q), view(k), view(v), _optional(mask), causal, scale, view(out),
-                         None, num_threads())
+def _attention(args):
+    """The flash forward; fills ``args.lse`` when given (for the backward)."""
+    _C.attention_forward(view(args.q), view(args.k), view(args.v), _optional(args.mask),
+                         args.causal, args.scale, view(args.out), _optional(args.lse),
+                         num_threads())
+
+
+def _attention_backward(args, dout):
+    return attention_backward(dout, args.q, args.k, args.v, args.out, args.lse, args.mask,
+                              args.causal, args.scale)
 
 
 class CpuBackend(Backend):
     name = "cpu"
-    api_version = "1.0"
+    api_version = "2.0"
     device_type = "cpu"
     priority = 100
     description = "native C++ kernels (hetero._C)"
@@ -90,8 +100,9 @@ class CpuBackend(Backend):
                 features=frozenset(GEMM_FEATURES))),
             Kernel("attention", "flash", _attention, Support(
                 dtypes=_DTYPES, device_types=frozenset({"cpu"}),
-                features=frozenset(ATTENTION_FEATURES), head_dims=(1, 256)),
-                training=(attention_forward, attention_backward)),
+                features=frozenset(ATTENTION_FEATURES),
+                limits=head_dims(1, 256)),
+                backward=_attention_backward),
         )
 
 

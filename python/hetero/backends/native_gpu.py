@@ -32,6 +32,7 @@ import importlib
 import torch
 
 from ..kernel import Kernel, Support
+from ..ops.attention.api import head_dims
 from .base import Backend
 from .views import optional_view, view
 
@@ -67,7 +68,7 @@ class NativeGpuBackend(Backend):
     ``module``: the extension's name; ``path``: ``"tensor_cores"`` or ``"simt"``;
     ``runtime``: ``"cuda"``, ``"hip"`` or ``"host"`` (emulated, CPU tensors)."""
 
-    api_version = "1.0"
+    api_version = "2.0"
 
     def __init__(self, name: str, module: str, path: str, runtime: str, priority: int,
                  description: str):
@@ -126,17 +127,18 @@ class NativeGpuBackend(Backend):
             else torch.cuda.device(device)
         return torch.cuda.current_stream(device).cuda_stream, guard
 
-    def _gemm(self, a, b, bias, alpha, beta, out):
-        stream, guard = self._on_device(a.device)
+    def _gemm(self, args):
+        stream, guard = self._on_device(args.a.device)
         with guard:
-            self.module.gemm(view(a), view(b), view(out), optional_view(bias), alpha, beta,
-                             stream, self.path)
+            self.module.gemm(view(args.a), view(args.b), view(args.out), optional_view(args.bias),
+                             args.alpha, args.beta, stream, self.path)
 
-    def _attention(self, q, k, v, mask, causal, scale, out):
-        stream, guard = self._on_device(q.device)
+    def _attention(self, args):
+        stream, guard = self._on_device(args.q.device)
         with guard:
-            self.module.attention_forward(view(q), view(k), view(v), optional_view(mask), causal,
-                                          scale, view(out), stream, self.path)
+            self.module.attention_forward(view(args.q), view(args.k), view(args.v),
+                                          optional_view(args.mask), args.causal, args.scale,
+                                          view(args.out), stream, self.path)
 
     def _arch_reasons(self, traits) -> list[str]:
         """ROCm code objects run only on the architectures they were built for."""
@@ -157,7 +159,7 @@ class NativeGpuBackend(Backend):
                 min_compute_capability=capability, predicate=arch_check)),
             Kernel("attention", "flash", self._attention, Support(
                 dtypes=_DTYPES, device_types=devices, features=_ATTENTION_FEATURES,
-                head_dims=(64, 128), head_dim_multiple=64,
+                limits=head_dims(64, 128, multiple=64),
                 min_compute_capability=capability, predicate=arch_check)),
         )
 

@@ -1,16 +1,18 @@
-"""The reference backend: plain torch ops on any device, every dtype and feature.
+"""The reference backend: plain torch ops on any device, every dtype and feature, for
+every registered op.
 
 It is the last resort of every default order and the oracle the others are checked
-against. It computes in float32 (float64 for float64 inputs) and rounds once.
+against. Each op's kernel here is the op's own ``reference_kernel`` (or, by default,
+its ``reference`` computed in float32 — float64 for float64 inputs — and rounded once
+into ``out``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..kernel import ATTENTION_FEATURES, GEMM_FEATURES, Kernel, Support
-from ..ops import reference_attention, reference_gemm
-from ..ops.attention import reference_attention_backward, reference_attention_forward
+from ..kernel import Kernel, Support
+from ..ops import registry as op_registry
 from .base import Backend
 
 _ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torch.float64})
@@ -21,43 +23,24 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype is torch.float64 else torch.float32
 
 
-def _gemm(a, b, bias, alpha, beta, out):
-    out.copy_(reference_gemm(a, b, bias, alpha, beta, compute_dtype=compute_dtype(a.dtype)))
-
-
-def _attention(q, k, v, mask, causal, scale, out):
-    out.copy_(reference_attention(q, k, v, causal=causal, scale=scale, attn_mask=mask,
-                                  compute_dtype=compute_dtype(q.dtype)))
-
-
-def _attention_forward(q, k, v, mask, causal, scale, out):
-    result, lse = reference_attention_forward(q, k, v, mask, causal, scale,
-                                              compute_dtype=compute_dtype(q.dtype))
-    out.copy_(result)
-    return lse  # float32, float64 for float64 inputs
-
-
-def _attention_backward(dout, q, k, v, out, lse, mask, causal, scale):
-    grads = reference_attention_backward(dout, q, k, v, out, lse, mask, causal, scale,
-                                         compute_dtype=compute_dtype(q.dtype))
-    return tuple(g.to(t.dtype) for g, t in zip(grads, (q, k, v)))
+def _default_kernel(spec):
+    def run(args):
+        args.out.copy_(spec.reference(args, compute_dtype(args[0].dtype)))
+    return run
 
 
 class ReferenceBackend(Backend):
     name = "reference"
-    api_version = "1.0"
+    api_version = "2.0"
     device_type = "any"
     priority = -1000
     description = "plain torch ops in float32/float64; the oracle and last resort"
 
     def kernels(self):
-        return (
-            Kernel("gemm", "torch", _gemm,
-                   Support(dtypes=_ALL_DTYPES, features=frozenset(GEMM_FEATURES))),
-            Kernel("attention", "torch", _attention,
-                   Support(dtypes=_ALL_DTYPES, features=frozenset(ATTENTION_FEATURES)),
-                   training=(_attention_forward, _attention_backward)),
-        )
+        return [Kernel(spec.name, "torch", spec.reference_kernel or _default_kernel(spec),
+                       Support(dtypes=_ALL_DTYPES, features=frozenset(spec.features)),
+                       backward=spec.reference_backward)
+                for spec in op_registry.specs()]
 
 
 backend = ReferenceBackend()

@@ -15,8 +15,11 @@ import importlib.util
 
 import torch
 
-from ..kernel import ATTENTION_FEATURES, GEMM_FEATURES, Kernel, Support
+from ..kernel import Kernel, Support
 from ..kernels.triton import interpreting
+from ..ops.attention.api import FEATURES as ATTENTION_FEATURES
+from ..ops.attention.api import head_dims
+from ..ops.gemm.api import FEATURES as GEMM_FEATURES
 from .base import Backend
 
 _DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
@@ -26,28 +29,29 @@ def _allow_tf32() -> bool:
     return torch.backends.cuda.matmul.allow_tf32
 
 
-def _gemm(a, b, bias, alpha, beta, out):
+def _gemm(args):
     from ..kernels.triton.gemm import gemm
 
-    gemm(a, b, bias, alpha, beta, out, allow_tf32=_allow_tf32())
+    gemm(args.a, args.b, args.bias, args.alpha, args.beta, args.out, allow_tf32=_allow_tf32())
 
 
-def _attention(q, k, v, mask, causal, scale, out):
-    from ..kernels.triton.attention import attention
+def _attention(args):
+    """The flash forward; stores ``args.lse`` when given (for the backward)."""
+    from ..kernels.triton.attention import attention, attention_forward
 
-    attention(q, k, v, mask, causal, scale, out, allow_tf32=_allow_tf32())
+    a = args
+    if a.lse is None:
+        attention(a.q, a.k, a.v, a.mask, a.causal, a.scale, a.out, allow_tf32=_allow_tf32())
+    else:
+        a.lse.copy_(attention_forward(a.q, a.k, a.v, a.mask, a.causal, a.scale, a.out,
+                                      allow_tf32=_allow_tf32()))
 
 
-def _attention_forward(q, k, v, mask, causal, scale, out):
-    from ..kernels.triton.attention import attention_forward
+def _attention_backward(args, dout):
+    from ..kernels.triton.attention_backward import attention_backward
 
-    return attention_forward(q, k, v, mask, causal, scale, out, allow_tf32=_allow_tf32())
-
-
-def _attention_backward(dout, q, k, v, out, lse, mask, causal, scale):
-    from ..kernels.triton.attention import attention_backward
-
-    return attention_backward(dout, q, k, v, out, lse, mask, causal, scale,
+    a = args
+    return attention_backward(dout, a.q, a.k, a.v, a.out, a.lse, a.mask, a.causal, a.scale,
                               allow_tf32=_allow_tf32())
 
 
@@ -61,7 +65,7 @@ def _interpreter_limits(traits):
 
 class TritonBackend(Backend):
     name = "triton"
-    api_version = "1.0"
+    api_version = "2.0"
     priority = 50
 
     def __init__(self):
@@ -88,9 +92,9 @@ class TritonBackend(Backend):
                 predicate=_interpreter_limits)),
             Kernel("attention", "flash", _attention, Support(
                 dtypes=_DTYPES, device_types=devices,
-                features=frozenset(ATTENTION_FEATURES), head_dims=(16, 256),
+                features=frozenset(ATTENTION_FEATURES), limits=head_dims(16, 256),
                 predicate=_interpreter_limits),
-                training=(_attention_forward, _attention_backward)),
+                backward=_attention_backward),
         )
 
 

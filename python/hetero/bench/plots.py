@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .runner import TORCH
 
-_MARKERS = {"gemm": "o", "attention": "^"}
+_MARKERS = "o^sDv<>p*h"  # one per op, in order of first appearance
 
 
 def _pyplot():
@@ -57,13 +57,15 @@ def _roofline(ax, doc: dict, label: str, colors: dict) -> None:
         ax.plot(xs, [min(peak, bandwidth * x) * scale for x in xs], "k-", lw=1, alpha=0.5)
         ax.annotate(f"peak {'/'.join(dtypes)} {peak * scale:.4g}", (hi, peak * scale),
                     fontsize=7, ha="right", va="bottom")
+    ops = list(dict.fromkeys(r["op"] for r in rows))
     for r in rows:
         x, y = r["flops"] / r["bytes"], r["tflops"] * scale
         if r["status"] == "wrong":
             ax.scatter(x, y, marker="x", color="red", s=40, label="wrong result")
         else:
             name = r["kernel"] or r["backend"]
-            ax.scatter(x, y, marker=_MARKERS[r["op"]], s=22, alpha=0.8, color=colors[r["backend"]],
+            marker = _MARKERS[ops.index(r["op"]) % len(_MARKERS)]
+            ax.scatter(x, y, marker=marker, s=22, alpha=0.8, color=colors[r["backend"]],
                        label=f"{name} ({r['op']})")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -6,13 +6,14 @@
 
 Also ``hetero conformance --backend NAME [--quick]`` and
 ``pytest --pyargs hetero.conformance --hetero-backend NAME [--hetero-quick]``.
-Cases are data (:mod:`.cases`), checks are in :mod:`.checks`, isolation and reports in
+Cases are data (:mod:`.cases`; each op brings its own through a
+:class:`ConformanceSpec`), checks are in :mod:`.checks`, isolation and reports in
 :mod:`.runner`.
 """
 
-from .cases import VERSION, Case, all_cases, case_hash
+from .cases import VERSION, Case, ConformanceSpec, all_cases, case_hash, case_seed
 from .checks import CRASH, FAIL, NOT_SUPPORTED, PASS, judge
 from .runner import Report, Result, Session, run
 
-__all__ = ["CRASH", "FAIL", "NOT_SUPPORTED", "PASS", "VERSION", "Case", "Report", "Result",
-           "Session", "all_cases", "case_hash", "judge", "run"]
+__all__ = ["CRASH", "FAIL", "NOT_SUPPORTED", "PASS", "VERSION", "Case", "ConformanceSpec",
+           "Report", "Result", "Session", "all_cases", "case_hash", "case_seed", "judge", "run"]

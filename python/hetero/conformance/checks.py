@@ -6,10 +6,10 @@ dispatch with a reason (NotSupported); a covered case must pass every check:
 
 1. the result lands in the ``out=`` given (poisoned with NaN first, so an element left
    unwritten fails), and a call without ``out=`` returns the same values;
-2. values against the float64 reference: a float32/float64 GEMM by the K-aware rounding
-   bound, low-precision results by the FlashAttention rule (twice PyTorch's own error in
-   that dtype, plus a floor), float32/float64 attention by that rule with a K-aware
-   floor ``(D + Sk + 8) u max|ref|``; NaN exactly where the reference has NaN;
+2. values against the op's float64 reference, within the op's error bound
+   (``OpSpec.error_bound``: gemm's K-aware rounding bound in float32/float64, the
+   FlashAttention rule — twice PyTorch's own error in that dtype, plus a floor — for
+   low precision); NaN exactly where the reference has NaN;
 3. inputs unchanged (bitwise);
 4. a second run is bitwise identical.
 
@@ -23,17 +23,12 @@ import torch
 
 import hetero
 
-from ..ops import reference_attention, reference_gemm
-from ..testing import (attention_error_bound, check_within, flash_rule_bound,
-                       gemm_error_bound, poison_)
+from ..explain import explain
+from ..ops import registry as op_registry
+from ..testing import check_within, poison_
 from .cases import Case
-from .inputs import bad_input, numeric_inputs
 
 PASS, NOT_SUPPORTED, FAIL, CRASH = "Pass", "NotSupported", "Fail", "Crash"
-
-
-def _op(case: Case):
-    return hetero.gemm if case.op == "gemm" else hetero.attention
 
 
 def _same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
@@ -43,56 +38,34 @@ def _same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
         x.isnan(), y.isnan())
 
 
-def _reference(case: Case, args, kwargs, compute_dtype):
-    if case.op == "gemm":
-        kw = {k: kwargs[k] for k in ("bias", "alpha", "beta") if k in kwargs}
-        return reference_gemm(*args, **kw, compute_dtype=compute_dtype)
-    kw = {k: v for k, v in kwargs.items() if k != "out"}
-    return reference_attention(*args, **kw, compute_dtype=compute_dtype)
-
-
-def _check_values(case: Case, result: torch.Tensor, args, kwargs) -> None:
-    exact = _reference(case, args, kwargs, torch.float64)
-    if case.op == "gemm" and result.dtype in (torch.float32, torch.float64):
-        kw = {k: kwargs[k] for k in ("bias", "alpha", "beta") if k in kwargs}
-        check_within(result, exact, gemm_error_bound(*args, **kw, out_dtype=result.dtype))
-    else:
-        baseline = _reference(case, args, kwargs, result.dtype).to(result.dtype)
-        seen = exact.isfinite()  # the bound comes from the finite elements
-        if case.op == "attention":
-            bound = attention_error_bound(exact[seen], baseline[seen], case.params["D"],
-                                          case.params["Sk"])
-        else:
-            bound = flash_rule_bound(exact[seen], baseline[seen])
-        check_within(result, exact, bound)
-
-
 def judge_numeric(case: Case, backend: str) -> tuple[str, str]:
-    args, kwargs = numeric_inputs(case)
-    op = _op(case)
-    decision = hetero.explain(case.op, *args, **kwargs, backend=backend)
+    spec = op_registry.spec(case.op)
+    args, kwargs = spec.conformance.inputs(case)
+    decision = explain(case.op, *args, **kwargs, backend=backend)
     if decision.chosen is None:
         reasons = "; ".join(r for c in decision.candidates for r in c.reasons)
         try:
             with hetero.use(policy="error"):
-                op(*args, **kwargs, backend=backend)
+                spec.function(*args, **kwargs, backend=backend)
         except hetero.DispatchError:
             return NOT_SUPPORTED, reasons
         return FAIL, f"declared unsupported ({reasons}) but the call ran"
-    saved = [t.clone() for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
+    _, record = spec.bind(*args, **kwargs)  # the output's shape and dtype
     out = kwargs.pop("out", None)
+    saved = [t.clone() for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
     if out is None:
-        out = torch.empty_like(_reference(case, args, kwargs, torch.float64),
-                               dtype=args[0].dtype)
+        out = torch.empty_like(record.out)
     poison_(out)
     with hetero.use(policy="error"):
-        result = op(*args, **kwargs, out=out, backend=backend)
-        again = op(*args, **kwargs, out=torch.empty_like(out), backend=backend)
-        fresh = op(*args, **kwargs, backend=backend) if out.dtype == args[0].dtype else None
+        result = spec.function(*args, **kwargs, out=out, backend=backend)
+        again = spec.function(*args, **kwargs, out=torch.empty_like(out), backend=backend)
+        fresh = (spec.function(*args, **kwargs, backend=backend)
+                 if out.dtype == args[0].dtype else None)
     if result is not out:
         return FAIL, "out=: the result is not the tensor given"
     try:
-        _check_values(case, out, args, kwargs)
+        exact = spec.reference(record, torch.float64)
+        check_within(out, exact, spec.error_bound(record, exact))
     except AssertionError as exc:
         return FAIL, str(exc)
     now = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
@@ -106,10 +79,10 @@ def judge_numeric(case: Case, backend: str) -> tuple[str, str]:
 
 
 def judge_bad_input(case: Case, backend: str) -> tuple[str, str]:
-    args, kwargs = bad_input(case)
+    args, kwargs = op_registry.spec(case.op).conformance.bad_input(case)
     expected = {"TypeError": TypeError, "ValueError": ValueError}[case.expect]
     try:
-        _op(case)(*args, **kwargs, backend=backend)
+        op_registry.spec(case.op).function(*args, **kwargs, backend=backend)
     except expected as exc:
         if str(exc).startswith(f"{case.argument}:"):
             return PASS, str(exc)

@@ -1,6 +1,12 @@
-"""The ops: signatures, input checks and reference bodies."""
+"""The ops: one folder each (``gemm/``, ``attention/``), registered in :mod:`.registry`.
 
-from .attention import attention, reference_attention
-from .gemm import gemm, reference_gemm
+An op's folder holds its argument record and dispatch traits, input checks, the public
+function, the float64 reference, FLOP and byte counts, the error bound, and what each
+consumer needs of it (conformance cases, benchmark cases, ``enable()`` routes, the torch
+op, the CLI's options); its ``__init__`` assembles them into one :class:`OpSpec` and
+registers it. ``_checks`` holds the input checks the ops share.
+"""
 
-__all__ = ["attention", "gemm", "reference_attention", "reference_gemm"]
+from .registry import OpSpec, get, list_ops, register_op, spec, specs, unregister_op
+
+__all__ = ["OpSpec", "get", "list_ops", "register_op", "spec", "specs", "unregister_op"]

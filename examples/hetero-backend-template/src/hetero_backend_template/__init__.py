@@ -3,9 +3,11 @@
 - ``name`` (the entry point's name too), ``device_type`` (the torch device type its
   kernels take), ``api_version`` (the hetero plugin API it was written for),
 - ``probe()``: why it cannot run here (an empty list: it can),
-- ``kernels()``: each kernel with its declared :class:`hetero.Support`. Dispatch
-  refuses, with the reason, every call outside it, and the conformance suite checks
-  that it does; so declare exactly what the kernels do right.
+- ``kernels()``: each kernel, registered under an op's name (``hetero.list_ops()``),
+  with its declared :class:`hetero.Support`: the dtypes, the op's features
+  (``hetero.ops.spec(op).features``) and limits on the op's traits (``head_dim``...).
+  Dispatch refuses, with the reason, every call outside it, and the conformance suite
+  checks that it does; so declare exactly what the kernels do right.
 
 ``default = False`` keeps it out of the CPU default order: it runs only when asked for
 by name (``backend="template"``). A real device backend sets its device type and
@@ -17,6 +19,7 @@ from __future__ import annotations
 import torch
 
 import hetero
+from hetero.ops.attention import head_dims
 
 from .kernels import attention, gemm
 
@@ -27,7 +30,7 @@ _CPU = frozenset({"cpu"})
 class TemplateBackend(hetero.Backend):
     name = "template"
     device_type = "cpu"
-    api_version = "1.0"
+    api_version = "2.0"
     default = False
     description = "out-of-tree example backend (examples/hetero-backend-template)"
 
@@ -40,7 +43,7 @@ class TemplateBackend(hetero.Backend):
                 dtypes=_DTYPES, device_types=_CPU,
                 features=frozenset({"bias", "batch", "float32_out"}))),
             hetero.Kernel("attention", "naive", attention, hetero.Support(
-                dtypes=_DTYPES, device_types=_CPU, head_dims=(1, 256),
+                dtypes=_DTYPES, device_types=_CPU, limits=head_dims(1, 256),
                 features=frozenset({"causal", "gqa", "mask_bool", "mask_additive",
                                     "head_dim_v"}))),
         ]

@@ -2,17 +2,19 @@
 bodies with calls into their runtime (pass ``t.data_ptr()``, sizes, strides and a
 stream to native code; keep torch out of the native side).
 
-The contracts (hetero.Kernel's docstring has them in full):
+Each kernel takes its op's argument record and writes ``args.out``; read the record by
+field name (fields added later default to "off"). The records document the contracts in
+full (``hetero.ops.gemm.GemmArgs``, ``hetero.ops.attention.AttentionArgs``):
 
-- ``gemm(a, b, bias, alpha, beta, out)``: ``out = alpha * (a @ b) + beta * bias`` with
-  ``a (*batch, M, K)``, ``b (*batch, K, N)`` of one dtype and any strides (batch dims
-  already broadcast, possibly stride 0), ``bias`` ``None`` or expanded to ``out``'s
-  shape, ``out`` in the inputs' dtype or float32. Accumulate in float32; round once.
-- ``attention(q, k, v, mask, causal, scale, out)``: ``q (B, Hq, Sq, D)``,
-  ``k (B, Hkv, Sk, D)``, ``v (B, Hkv, Sk, Dv)``, ``mask`` ``None`` or expanded to
-  ``(B, Hq, Sq, Sk)`` (bool: True = may attend; else added to the scores), ``causal``
-  bottom-right aligned (query i sees keys j <= i + Sk - Sq). A row that sees no key is
-  zero. NaN inputs give NaN where they reach.
+- gemm: ``out = alpha * (a @ b) + beta * bias`` with ``a (*batch, M, K)``,
+  ``b (*batch, K, N)`` of one dtype and any strides (batch dims already broadcast,
+  possibly stride 0), ``bias`` ``None`` or expanded to ``out``'s shape, ``out`` in the
+  inputs' dtype or float32. Accumulate in float32; round once.
+- attention: ``q (B, Hq, Sq, D)``, ``k (B, Hkv, Sk, D)``, ``v (B, Hkv, Sk, Dv)``,
+  ``mask`` ``None`` or expanded to ``(B, Hq, Sq, Sk)`` (bool: True = may attend; else
+  added to the scores), ``causal`` bottom-right aligned (query i sees keys
+  j <= i + Sk - Sq), ``scale``. A row that sees no key is zero. NaN inputs give NaN
+  where they reach.
 """
 
 from __future__ import annotations
@@ -24,17 +26,19 @@ import torch
 _BLOCK_K = 256  # the reduction is split as a tiled kernel would split it
 
 
-def gemm(a, b, bias, alpha, beta, out):
+def gemm(args):
+    a, b, out = args.a, args.b, args.out
     acc = torch.zeros(out.shape, dtype=torch.float32, device=out.device)
     for k0 in range(0, a.shape[-1], _BLOCK_K):
         acc += a[..., k0:k0 + _BLOCK_K].float() @ b[..., k0:k0 + _BLOCK_K, :].float()
-    acc *= alpha
-    if bias is not None and beta != 0:
-        acc += beta * bias.float()
+    acc *= args.alpha
+    if args.bias is not None and args.beta != 0:
+        acc += args.beta * args.bias.float()
     out.copy_(acc)
 
 
-def attention(q, k, v, mask, causal, scale, out):
+def attention(args):
+    q, k, v, mask, causal, scale = args.q, args.k, args.v, args.mask, args.causal, args.scale
     group = q.shape[1] // k.shape[1]
     sq, sk = q.shape[2], k.shape[2]
     keys = k.float().repeat_interleave(group, dim=1)
@@ -51,4 +55,4 @@ def attention(q, k, v, mask, causal, scale, out):
     weights = torch.exp(scores - top)
     total = weights.sum(dim=-1, keepdim=True)
     result = (weights @ values) / total
-    out.copy_(torch.where(total == 0, torch.zeros_like(result), result))
+    args.out.copy_(torch.where(total == 0, torch.zeros_like(result), result))

@@ -19,6 +19,7 @@ import importlib
 from functools import partial
 
 from ...kernel import Kernel, Support
+from ...ops.attention.api import head_dims
 from ..base import Backend
 from . import numerics
 from .models import ASCEND, MLU, DeviceModel
@@ -50,7 +51,7 @@ def real_device(model: DeviceModel) -> str:
 class SimulatedBackend(Backend):
     """A backend that reproduces ``model``'s numerics on CPU tensors."""
 
-    api_version = "1.0"
+    api_version = "2.0"
     device_type = "cpu"
     default = False  # runs only when asked for by name
     priority = 0
@@ -85,8 +86,9 @@ class SimulatedBackend(Backend):
             Kernel("attention", "flash", partial(numerics.attention, m),
                    Support(dtypes=m.dtypes, device_types=cpu,
                            features=frozenset(attention_features),
-                           head_dims=(m.head_dim_multiple, m.head_dim_max),
-                           head_dim_multiple=m.head_dim_multiple, predicate=self._fits)),
+                           limits=head_dims(m.head_dim_multiple, m.head_dim_max,
+                                            m.head_dim_multiple),
+                           predicate=self._fits)),
         ]
 
 

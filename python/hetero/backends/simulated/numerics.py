@@ -73,11 +73,13 @@ def tiled_matmul(a: torch.Tensor, b: torch.Tensor, tile_k: int) -> torch.Tensor:
     return acc
 
 
-def gemm(model: DeviceModel, a, b, bias, alpha, beta, out) -> None:
-    acc = tiled_matmul(consumed(a, model), consumed(b, model), model.tile[2]) * alpha
-    if bias is not None and beta != 0:
-        acc = acc + beta * bias.float()
-    out.copy_(acc)
+def gemm(model: DeviceModel, args) -> None:
+    """The gemm kernel (``args``: :class:`hetero.ops.gemm.GemmArgs`)."""
+    acc = tiled_matmul(consumed(args.a, model), consumed(args.b, model), model.tile[2])
+    acc = acc * args.alpha
+    if args.bias is not None and args.beta != 0:
+        acc = acc + args.beta * args.bias.float()
+    args.out.copy_(acc)
 
 
 def key_block(model: DeviceModel, head_dim: int, dtype: torch.dtype) -> int:
@@ -95,7 +97,9 @@ def key_block(model: DeviceModel, head_dim: int, dtype: torch.dtype) -> int:
     return block
 
 
-def attention(model: DeviceModel, q, k, v, mask, causal, scale, out) -> None:
+def attention(model: DeviceModel, args) -> None:
+    """The attention kernel (``args``: :class:`hetero.ops.attention.AttentionArgs`)."""
+    q, k, v, mask, causal, scale = args.q, args.k, args.v, args.mask, args.causal, args.scale
     Hq, Sq, Sk = q.shape[1], q.shape[2], k.shape[2]
     group = Hq // k.shape[1]
     qd = consumed(q, model)
@@ -124,4 +128,4 @@ def attention(model: DeviceModel, q, k, v, mask, causal, scale, out) -> None:
         probs_in = consumed(probs.to(q.dtype), model)  # what the unit multiplies V by
         acc = acc * rescale + tiled_matmul(probs_in, vd[:, :, j0:j1], model.tile[2])
         row_max = new_max
-    out.copy_(torch.where(row_sum == 0, torch.zeros_like(acc), acc / row_sum))
+    args.out.copy_(torch.where(row_sum == 0, torch.zeros_like(acc), acc / row_sum))

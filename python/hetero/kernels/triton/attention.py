@@ -61,14 +61,11 @@ import triton.language as tl
 
 from . import attention_configs as configs
 from . import next_pow2
-from .attention_backward import attention_backward  # noqa: F401  (re-exported)
 from .common import (_LN2, LOG2E, _key_stages, _load_2d, _mask_scores, _query_program,
                      check_inputs, head_block, precision)
 from .launch import run
 
-# attention_backward lives in attention_backward.py, which imports nothing from here;
-# it is re-exported for callers that import it from this module.
-__all__ = ["attention", "attention_forward", "attention_backward"]
+__all__ = ["attention", "attention_forward"]  # the backward: attention_backward.py
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``hetero.gemm``: batched matrix product with bias, on whichever backend serves it.
+"""``hetero.gemm``: the call — its argument record, dispatch traits, input checks and
+the public function.
 
 ``out = alpha * (a @ b) + beta * bias``
 
@@ -11,20 +12,72 @@ strided views as they are.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-from .. import dispatch, tuned
-from . import _checks
+from ... import dispatch, tuned
+from ...kernel import dispatch_traits
+from .. import _checks
+
+OP = "gemm"
+FEATURES = ("bias", "batch", "float32_out")
+BUCKET_DIMS = ("M", "N", "K")
+
+
+class GemmArgs(NamedTuple):
+    """What a gemm kernel receives: ``out = alpha * (a @ b) + beta * bias``.
+
+    ``a (*batch, M, K)`` and ``b (*batch, K, N)`` of one dtype, batch dims already
+    broadcast (strides may be 0), any strides; ``out (*batch, M, N)`` in that dtype or
+    float32 (for float16/bfloat16 inputs); ``bias`` ``None`` or expanded to ``out``'s
+    shape, the inputs' dtype or float32; ``alpha``, ``beta`` python floats. Accumulate
+    in float32 (float64 for float64) and round once."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    out: torch.Tensor
+    bias: torch.Tensor | None = None
+    alpha: float = 1.0
+    beta: float = 1.0
+
+
+@dispatch_traits
+class GemmTraits(NamedTuple):
+    """What dispatch knows about a ``gemm`` call. ``out_dtype``: ``None`` when it is
+    ``dtype`` (the usual case). ``align``: the largest power of two (capped at 16)
+    dividing every data pointer, in bytes — ``None`` (not computed) while no registered
+    kernel of the op declares an alignment. ``bucket``: ``(M, N, K)`` rounded up to
+    powers of two (:mod:`hetero.tuned`), ``None`` while the tuned table has no gemm
+    entry."""
+
+    op: str
+    device: torch.device
+    dtype: torch.dtype
+    out_dtype: torch.dtype | None
+    bias: bool
+    batch: bool
+    align: int | None
+    bucket: tuple[int, int, int] | None = None
+
+    @property
+    def features(self) -> frozenset[str]:
+        return frozenset(name for name, used in (
+            ("bias", self.bias), ("batch", self.batch),
+            ("float32_out", self.out_dtype not in (None, self.dtype))) if used)
 
 
 _DTYPES = frozenset(_checks.FLOAT_DTYPES)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-_cache = dispatch._cache  # the hot path reads the cache directly
+_decisions = dispatch.decisions  # the hot path reads the cache directly
+_wants_alignment = dispatch.wants_alignment
+_wants_bucket = dispatch.wants_bucket
 _current_scope = dispatch.current_scope.get
+_new_record = tuple.__new__  # a record without the NamedTuple's Python-level __new__
 
 
-def _prepare(a, b, bias, alpha, beta, out, backend):
-    """Validate and normalise; return the dispatch key and the kernel's arguments.
+def prepare(a, b, bias, alpha, beta, out, backend) -> tuple[tuple, GemmArgs]:
+    """Validate and normalise; return the dispatch key and the kernel's record.
 
     Ordered for the common case (2-D, no bias, fresh output): every tensor attribute
     is read once, and the rarer checks live in the cold helpers below."""
@@ -51,7 +104,7 @@ def _prepare(a, b, bias, alpha, beta, out, backend):
         bias = _check_bias(bias, dtype, device, out_shape)
     if (a.requires_grad or b.requires_grad or (bias is not None and bias.requires_grad)) \
             and torch.is_grad_enabled():
-        _checks.no_autograd("gemm", a, b, bias)
+        _checks.no_autograd(OP, a, b, bias)
     if out is None:
         out = torch.empty(out_shape, dtype=dtype, device=device)
         out_dtype = None  # same as dtype; None hashes faster
@@ -61,12 +114,12 @@ def _prepare(a, b, bias, alpha, beta, out, backend):
         out_dtype = None if out.dtype is dtype else out.dtype
     if backend is not None and type(backend) is not str:
         backend = tuple(backend)
-    align = _checks.alignment(a, b, bias, out) if dispatch.alignment_matters["gemm"] else None
-    bucket = (tuned.gemm_bucket(out_shape[-2], out_shape[-1], a.shape[-1])
-              if dispatch.bucket_matters["gemm"] else None)
-    key = ("gemm", device, dtype, out_dtype, bias is not None, batched, align, bucket, backend,
+    align = _checks.alignment(a, b, bias, out) if _wants_alignment[OP] else None
+    bucket = (tuned.bucket(out_shape[-2], out_shape[-1], a.shape[-1])
+              if _wants_bucket[OP] else None)
+    key = (OP, device, dtype, out_dtype, bias is not None, batched, align, bucket, backend,
            _current_scope())
-    return key, (a, b, bias, alpha, beta, out)
+    return key, _new_record(GemmArgs, (a, b, out, bias, alpha, beta))
 
 
 def _broadcast(a, b, a_shape, b_shape):
@@ -128,22 +181,6 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, bias: torch.Tensor | None = None,
         TypeError, ValueError: bad input, naming the argument.
         hetero.DispatchError: no candidate can serve the call (see ``.decision``).
     """
-    key, args = _prepare(a, b, bias, alpha, beta, out, backend)
-    fn = _cache.get(key) or dispatch.resolve(key)
-    fn(*args)
-    return args[-1]
-
-
-def reference_gemm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
-                   alpha: float = 1.0, beta: float = 1.0, *,
-                   compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """The oracle: the same formula computed in ``compute_dtype`` with plain torch.
-
-    Returns a ``compute_dtype`` tensor (float64 by default, for checking others).
-    """
-    result = torch.matmul(a.to(compute_dtype), b.to(compute_dtype))
-    if alpha != 1:
-        result = result * alpha
-    if bias is not None and beta != 0:
-        result = result + beta * bias.to(compute_dtype)
-    return result
+    key, args = prepare(a, b, bias, alpha, beta, out, backend)
+    (_decisions.get(key) or dispatch.resolve(key))(args)
+    return args.out

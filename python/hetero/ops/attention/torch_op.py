@@ -1,0 +1,121 @@
+"""hetero's attention as torch operators, with fake impls and autograd (see
+:mod:`hetero.torch_ops`)::
+
+    torch.ops.hetero.attention(q, k, v, attn_mask=None, causal=False, scale=None) -> out
+    torch.ops.hetero.attention_forward(q, k, v, attn_mask, causal, scale) -> (out, lse)
+    torch.ops.hetero.attention_backward(dout, q, k, v, out, lse, attn_mask, causal,
+                                        scale) -> (dq, dk, dv)
+
+``lse (B, Hq, Sq)`` is float32 (float64 for float64 inputs), as
+:class:`~.api.AttentionArgs` describes. The backward is the chosen kernel's ``backward``
+(the reference's when the kernel has none); it is not itself differentiable, and an
+additive mask gets no gradient (one that requires grad is refused).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ... import counters
+from ...torch_ops import decide, plain_torch
+from .api import prepare
+from .numerics import (BACKWARD_FLOPS_FACTOR, compute_dtype, flops,
+                       reference_attention_forward, reference_backward)
+
+
+@torch.library.custom_op("hetero::attention_forward", mutates_args=())
+def attention_forward(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None,
+                      causal: bool = False,
+                      scale: Optional[float] = None) -> tuple[Tensor, Tensor]:
+    """:func:`hetero.attention` returning ``(out, lse)``: the output and each row's
+    log-sum-exp, which :func:`attention_backward` takes."""
+    with plain_torch():
+        key, args = prepare(q, k, v, causal, scale, attn_mask, None, None)
+        kernel, why = decide(key)
+        work = flops(args)
+        if kernel is None:
+            counters.record_fallback("attention", why, work)
+            out, lse = reference_attention_forward(args.q, args.k, args.v, args.mask,
+                                                   args.causal, args.scale,
+                                                   compute_dtype=compute_dtype(q.dtype))
+            return out.to(q.dtype), lse
+        if kernel.backward is not None:  # it fills the log-sum-exp its backward needs
+            lse = torch.empty(q.shape[:3], dtype=compute_dtype(q.dtype), device=q.device)
+            kernel.fn(args._replace(lse=lse))
+        else:  # an inference-only kernel: the log-sum-exp comes from the oracle
+            kernel.fn(args)
+            lse = reference_attention_forward(args.q, args.k, args.v, args.mask, args.causal,
+                                              args.scale, compute_dtype=compute_dtype(q.dtype))[1]
+        counters.record("attention", kernel.qualname, work)
+        return args.out, lse
+
+
+@attention_forward.register_fake
+def _attention_forward_fake(q, k, v, attn_mask=None, causal=False, scale=None):
+    B, Hq, Sq, _ = q.shape
+    return (q.new_empty((B, Hq, Sq, v.shape[3])),
+            q.new_empty((B, Hq, Sq), dtype=compute_dtype(q.dtype)))
+
+
+def _setup(ctx, inputs, output):
+    q, k, v, attn_mask, causal, scale = inputs
+    if attn_mask is not None and attn_mask.requires_grad:
+        raise ValueError("attn_mask: hetero's attention gives the mask no gradient; "
+                         "pass it detached (or leave this call to PyTorch)")
+    out, lse = output
+    ctx.mark_non_differentiable(lse)
+    ctx.save_for_backward(q, k, v, attn_mask, out, lse)
+    ctx.causal = causal
+    ctx.scale = 1.0 / math.sqrt(q.shape[3]) if scale is None else scale
+
+
+def _backward_rule(ctx, dout, _dlse):
+    q, k, v, attn_mask, out, lse = ctx.saved_tensors
+    dq, dk, dv = attention_backward(dout.contiguous(), q, k, v, out, lse, attn_mask,
+                                    ctx.causal, ctx.scale)
+    return dq, dk, dv, None, None, None
+
+
+attention_forward.register_autograd(_backward_rule, setup_context=_setup)
+
+
+@torch.library.custom_op("hetero::attention_backward", mutates_args=())
+def attention_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
+                       lse: Tensor, attn_mask: Optional[Tensor], causal: bool,
+                       scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dq, dk, dv)`` of :func:`attention_forward` for the upstream gradient
+    ``dout (B, Hq, Sq, Dv)``, from the forward's ``out`` and ``lse``."""
+    with plain_torch():
+        key, args = prepare(q, k, v, causal, scale, attn_mask, None, None)
+        args = args._replace(out=out, lse=lse)  # the forward's, as the backward reads them
+        kernel, why = decide(key)
+        work = BACKWARD_FLOPS_FACTOR * flops(args)
+        if kernel is None or kernel.backward is None:
+            reason = why or f"{kernel.qualname} has no backward kernel"
+            counters.record_fallback("attention_backward", reason, work)
+            grads = reference_backward(args, dout)
+        else:
+            grads = kernel.backward(args, dout)
+            counters.record("attention_backward", kernel.qualname, work)
+        return tuple(g.to(t.dtype).contiguous() for g, t in zip(grads, (q, k, v)))
+
+
+@attention_backward.register_fake
+def _attention_backward_fake(dout, q, k, v, out, lse, attn_mask, causal, scale):
+    return tuple(t.new_empty(t.shape) for t in (q, k, v))
+
+
+torch.library.define(
+    "hetero::attention",
+    "(Tensor q, Tensor k, Tensor v, Tensor? attn_mask=None, bool causal=False, "
+    "float? scale=None) -> Tensor")
+
+
+@torch.library.impl("hetero::attention", "CompositeImplicitAutograd")
+def attention(q, k, v, attn_mask=None, causal=False, scale=None):
+    """:func:`hetero.attention` as a torch op: ``attention_forward``'s ``out``."""
+    return attention_forward(q, k, v, attn_mask, causal, scale)[0]

@@ -1,0 +1,62 @@
+"""``torch.ops.hetero.gemm(a, b, bias=None, alpha=1., beta=1.) -> out``: :func:`hetero.gemm`
+as a torch operator, with a fake impl and autograd (see :mod:`hetero.torch_ops`).
+
+Its gradients are two more ``hetero::gemm`` calls, so it differentiates any number of
+times.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ...torch_ops import plain_torch, serve
+from .api import prepare
+from .numerics import flops, reference_gemm
+
+
+@torch.library.custom_op("hetero::gemm", mutates_args=())
+def gemm(a: Tensor, b: Tensor, bias: Optional[Tensor] = None, alpha: float = 1.0,
+         beta: float = 1.0) -> Tensor:
+    """``alpha * (a @ b) + beta * bias`` as :func:`hetero.gemm` computes it, returning a
+    new ``(..., M, N)`` tensor of ``a``'s dtype."""
+    with plain_torch():
+        key, args = prepare(a, b, bias, alpha, beta, None, None)
+        if serve(key, args, flops(args)) is None:
+            return reference_gemm(a, b, bias, alpha, beta, compute_dtype=a.dtype)
+        return args.out
+
+
+@gemm.register_fake
+def _gemm_fake(a, b, bias=None, alpha=1.0, beta=1.0):
+    if a.dim() < 2 or b.dim() < 2 or a.shape[-1] != b.shape[-2] or a.dtype != b.dtype:
+        raise ValueError(f"b: shape {tuple(b.shape)} / dtype {b.dtype} do not fit a's "
+                         f"{tuple(a.shape)} / {a.dtype} for a @ b")
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return a.new_empty((*batch, a.shape[-2], b.shape[-1]))
+
+
+def _setup(ctx, inputs, output):
+    a, b, bias, alpha, beta = inputs
+    ctx.save_for_backward(a, b)
+    ctx.alpha, ctx.beta = alpha, beta
+    ctx.bias_shape = None if bias is None else bias.shape
+    # needs_input_grad covers only the arguments passed, so ask the bias itself
+    ctx.bias_needs_grad = bias is not None and bias.requires_grad and beta != 0
+
+
+def _backward(ctx, grad):
+    a, b = ctx.saved_tensors
+    grad_a = grad_b = grad_bias = None
+    if ctx.needs_input_grad[0]:  # dA = alpha dOut B^T, summed over broadcast batch dims
+        grad_a = gemm(grad, b.mT, None, ctx.alpha, 1.0).sum_to_size(a.shape)
+    if ctx.needs_input_grad[1]:
+        grad_b = gemm(a.mT, grad, None, ctx.alpha, 1.0).sum_to_size(b.shape)
+    if ctx.bias_needs_grad:
+        grad_bias = (grad if ctx.beta == 1 else grad * ctx.beta).sum_to_size(ctx.bias_shape)
+    return grad_a, grad_b, grad_bias, None, None
+
+
+gemm.register_autograd(_backward, setup_context=_setup)

@@ -1,0 +1,69 @@
+"""How :func:`hetero.enable` recognises the PyTorch calls an op replaces: each op lists
+its ``routes`` (``OpSpec.routes``: ``{torch function: Route}``), built from the helpers
+here.
+
+A route takes the routing mode (``mode.devices``: the device types enabled) and the
+call's arguments bound to its parameter names, and returns the result (hetero served
+the call), a reason (PyTorch serves it, counted in :func:`hetero.stats`) or ``None``
+(PyTorch serves it uncounted: arguments it will reject itself, so errors stay
+PyTorch's own).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+
+from .ops._checks import FLOAT_DTYPES
+
+_FLOAT = frozenset(FLOAT_DTYPES)
+
+
+class Route(NamedTuple):
+    """How one PyTorch function is routed: the hetero op it becomes (as counted), the
+    route, the parameter names (and defaults) its arguments bind to, and
+    ``flops(args, result)``: the work of a call PyTorch computed, for the counters."""
+
+    op: str
+    route: Callable
+    names: tuple[str, ...]
+    defaults: dict
+    flops: Callable
+
+
+def tensors(*values) -> bool:
+    """Whether every value is a tensor."""
+    return all(isinstance(v, torch.Tensor) for v in values)
+
+
+def real(x) -> bool:
+    """Whether ``x`` is a python int or float (not a bool)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def unfit(mode, *operands) -> str | None:
+    """Why hetero should not take these operands (``None``: it may): a dtype it does
+    not serve, a device type not enabled, mixed dtypes or devices."""
+    first = operands[0]
+    if first.dtype not in _FLOAT:
+        return f"dtype {str(first.dtype).removeprefix('torch.')} is not served"
+    if first.device.type not in mode.devices:
+        return f"device type {first.device.type!r} is not enabled"
+    for t in operands[1:]:
+        if t.dtype != first.dtype or t.device != first.device:
+            return "operands of mixed dtypes or devices"
+    return None
+
+
+def bind(args, kwargs, names, defaults):
+    """The call's arguments in ``names`` order, or ``None`` when it passes anything else
+    (``out=``, an argument a newer PyTorch added): such calls stay with PyTorch."""
+    if len(args) > len(names) or any(k not in names for k in kwargs):
+        return None
+    values = dict(defaults)
+    values.update(zip(names, args))
+    values.update(kwargs)
+    if len(values) != len(names):
+        return None
+    return [values[n] for n in names]
