@@ -1,4 +1,4 @@
-"""HETERO_* parsing, and the README's table staying in sync with it."""
+"""HETERO_* parsing, and the table in docs/usage.md staying in sync with it."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_unknown_variable_without_close_match_is_still_reported():
         env.read({"HETERO_ZZZ": "1", "PATH": "/bin"})
 
 
-def test_readme_table_matches_the_code():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+def test_usage_doc_table_matches_the_code():
+    usage = (Path(__file__).parents[2] / "docs" / "usage.md").read_text()
     for name, (meaning, example) in env.VARIABLES.items():
-        assert f"| `{name}` | {meaning} | `{example}` |" in readme, name
+        assert f"| `{name}` | {meaning} | `{example}` |" in usage, name
