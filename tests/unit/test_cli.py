@@ -14,6 +14,9 @@ def test_info_lists_reference_and_cpu_as_available(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
     assert "default order for cpu: cpu > reference" in text
+    ops = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("op ")}
+    assert list(ops) == ["op gemm", "op attention"]
+    assert "cpu.gemm" in ops["op gemm"] and "reference.torch" in ops["op attention"]
     for name in ("cpu", "reference"):
         line = next(line for line in text.splitlines() if line.startswith(name + " "))
         assert " available " in line
@@ -26,6 +29,8 @@ def test_info_json_declares_kernel_support(capsys):
     assert cpu["available"] and cpu["reasons"] == []
     gemm = next(k for k in cpu["kernels"] if k["op"] == "gemm")
     assert gemm["support"]["dtypes"] == ["bfloat16", "float16", "float32"]
+    flash = next(k for k in cpu["kernels"] if k["op"] == "attention")
+    assert flash["backward"] and flash["support"]["limits"]["head_dim"] == "[1, 256]"
 
 
 def test_info_shows_why_a_backend_is_unavailable(capsys):

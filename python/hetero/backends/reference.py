@@ -12,15 +12,11 @@ from __future__ import annotations
 import torch
 
 from ..kernel import Kernel, Support
+from ..ops._checks import compute_dtype
 from ..ops import registry as op_registry
 from .base import Backend
 
 _ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torch.float64})
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """What the oracle computes ``dtype`` inputs in: float64 for float64, else float32."""
-    return torch.float64 if dtype is torch.float64 else torch.float32
 
 
 def _default_kernel(spec):

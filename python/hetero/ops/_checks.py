@@ -1,5 +1,6 @@
-"""Input checks shared by the ops. Every message names the argument and what was
-expected, and every check runs before any kernel (native code never sees bad input)."""
+"""Input checks shared by the ops, and the oracle's compute dtype. Every message names
+the argument and what was expected, and every check runs before any kernel (native code
+never sees bad input)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,12 @@ def check_out(out, shape: tuple, dtypes: tuple, device: torch.device, inputs) ->
             if t is not None and t.numel() and t.untyped_storage().data_ptr() == storage:
                 raise ValueError(f"out: shares memory with {name}; hetero does not "
                                  f"compute in place")
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What the oracle (the ``reference`` backend) computes ``dtype`` inputs in: float64
+    for float64, else float32."""
+    return torch.float64 if dtype is torch.float64 else torch.float32
 
 
 def alignment(*tensors) -> int:

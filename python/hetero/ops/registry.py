@@ -52,7 +52,7 @@ class OpSpec:
         bench: a :class:`hetero.bench.BenchSpec` (benchmark cases and work).
         routes: ``{torch function: hetero.routing.Route}``: the PyTorch calls
             :func:`hetero.enable` routes to this op.
-        cli: a :class:`hetero.cli_spec.CliSpec`: ``hetero explain OP``'s options.
+        cli: a :class:`hetero.cli.ExplainCli`: ``hetero explain OP``'s options.
     """
 
     name: str

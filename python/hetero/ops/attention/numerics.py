@@ -9,6 +9,7 @@ import math
 import torch
 
 from ...testing import flash_rule_bound, unit_roundoff
+from .._checks import compute_dtype
 from .api import AttentionArgs
 
 
@@ -87,12 +88,6 @@ def reference_attention_backward(dout, q, k, v, out, lse, attn_mask, causal: boo
         return t.reshape(B, Hkv, group, Sk, t.shape[-1]).sum(2)
 
     return dq, per_kv_head(dk), per_kv_head(dv)
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """What the reference kernel computes ``dtype`` inputs in (and the dtype of ``lse``):
-    float64 for float64, else float32."""
-    return torch.float64 if dtype is torch.float64 else torch.float32
 
 
 # ---------------------------------------------------------------- the spec's parts

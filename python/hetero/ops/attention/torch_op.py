@@ -22,9 +22,9 @@ from torch import Tensor
 
 from ... import counters
 from ...torch_ops import decide, plain_torch
+from .._checks import compute_dtype
 from .api import prepare
-from .numerics import (BACKWARD_FLOPS_FACTOR, compute_dtype, flops,
-                       reference_attention_forward, reference_backward)
+from .numerics import BACKWARD_FLOPS_FACTOR, flops, reference_attention_forward, reference_backward
 
 
 @torch.library.custom_op("hetero::attention_forward", mutates_args=())
