@@ -1,13 +1,21 @@
-"""A transformers Llama decoder (GQA, random weights) on this CPU: forward with
-``hetero.enable()`` against plain PyTorch, interleaved in one process.
+"""A transformers Llama decoder (GQA, random weights) on this CPU: with ``hetero.enable()``
+against plain PyTorch, interleaved in one process, for three workloads:
 
-Each row: median seconds of the forward pass with and without hetero (rounds alternate
-so drift hits both), ratio = PyTorch time / hetero time, the model's GEMM and attention
-GFLOP (counted by ``hetero.stats()``), the share of them hetero served, and GFLOP/s.
-Before timing, the logits of both runs are checked against the same model in float64:
-hetero's error must stay within twice PyTorch's plus a small floor, or the run aborts.
+- ``forward``: one forward pass over ``--seq`` tokens (no grad);
+- ``train``: one training step (forward, loss, backward) of a smaller model (hidden 512)
+  over a batch of 2 × ``--train-seq`` tokens;
+- ``generate``: ``generate()`` of ``--new-tokens`` tokens (greedy, KV cache) after a
+  ``--prompt``-token prompt.
 
-    python bench/llama_bench.py [--quick] [--dtypes bfloat16,float32] [--json FILE]
+Each row: median seconds with and without hetero (rounds alternate so drift hits both),
+ratio = PyTorch time / hetero time, the GEMM and attention GFLOP counted by
+``hetero.stats()`` and the share of them hetero's own kernels served. Before timing,
+hetero's result is checked against the same model in float64: the forward's logits and
+the training step's loss within twice PyTorch's error plus a small floor (the run aborts
+otherwise); for ``generate``, whether the tokens equal PyTorch's is reported.
+
+    python bench/llama_bench.py [--quick] [--dtypes bfloat16,float32]
+                                [--workloads forward,train,generate] [--json FILE]
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from cpu_bench import interleaved, write_json
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import hetero
-from hetero.backends import cpu
+from hetero import env as hetero_env
+from hetero.bench import machine
 from hetero.testing import flash_rule_bound
 
 # A Llama layer stack shrunk to fit a 2-core machine: Llama-style widths (head dim 64,
@@ -30,66 +39,145 @@ from hetero.testing import flash_rule_bound
 MODEL = dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
              num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=2048,
              attn_implementation="sdpa")
-QUICK = dict(MODEL, num_hidden_layers=2, vocab_size=8000)
+TRAIN = dict(MODEL, hidden_size=512, intermediate_size=1408, num_attention_heads=8,
+             num_key_value_heads=2)
+QUICK = {"vocab_size": 8000, "num_hidden_layers": 2}
+FLOOR = {torch.float32: 1e-5, torch.bfloat16: 2.0**-8}
+WORKLOADS = ("forward", "train", "generate")
 
 
-def check(model, ids, dtype):
-    """Abort unless hetero's logits are as close to float64 as PyTorch's (x2 + floor)."""
-    exact = copy.deepcopy(model).double()(ids).logits
-    plain = model(ids).logits.double()
-    with hetero.enabled():
-        ours = model(ids).logits.double()
-    ours_err = (ours - exact).abs().max().item()
-    torch_err = (plain - exact).abs().max().item()
-    floor = (1e-5 if dtype is torch.float32 else 2.0**-8) * exact.abs().max().item()
-    if ours_err > flash_rule_bound(exact, plain, floor=floor):
-        sys.exit(f"{dtype}: hetero's logits are off: error {ours_err:.3g} vs PyTorch's "
+def make_model(config: dict, dtype: torch.dtype) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(**config)).to(dtype)
+
+
+def within_rule(ours, plain, exact, dtype, what: str) -> dict:
+    """Abort unless hetero's ``ours`` is as close to float64 as PyTorch's (x2 + floor)."""
+    ours_err = (ours.double() - exact).abs().max().item()
+    torch_err = (plain.double() - exact).abs().max().item()
+    floor = FLOOR[dtype] * exact.abs().max().item()
+    if ours_err > flash_rule_bound(exact, plain.double(), floor=floor):
+        sys.exit(f"{dtype} {what}: hetero is off: error {ours_err:.3g} vs PyTorch's "
                  f"{torch_err:.3g}")
-    return ours_err, torch_err
+    return {f"{what} error": f"{ours_err:.3g} (torch {torch_err:.3g})"}
+
+
+# ---------------------------------------------------------------- the workloads
+# Each returns (plain call, hetero call, a note on the check) for one model and dtype.
+
+def forward(config, dtype, args):
+    model = make_model(config, dtype).eval()
+    ids = torch.randint(0, config["vocab_size"], (1, args.seq))
+    with torch.no_grad():
+        exact = copy.deepcopy(model).double()(ids).logits
+        plain = model(ids).logits
+        with hetero.enabled():
+            ours = model(ids).logits
+    errors = within_rule(ours, plain, exact, dtype, "logits")
+
+    def run():
+        with torch.no_grad():
+            model(ids)
+    return run, errors
+
+
+def train(config, dtype, args):
+    model = make_model(config, dtype).train()
+    ids = torch.randint(0, config["vocab_size"], (2, args.train_seq))
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        return loss.detach()
+
+    def loss64(m):  # transformers computes its loss in float32 even for a float64 model
+        logits = m(ids).logits.double()
+        return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1),
+                                                 ids[:, 1:].flatten()).detach()
+
+    exact = loss64(copy.deepcopy(model).double())
+    plain = loss64(model)
+    with hetero.enabled():
+        ours = loss64(model)
+        step()  # and its backward runs
+    return step, within_rule(ours, plain, exact, dtype, "loss")
+
+
+def generate(config, dtype, args):
+    model = make_model(config, dtype).eval()
+    ids = torch.randint(0, config["vocab_size"], (1, args.prompt))
+    kw = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+              do_sample=False, pad_token_id=0)
+
+    def run():
+        with torch.no_grad():
+            return model.generate(ids, **kw)
+    plain = run()
+    with hetero.enabled():
+        ours = run()
+    return run, {"tokens equal to torch's": bool(torch.equal(plain, ours))}
+
+
+def measure(workload: str, config: dict, dtype: torch.dtype, args) -> dict:
+    run, check = {"forward": forward, "train": train, "generate": generate}[workload](
+        config, dtype, args)
+    hetero.reset_stats()
+    with hetero.enabled():
+        run()
+    counted = hetero.stats()
+
+    def with_hetero():
+        with hetero.enabled():
+            run()
+
+    t_torch, t_hetero = interleaved([run, with_hetero], args.rounds)
+    gflop = (counted.flops() + counted.flops(served=False)) / 1e9
+    return {"workload": workload, "torch_s": t_torch, "hetero_s": t_hetero,
+            "speedup": t_torch / t_hetero, "gflop": gflop,
+            "served_fraction": counted.served_fraction(), "check": check,
+            "served": {op: {k: c.calls for k, c in per.items()}
+                       for op, per in counted.served.items()}}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 layers, 8k vocabulary")
     parser.add_argument("--dtypes", default="bfloat16", help="comma-separated")
-    parser.add_argument("--seq", type=int, default=512, help="tokens per forward")
+    parser.add_argument("--workloads", default="forward", help="comma-separated: "
+                        + ", ".join(WORKLOADS))
+    parser.add_argument("--seq", type=int, default=512, help="forward: tokens")
+    parser.add_argument("--train-seq", type=int, default=256, help="train: tokens per sequence")
+    parser.add_argument("--prompt", type=int, default=32, help="generate: prompt tokens")
+    parser.add_argument("--new-tokens", type=int, default=32, help="generate: new tokens")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", help="write the rows and the environment to this file")
     args = parser.parse_args(argv)
-    config = QUICK if args.quick else MODEL
-    env = {"cpu": platform.processor() or platform.machine(), "threads": cpu.num_threads(),
-           "torch": torch.__version__, "model": config, "seq": args.seq}
-    print(f"# {env}", flush=True)
-    print("| dtype | torch s | hetero s | hetero / torch | GFLOP | served by hetero | "
-          "torch GFLOP/s | hetero GFLOP/s | logits error hetero / torch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = sorted(set(workloads) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"--workloads: unknown {unknown}; expected some of {list(WORKLOADS)}")
+    threads = hetero_env.settings().num_threads or torch.get_num_threads()
+    env = {"cpu": machine.describe(torch.device("cpu"), threads)["cpu"], "threads": threads,
+           "torch": torch.__version__, "python": platform.python_version(),
+           "models": {"forward/generate": MODEL, "train": TRAIN}, "quick": args.quick,
+           "seq": args.seq, "train_seq": args.train_seq, "prompt": args.prompt,
+           "new_tokens": args.new_tokens}
+    print(f"# {env['cpu']}, {threads} threads, torch {torch.__version__}", flush=True)
+    print("| workload | dtype | torch s | hetero s | hetero / torch | GFLOP | "
+          "served by hetero | check |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = []
-    for name in args.dtypes.split(","):
-        dtype = getattr(torch, name)
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(LlamaConfig(**config)).to(dtype).eval()
-        ids = torch.randint(0, config["vocab_size"], (1, args.seq))
-        with torch.no_grad():
-            ours_err, torch_err = check(model, ids, dtype)
-            hetero.reset_stats()
-            with hetero.enabled():
-                model(ids)
-            counted = hetero.stats()
-
-            def with_hetero():
-                with hetero.enabled():
-                    model(ids)
-
-            t_torch, t_hetero = interleaved([lambda: model(ids), with_hetero], args.rounds)
-        gflop = (counted.flops() + counted.flops(served=False)) / 1e9
-        row = {"dtype": name, "torch_s": t_torch, "hetero_s": t_hetero,
-               "speedup": t_torch / t_hetero, "gflop": gflop,
-               "served_fraction": counted.served_fraction(),
-               "logits_error": {"hetero": ours_err, "torch": torch_err}}
-        rows.append(row)
-        print(f"| {name} | {t_torch:.2f} | {t_hetero:.2f} | **{row['speedup']:.2f}×** | "
-              f"{gflop:.1f} | {100 * row['served_fraction']:.1f}% | {gflop / t_torch:.1f} | "
-              f"{gflop / t_hetero:.1f} | {ours_err:.3g} / {torch_err:.3g} |", flush=True)
+    for workload in workloads:
+        config = TRAIN if workload == "train" else MODEL
+        config = dict(config, **QUICK) if args.quick else config
+        for name in args.dtypes.split(","):
+            row = dict(measure(workload, config, getattr(torch, name), args), dtype=name)
+            rows.append(row)
+            print(f"| {workload} | {name} | {row['torch_s']:.3f} | {row['hetero_s']:.3f} | "
+                  f"**{row['speedup']:.2f}×** | {row['gflop']:.1f} | "
+                  f"{100 * row['served_fraction']:.1f}% | "
+                  f"{'; '.join(f'{k}: {v}' for k, v in row['check'].items())} |", flush=True)
     write_json(args.json, env, rows)
     return 0
 
