@@ -150,18 +150,29 @@ PYBIND11_MODULE(_C, m) {
       "Measured float32 multiply-add peak (GFLOP/s) of the active kernel set on\n"
       "num_threads threads, running for about `seconds`.");
 
+  m.def("bf16_dot_peak_gflops", [](int num_threads, double seconds) {
+        if (num_threads < 1) throw py::value_error("num_threads: expected >= 1");
+        py::gil_scoped_release release;
+        return hetero::cpu::measure_bf16_dot_peak(num_threads, seconds);
+      }, py::arg("num_threads"), py::arg("seconds") = 0.2,
+      "Measured bf16 pair-dot peak (GFLOP/s, vdpbf16ps) of the active kernel set on\n"
+      "num_threads threads; 0.0 where the set (or the CPU) has no bf16 dot.");
+
   m.def("cpu_isa", [] { return std::string(hetero::cpu::active_kernels().isa); },
-        "Name of the CPU kernel set in use: 'avx2' or 'portable'.");
+        "Name of the CPU kernel set in use: 'avx512', 'avx2' or 'portable'.");
+  m.def("cpu_isas", [] { return std::string(hetero::cpu::available_kernels()); },
+        "The CPU kernel sets this build and CPU run, comma-separated, best last.");
   m.def("set_cpu_isa", [](const std::string& isa) {
         const std::string previous = hetero::cpu::active_kernels().isa;
         if (!hetero::cpu::select_kernels(isa.c_str())) {
-          throw py::value_error("isa: expected 'auto', 'portable' or a kernel set this CPU "
-                                "and build support ('avx2' on x86-64 with AVX2+FMA+F16C), got '" +
-                                isa + "'");
+          throw py::value_error("isa: expected 'auto' or a kernel set this CPU and build "
+                                "support (" + std::string(hetero::cpu::available_kernels()) +
+                                "), got '" + isa + "'");
         }
         return previous;
       }, py::arg("isa"),
-      "Select the CPU kernel set ('auto', 'avx2', 'portable'); returns the previous name.\n"
+      "Select the CPU kernel set ('auto', 'avx512', 'avx2', 'portable'); returns the previous\n"
+      "name.\n"
       "For tests and benchmarks: 'auto' picks the best this CPU runs.");
 
   m.def("build_info", &build_info, "Compiler and build settings of this extension, as a dict.");

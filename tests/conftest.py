@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -12,8 +13,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-# A tuned table the developer wrote with `hetero tune` must not steer the tests' dispatch.
+# A tuned table measured on this machine must not steer the tests' dispatch, and the
+# tests' calls must not be measured (tests/unit/test_calibration.py turns both on).
 os.environ.setdefault("HETERO_TUNED", "off")
+os.environ.setdefault("HETERO_CALIBRATE", "off")
 
 import pytest  # noqa: E402
 
@@ -45,11 +48,22 @@ def hetero_env():
         for name in [n for n in os.environ if n.startswith("HETERO_")]:
             del os.environ[name]
         values.setdefault("HETERO_TUNED", "off")  # as at the top of this file
+        values.setdefault("HETERO_CALIBRATE", "off")
         os.environ.update(values)
         hetero.reload()
 
     yield replace
     replace(**saved)
+
+
+@pytest.fixture
+def without_the_torch_backend():
+    """PyTorch's own kernels out of dispatch (the ``torch`` backend unregistered) for one
+    test: then nothing serves what hetero's kernels cannot, and PyTorch's call is the
+    bridge's last resort."""
+    hetero.unregister_backend("torch")
+    yield
+    registry.rediscover()
 
 
 @pytest.fixture
@@ -66,3 +80,20 @@ def plugin_site():
     for name in [m for m in sys.modules if m.startswith("hetero_toy_backend")]:
         del sys.modules[name]
     registry.rediscover()
+
+
+@pytest.fixture
+def bench_backends():
+    """Registers ``sleepy``, ``fastwrong``, ``gemmonly`` and ``broken``
+    (tests/fixtures/bench_backends.py) for one test."""
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        import bench_backends as module
+        made = module.backends()
+        for backend in made:
+            registry.register(backend)
+        yield {b.name: b for b in made}
+    finally:
+        for backend in made:
+            registry.unregister(backend.name)
+        sys.path.remove(str(FIXTURES))

@@ -84,18 +84,26 @@ struct KernelSet {
   // Runs `iterations` rounds of independent multiply-adds at the best rate
   // this kernel set reaches; returns the flops done. For measuring the peak.
   int64_t (*fma_loop)(int64_t iterations);
+  // The same with bf16 pair dot products (vdpbf16ps), the instruction bf16
+  // GEMMs can run on; nullptr where the CPU or the set has none.
+  int64_t (*bf16_dot_loop)(int64_t iterations);
 };
 
 // Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
 const KernelSet& portable_kernels();
 // AVX2 + FMA + F16C; nullptr when this build has no x86 path.
 const KernelSet* avx2_kernels();
+// AVX-512 (F, BW, VL, DQ) with AVX512_BF16 where the CPU has it; nullptr when
+// this build has no x86 path.
+const KernelSet* avx512_kernels();
 
 // The kernels used now: the best this CPU supports unless overridden.
 const KernelSet& active_kernels();
-// Selects "auto", "avx2" or "portable"; returns false (changing nothing) for
-// a name this build or CPU cannot run.
+// Selects "auto", "avx512", "avx2" or "portable"; returns false (changing
+// nothing) for a name this build or CPU cannot run.
 bool select_kernels(const char* isa);
+// The kernel sets this build and CPU run, best last, separated by commas.
+const char* available_kernels();
 
 }  // namespace cpu
 }  // namespace hetero

@@ -1,7 +1,8 @@
-// Run-time choice of GEMM kernels from the CPU's features.
+// Run-time choice of the CPU kernel set from the CPU's features.
 
 #include <atomic>
 #include <cstring>
+#include <string>
 
 #include "kernels.h"
 
@@ -9,19 +10,55 @@ namespace hetero {
 namespace cpu {
 namespace {
 
-bool cpu_has_avx2_fma_f16c() {
+bool cpu_supports(std::initializer_list<const char*> features) {
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  for (const char* f : features) {
+    // __builtin_cpu_supports takes a string literal only; map the names used here.
+    const bool has = std::strcmp(f, "avx2") == 0 ? __builtin_cpu_supports("avx2")
+                     : std::strcmp(f, "fma") == 0 ? __builtin_cpu_supports("fma")
+                     : std::strcmp(f, "f16c") == 0 ? __builtin_cpu_supports("f16c")
+                     : std::strcmp(f, "avx512f") == 0 ? __builtin_cpu_supports("avx512f")
+                     : std::strcmp(f, "avx512bw") == 0 ? __builtin_cpu_supports("avx512bw")
+                     : std::strcmp(f, "avx512vl") == 0 ? __builtin_cpu_supports("avx512vl")
+                     : std::strcmp(f, "avx512dq") == 0 ? __builtin_cpu_supports("avx512dq")
+                     : false;
+    if (!has) return false;
+  }
+  return true;
 #else
+  (void)features;
   return false;
 #endif
 }
 
+// The sets this build and CPU run, worst first.
+struct Candidate {
+  const char* name;
+  const KernelSet* kernels;
+};
+
+Candidate runnable(const char* name) {
+  if (std::strcmp(name, "portable") == 0) return {name, &portable_kernels()};
+  const bool avx2 = avx2_kernels() != nullptr && cpu_supports({"avx2", "fma", "f16c"});
+  if (std::strcmp(name, "avx2") == 0) return {name, avx2 ? avx2_kernels() : nullptr};
+  if (std::strcmp(name, "avx512") == 0) {
+    const bool ok = avx2 && avx512_kernels() != nullptr &&
+                    cpu_supports({"avx512f", "avx512bw", "avx512vl", "avx512dq"});
+    return {name, ok ? avx512_kernels() : nullptr};
+  }
+  return {name, nullptr};
+}
+
+constexpr const char* kAllSets[] = {"portable", "avx2", "avx512"};
+
 const KernelSet& best_kernels() {
-  const KernelSet* avx2 = avx2_kernels();
-  return avx2 != nullptr && cpu_has_avx2_fma_f16c() ? *avx2 : portable_kernels();
+  const KernelSet* best = &portable_kernels();
+  for (const char* name : kAllSets) {
+    const Candidate c = runnable(name);
+    if (c.kernels != nullptr) best = c.kernels;
+  }
+  return *best;
 }
 
 std::atomic<const KernelSet*> active{nullptr};
@@ -38,17 +75,24 @@ const KernelSet& active_kernels() {
 }
 
 bool select_kernels(const char* isa) {
-  const KernelSet* chosen = nullptr;
-  if (std::strcmp(isa, "auto") == 0) {
-    chosen = &best_kernels();
-  } else if (std::strcmp(isa, "portable") == 0) {
-    chosen = &portable_kernels();
-  } else if (std::strcmp(isa, "avx2") == 0 && avx2_kernels() != nullptr && cpu_has_avx2_fma_f16c()) {
-    chosen = avx2_kernels();
-  }
+  const KernelSet* chosen =
+      std::strcmp(isa, "auto") == 0 ? &best_kernels() : runnable(isa).kernels;
   if (chosen == nullptr) return false;
   active.store(chosen, std::memory_order_release);
   return true;
+}
+
+const char* available_kernels() {
+  static const std::string names = [] {
+    std::string out;
+    for (const char* name : kAllSets) {
+      if (runnable(name).kernels == nullptr) continue;
+      out += (out.empty() ? "" : ",");
+      out += name;
+    }
+    return out;
+  }();
+  return names.c_str();
 }
 
 }  // namespace cpu

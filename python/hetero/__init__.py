@@ -28,6 +28,8 @@ from .ops.attention import attention, reference_attention
 from .registry import register as register_backend
 from .registry import unregister as unregister_backend
 
+from . import calibration  # noqa: E402,I001 - installs self-calibration in dispatch
+
 try:
     __version__ = _metadata.version("hetero")
 except _metadata.PackageNotFoundError:  # running from a source tree

@@ -45,7 +45,13 @@ def _print_info(data: dict) -> None:
         print(f"default order for {device}: {' > '.join(order)}")
     table = data["tuned_table"]
     print("tuned table: " + (f"{table['path']} ({table['entries']} entries)" if table
-                             else "none (`hetero tune` writes one)"))
+                             else "none (HETERO_TUNED=off)"))
+    if data["tuned_table_ignored"]:
+        print(f"  a table found is not used: {data['tuned_table_ignored']}")
+    cal = data["calibration"]
+    print(f"calibration: {'on' if cal['on'] else 'off'}; this process measured "
+          f"{cal['buckets']} bucket(s) in {cal['seconds']} s"
+          + "".join(f"\n  failed: {f}" for f in cal["failed"]))
     env_set = data["environment"]["set"]
     print("environment: " + (", ".join(f"{k}={v}" for k, v in env_set.items()) or "no HETERO_* set"))
     for op in data["ops"]:
@@ -140,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     _bench_arguments(p_tune)
     p_tune.add_argument("--from", dest="sources", nargs="+", metavar="FILE",
                         help="tune from these `hetero bench --json` results instead of running")
-    p_tune.add_argument("--out", help="table path (default: $HETERO_TUNED, else "
-                                      "~/.cache/hetero/tuned.json)")
+    p_tune.add_argument("--out", help="table path (default: $HETERO_TUNED, else this "
+                                      "machine's, ~/.cache/hetero/tuned-<fingerprint>.json)")
     p_tune.add_argument("--replace", action="store_true",
                         help="start a new table instead of updating the one at --out")
 
@@ -232,6 +238,9 @@ def _tune(args) -> int:
     old = None
     if not args.replace and os.path.exists(path):
         old = tuned.load(path)
+        if old.foreign():
+            print(f"{path}: not merged, {old.foreign()}")
+            old = None
     new = tune.table_from_runs(docs)
     table = tune.merged(old, new)
     table.save(path)

@@ -5,8 +5,10 @@ Candidate order, first match wins:
 1. ``backend=`` on the call,
 2. the innermost ``with hetero.use(...)``,
 3. ``HETERO_BACKENDS``,
-4. the tuned table (:mod:`hetero.tuned`, written by ``hetero tune``): its kernel for the
-   call's device, dtype and shape bucket, when that kernel can serve the call,
+4. the tuned table (:mod:`hetero.tuned`, measured on this machine by self-calibration or
+   ``hetero tune``): its kernel for the call's device, dtype and shape bucket, when that
+   kernel can serve the call. A call whose bucket has no entry yet is measured first
+   (:mod:`hetero.calibration`), unless ``HETERO_CALIBRATE=off``,
 5. the default order for the tensors' device type (backends of that device type by
    priority, then ``reference``).
 
@@ -28,9 +30,12 @@ import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
-from . import env, registry, tuned
+import torch
+
+from . import env, fingerprint, registry, tuned
 from .errors import DispatchError, FallbackError, HeteroConfigWarning, HeteroFallbackWarning
 from .kernel import Kernel
 from .ops import registry as ops
@@ -55,9 +60,16 @@ _policy_override: str | None = None
 #: ~1 us a call, so only where some registered kernel declares an alignment (True until
 #: the backends are first discovered).
 wants_alignment: dict[str, bool] = {}
-#: op -> whether its key carries the shape ``bucket``: where the tuned table has entries.
+#: op -> whether its key carries the shape ``bucket``: where the tuned table has entries
+#: or calibration may add some.
 wants_bucket: dict[str, bool] = {}
 _tuned: tuned.Table | None = None
+#: Why the table found at start-up is not used (another machine's), or None.
+tuned_ignored: str | None = None
+#: Set by :mod:`hetero.calibration`: ``calibrator(traits, kernels, record) -> Entry or
+#: None`` measures the kernels that can serve a call on its record and adds the fastest
+#: correct one to the tuned table.
+calibrator = None
 
 
 @dataclass
@@ -95,6 +107,7 @@ class Decision:
     chosen: Kernel | None
     tuned: tuned.Entry | None = None  # the tuned table's entry for this call, if any
     tuned_from: str | None = None  # the file it came from
+    tuned_note: str | None = None  # why the table did not decide, when it could have
 
     @property
     def tuned_choice(self) -> bool:
@@ -125,6 +138,8 @@ class Decision:
         if self.tuned is not None:
             verdict = "used" if self.tuned_choice else "not used: that kernel cannot serve this call"
             lines.append(f"  tuned table {self.tuned_from}: {self.tuned.describe()} ({verdict})")
+        elif self.tuned_note is not None:
+            lines.append(f"  tuned table: {self.tuned_note}")
         lines.append(f"  order from {self.source}{' (exclusive)' if self.exclusive else ''}"
                      f", fallback policy {self.policy!r}:")
         for c in self.candidates:
@@ -201,11 +216,12 @@ def use(*backends: str, policy: str | None = None) -> Iterator[None]:
 
 # ---------------------------------------------------------------- deciding
 def default_order(device_type: str) -> list[str]:
-    """Backends serving ``device_type`` by default, best first, ``reference`` last."""
+    """Backends serving ``device_type`` (or any device) by default, best first,
+    ``reference`` last."""
     ranked = sorted(
         (e for e in registry.entries().values()
          if e.backend is not None and e.name != REFERENCE and e.backend.default
-         and e.backend.device_type == device_type),
+         and e.backend.device_type in (device_type, "any")),
         key=lambda e: (-e.backend.priority, e.name))
     return [e.name for e in ranked] + [REFERENCE]
 
@@ -255,21 +271,32 @@ def _candidates(traits, name: str) -> list[Candidate]:
     return out
 
 
-def decide(traits, backend=None, scope: Scope | None = None) -> Decision:
-    """The full decision for ``traits`` (not cached, never raises for a failed choice)."""
+def decide(traits, backend=None, scope: Scope | None = None, record=None) -> Decision:
+    """The full decision for ``traits`` (not cached, never raises for a failed choice).
+    With the call's ``record``, a bucket the tuned table has no entry for is calibrated
+    first (when calibration is on)."""
     order, source, exclusive = _order(traits, backend, scope)
     candidates = [c for name in order for c in _candidates(traits, name)]
     chosen = next((c.kernel for c in candidates if not c.reasons), None)
-    entry = None
-    if _tuned is not None and traits.bucket is not None \
-            and _requested(backend, scope)[0] == ("*",):
+    entry, note = None, None
+    if _requested(backend, scope)[0] != ("*",):
+        pass  # a named backend is obeyed, measured or not
+    elif _tuned is None:
+        note = None if tuned_ignored is None else f"not used ({tuned_ignored})"
+    elif traits.bucket is not None:
         entry = _tuned.lookup(tuned.device_name(traits.device), traits.op,
                               str(traits.dtype).removeprefix("torch."), traits.bucket)
+        if entry is None and record is not None and calibrating():
+            entry = calibrator(traits, [c.kernel for c in candidates if not c.reasons], record)
         if entry is not None:
             chosen = next((c.kernel for c in candidates if not c.reasons
                            and c.kernel.qualname == entry.kernel), chosen)
+        else:
+            note = (f"{_tuned.path or 'in memory'} has no measurement for "
+                    f"{tuned.bucket_label(traits.op, traits.bucket)} yet"
+                    + ("; the first call measures it" if calibrating() else ""))
     return Decision(traits, source, exclusive, _policy_in(scope), candidates, chosen,
-                    entry, _tuned.path if entry is not None else None)
+                    entry, _tuned.path if entry is not None else None, note)
 
 
 def _why_skipped(decision: Decision, served_by: str | None) -> str:
@@ -293,9 +320,10 @@ def _enforce(decision: Decision, fallback: bool, served_by: str, why: str) -> No
         warnings.warn(message, HeteroFallbackWarning, stacklevel=4)
 
 
-def resolve(key: tuple):
-    """Cache miss: decide for ``key``, apply the policy and cache the kernel function."""
-    decision = decide(*split_key(key))
+def resolve(key: tuple, record=None):
+    """Cache miss: decide for ``key`` (calibrating its bucket on ``record`` if it has not
+    been measured), apply the policy and cache the kernel function."""
+    decision = decide(*split_key(key), record)
     if decision.chosen is None:
         raise DispatchError(decision)
     _enforce(decision, decision.fallback, decision.chosen.qualname,
@@ -310,7 +338,7 @@ def resolve(key: tuple):
 bridge_decisions: dict[tuple, tuple[Kernel | None, str | None]] = {}
 
 
-def resolve_bridge(key: tuple) -> tuple[Kernel | None, str | None]:
+def resolve_bridge(key: tuple, record=None) -> tuple[Kernel | None, str | None]:
     """Like :func:`resolve`, for the torch ops (``torch.ops.hetero.*``, used by
     :func:`hetero.enable`), whose last resort is PyTorch itself rather than the
     reference backend: ``reference`` serves a bridge call only when asked for by name
@@ -319,7 +347,7 @@ def resolve_bridge(key: tuple) -> tuple[Kernel | None, str | None]:
     applies as for :func:`resolve`; an exclusive order that cannot serve the call
     raises :class:`~hetero.errors.DispatchError`."""
     traits, backend, scope = split_key(key)
-    decision = decide(traits, backend, scope)
+    decision = decide(traits, backend, scope, record)
     chosen = decision.chosen
     if chosen is not None and chosen.backend == REFERENCE \
             and REFERENCE not in _requested(backend, scope)[0]:
@@ -361,19 +389,38 @@ def tuned_table() -> "tuned.Table | None":
     return _tuned
 
 
+def calibrating() -> bool:
+    """Whether a call whose bucket the tuned table lacks is measured first: a table is
+    in use, ``HETERO_CALIBRATE`` is not ``off``, and nothing is being traced."""
+    return (calibrator is not None and _tuned is not None and env.settings().calibrate
+            and not torch.compiler.is_compiling())
+
+
 def _tuned_from_environment() -> None:
-    """``HETERO_TUNED`` (a path or ``off``), else the default path when it exists. A bad
-    file is reported with a warning, not raised: importing hetero must not fail."""
+    """``HETERO_TUNED`` (a path or ``off``), else this machine's table. A file that is
+    not a table, or is another machine's, is reported with a warning and not used
+    (importing hetero must not fail); calibration then starts this machine's own."""
+    global tuned_ignored
     setting = env.settings().tuned
-    path = tuned.default_path() if setting is None else setting
-    if setting == "off" or (setting is None and not path.exists()):
+    tuned_ignored = None
+    if setting == "off":
         set_tuned_table(None)
         return
-    try:
-        set_tuned_table(path)
-    except ValueError as exc:
-        set_tuned_table(None)
-        warnings.warn(f"{exc}; dispatch ignores it", HeteroConfigWarning, stacklevel=2)
+    path = tuned.default_path() if setting is None else Path(setting)
+    table = None
+    if path.exists():
+        try:
+            table = tuned.load(path)
+            tuned_ignored = table.foreign()
+        except ValueError as exc:
+            tuned_ignored = str(exc)
+        if tuned_ignored is not None:
+            warnings.warn(f"tuned table {path} is not used: {tuned_ignored}",
+                          HeteroConfigWarning, stacklevel=2)
+            table, path = None, tuned.default_path()
+    if table is None and env.settings().calibrate:  # this machine's, filled as calls come
+        table = tuned.Table(path=str(path), fingerprint=fingerprint.current())
+    set_tuned_table(table)
 
 
 def clear_cache() -> None:
@@ -405,7 +452,9 @@ def _refresh() -> None:
     # entry never missing.
     wants_alignment.update({op: kernels is None or any(
         k.op == op and k.support.alignment > 1 for k in kernels) for op in names})
-    wants_bucket.update({op: _tuned is not None and op in _tuned.ops for op in names})
+    measuring = _tuned is not None and env.settings().calibrate
+    wants_bucket.update({op: _tuned is not None and (measuring or op in _tuned.ops)
+                         for op in names})
     for gone in set(wants_alignment) - set(names):
         del wants_alignment[gone], wants_bucket[gone]
 

@@ -31,10 +31,11 @@ from typing import Iterable, Iterator
 import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 
-from . import counters, registry
+from . import counters, registry, torch_ops
+from .backends.pytorch import NAME as TORCH_BACKEND
 from .dispatch import REFERENCE
 from .ops import registry as op_registry
-from .routing import bind
+from .routing import Call, bind
 
 
 def routes() -> dict:
@@ -46,6 +47,12 @@ def routes() -> dict:
 def routed_ops() -> tuple[str, ...]:
     """The ops :func:`enable` can route: those with routes."""
     return tuple(spec.name for spec in op_registry.specs() if spec.routes)
+
+
+def _records_autograd(args) -> bool:
+    """Whether autograd would record a call on ``args``."""
+    return torch.is_grad_enabled() and any(
+        isinstance(a, torch.Tensor) and a.requires_grad for a in args)
 
 
 class _Routing(TorchFunctionMode):
@@ -64,10 +71,26 @@ class _Routing(TorchFunctionMode):
         bound = bind(args, kwargs, route.names, route.defaults)
         verdict = "unsupported arguments (out=, ...)" if bound is None \
             else route.route(self, *bound)
-        if isinstance(verdict, torch.Tensor):
-            return verdict
+        native = None
+        if isinstance(verdict, Call):
+            if torch.compiler.is_compiling():  # the operator decides when the graph runs
+                return verdict.run()
+            autograd = _records_autograd(verdict.args)
+            with torch_ops.plain_torch():  # decide here: what PyTorch serves runs as written
+                key, record = verdict.prepare()
+                kernel, why = torch_ops.decide(key, record)
+                if kernel is not None and kernel.backend != TORCH_BACKEND and not autograd:
+                    return verdict.serve(kernel, record)  # no operator needed in between
+            if kernel is not None and kernel.backend != TORCH_BACKEND:
+                return verdict.run()  # the operator, for its autograd
+            # PyTorch's own call: chosen (the torch backend), or the last resort
+            native, verdict = (None, why) if kernel is None else (kernel.qualname, None)
         result = func(*args, **kwargs)
-        if verdict is not None and not torch.compiler.is_compiling():
+        if torch.compiler.is_compiling():
+            return result
+        if native is not None:
+            counters.record(route.op, native, route.flops(args, result))
+        elif verdict is not None:
             counters.record_fallback(route.op, f"{func.__name__}: {verdict}",
                                      route.flops(args, result))
         return result
@@ -75,12 +98,13 @@ class _Routing(TorchFunctionMode):
 
 # ---------------------------------------------------------------- switching it on and off
 def served_device_types() -> frozenset[str]:
-    """Device types that some available hetero backend (other than the reference)
-    serves by default: what :func:`enable` routes unless told otherwise."""
+    """Device types that some available backend with kernels of its own serves by
+    default (not the reference, nor backends of any device such as ``torch``): what
+    :func:`enable` routes unless told otherwise."""
     return frozenset(
         e.backend.device_type for e in registry.entries().values()
         if e.backend is not None and e.name != REFERENCE and e.backend.default
-        and not e.reasons_unavailable())
+        and e.backend.device_type != "any" and not e.reasons_unavailable())
 
 
 def _config(ops, devices) -> tuple[frozenset[str], frozenset[str]]:

@@ -36,10 +36,23 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "`torch.get_num_threads()` at each call.",
         "HETERO_NUM_THREADS=4",
     ),
+    "HETERO_CPU_ISA": (
+        "Kernel set of the native `cpu` backend: `avx512`, `avx2` or `portable`, to run a "
+        "lower set than the CPU's best (so every set stays tested). Default: the best "
+        "this CPU runs (`hetero info` names it).",
+        "HETERO_CPU_ISA=avx2",
+    ),
     "HETERO_TUNED": (
-        "Tuned dispatch table written by `hetero tune`: a path, or `off`. Default: "
-        "`~/.cache/hetero/tuned.json` (under `$XDG_CACHE_HOME` if set) when it exists.",
+        "Tuned dispatch table (self-calibration and `hetero tune` write it): a path, or "
+        "`off` (no table: no calibration either). Default: this machine's, "
+        "`~/.cache/hetero/tuned-<fingerprint>.json` (under `$XDG_CACHE_HOME` if set).",
         "HETERO_TUNED=off",
+    ),
+    "HETERO_CALIBRATE": (
+        "`off` stops self-calibration: the first call of a shape bucket no longer times "
+        "the kernels that can serve it; dispatch still uses the table's measurements. "
+        "Default `on`.",
+        "HETERO_CALIBRATE=off",
     ),
     "HETERO_STRICT": (
         "`1` is shorthand for `HETERO_FALLBACK=error` (used by the conformance suite).",
@@ -55,7 +68,9 @@ class Settings:
     backends: tuple[str, ...] | None = None
     fallback: str = "warn"
     num_threads: int | None = None
+    cpu_isa: str | None = None  # None: the best the CPU runs
     tuned: str | None = None  # a path, "off", or None for the default location
+    calibrate: bool = True
 
 
 def _warn(message: str) -> None:
@@ -107,8 +122,14 @@ def read(environ: Mapping[str, str] | None = None) -> Settings:
     tuned = environ.get("HETERO_TUNED", "").strip() or None
     if tuned is not None and tuned.lower() in ("off", "0", "no", "false", "none"):
         tuned = "off"
+    calibrate = environ.get("HETERO_CALIBRATE", "on").strip().lower() or "on"
+    if calibrate not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
+        _warn(f"HETERO_CALIBRATE={environ['HETERO_CALIBRATE']!r} is not on or off; "
+              f"using on")
+    cpu_isa = environ.get("HETERO_CPU_ISA", "").strip().lower() or None
     return Settings(backends=backends, fallback=fallback, num_threads=num_threads,
-                    tuned=tuned)
+                    cpu_isa=cpu_isa, tuned=tuned,
+                    calibrate=calibrate not in ("off", "0", "false", "no"))
 
 
 _current: Settings | None = None

@@ -9,7 +9,7 @@ import platform
 
 import torch
 
-from . import dispatch, env, registry
+from . import calibration, dispatch, env, registry
 from .ops import registry as op_registry
 
 
@@ -23,10 +23,15 @@ def info() -> dict:
     ``source`` (distribution), ``api_version`` (the plugin API it follows),
     ``details`` (facts beyond support, e.g. a simulated device's model), and
     ``kernels`` (op, name, declared support);
-    ``tuned_table``: the file dispatch's tuned table came from and its entry count, or
-    ``None``.
+    ``tuned_table``: the file dispatch's tuned table came from (where calibration saves
+    it), its entry count and the machine fingerprint it was measured on, or ``None``;
+    ``tuned_table_ignored``: why a table found at start-up is not used;
+    ``calibration``: whether calls of unmeasured buckets are measured, and what that
+    has cost this process (buckets, seconds, failures).
     """
     from . import __version__
+
+    table, spent = dispatch.tuned_table(), calibration.cost()
 
     backends = []
     for name, entry in sorted(registry.entries().items()):
@@ -61,8 +66,11 @@ def info() -> dict:
                         "known": list(env.VARIABLES)},
         "fallback_policy": dispatch.fallback_policy(),
         "default_order": {d: dispatch.default_order(d) for d in device_types},
-        "tuned_table": None if dispatch.tuned_table() is None else {
-            "path": dispatch.tuned_table().path, "entries": len(dispatch.tuned_table())},
+        "tuned_table": None if table is None else {
+            "path": table.path, "entries": len(table), "fingerprint": table.fingerprint},
+        "tuned_table_ignored": dispatch.tuned_ignored,
+        "calibration": {"on": dispatch.calibrating(), "buckets": spent.buckets,
+                        "seconds": round(spent.seconds, 3), "failed": spent.failed},
         "ops": ops,
         "backends": backends,
     }

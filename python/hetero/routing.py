@@ -3,10 +3,10 @@ its ``routes`` (``OpSpec.routes``: ``{torch function: Route}``), built from the 
 here.
 
 A route takes the routing mode (``mode.devices``: the device types enabled) and the
-call's arguments bound to its parameter names, and returns the result (hetero served
-the call), a reason (PyTorch serves it, counted in :func:`hetero.stats`) or ``None``
-(PyTorch serves it uncounted: arguments it will reject itself, so errors stay
-PyTorch's own).
+call's arguments bound to its parameter names, and returns a :class:`Call` of one of
+hetero's torch operators (hetero serves the call), a reason (PyTorch serves it, counted
+in :func:`hetero.stats`) or ``None`` (PyTorch serves it uncounted: arguments it will
+reject itself, so errors stay PyTorch's own).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from . import counters
+from .ops import registry as op_registry
 from .ops._checks import FLOAT_DTYPES
 
 _FLOAT = frozenset(FLOAT_DTYPES)
@@ -30,6 +32,42 @@ class Route(NamedTuple):
     names: tuple[str, ...]
     defaults: dict
     flops: Callable
+
+
+class BridgeOp(NamedTuple):
+    """One of hetero's torch operators, as routes call it: ``run(*args)`` is the operator
+    (``torch.ops.hetero.<op>``), ``prepare(*args)`` the dispatch key and record of the
+    same call (the op's ``prepare``), so the routing mode can see which kernel will serve
+    it."""
+
+    run: Callable
+    prepare: Callable
+
+
+class Call(NamedTuple):
+    """A PyTorch call translated into ``op.run(*args)``; ``finish`` (if any) turns the
+    operator's result into what the PyTorch call returns (a reshape)."""
+
+    op: BridgeOp
+    args: tuple
+    finish: Callable | None = None
+
+    def prepare(self) -> tuple:
+        return self.op.prepare(*self.args)
+
+    def run(self):
+        """The call through the torch operator (with its autograd)."""
+        return self._finished(self.op.run(*self.args))
+
+    def serve(self, kernel, record):
+        """The call by ``kernel`` on its ``record`` straight away (no autograd to
+        record), counted as the operator counts it."""
+        kernel.fn(record)
+        counters.record(kernel.op, kernel.qualname, op_registry.spec(kernel.op).flops(record))
+        return self._finished(record.out)
+
+    def _finished(self, result):
+        return result if self.finish is None else self.finish(result)
 
 
 def tensors(*values) -> bool:

@@ -30,15 +30,16 @@ def plain_torch():
         yield
 
 
-def decide(key: tuple) -> tuple[Kernel | None, str | None]:
-    """``(kernel, None)``, or ``(None, why PyTorch computes the call)``, for ``key``."""
-    return _bridge_decisions.get(key) or dispatch.resolve_bridge(key)
+def decide(key: tuple, args=None) -> tuple[Kernel | None, str | None]:
+    """``(kernel, None)``, or ``(None, why PyTorch computes the call)``, for ``key`` (the
+    call's record ``args`` lets an unmeasured bucket be calibrated)."""
+    return _bridge_decisions.get(key) or dispatch.resolve_bridge(key, args)
 
 
 def serve(key: tuple, args, flops: float) -> Kernel | None:
     """Run the call ``key``/``args`` on the kernel dispatch picks and count it; or, when
     PyTorch is to compute it, count the fallback and return ``None``."""
-    kernel, why = decide(key)
+    kernel, why = decide(key, args)
     if kernel is None:
         counters.record_fallback(key[0], why, flops)
         return None

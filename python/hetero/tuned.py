@@ -1,24 +1,31 @@
-"""Tuned dispatch: the fastest *correct* kernel per device, op, dtype and shape bucket.
+"""Tuned dispatch: the fastest *correct* kernel per device, op, dtype and shape bucket,
+measured on this machine.
 
-``hetero tune`` measures every backend (:mod:`hetero.bench`) and writes a :class:`Table`;
-dispatch consults it when the caller asked for no backend (``backend=``,
-``hetero.use`` and ``HETERO_BACKENDS`` come first) and picks the table's kernel over the
-default order's first, provided that kernel can serve the call. ``hetero.explain()``
-says when the table decided, and which file it came from.
+Entries come from self-calibration (:mod:`hetero.calibration`: the first call of a
+bucket times the kernels that can serve it, PyTorch's own among them) and from
+``hetero tune`` (the benchmark, :mod:`hetero.bench`). Dispatch consults the table when
+the caller asked for no backend (``backend=``, ``hetero.use`` and ``HETERO_BACKENDS``
+come first) and picks the table's kernel over the default order's first, provided that
+kernel can serve the call. ``hetero.explain()`` says when the table decided, with the
+measurement and the file it came from.
 
-Which table: ``HETERO_TUNED=PATH`` (``off`` disables tuning), else
-``$XDG_CACHE_HOME/hetero/tuned.json`` (``~/.cache/hetero/tuned.json``) when it exists;
-:func:`hetero.set_tuned_table` sets one from Python.
+A table records the :mod:`~hetero.fingerprint` of the machine it was measured on; one
+from another fingerprint is ignored, with the reason.
+
+Which table: ``HETERO_TUNED=PATH`` (``off`` disables tuning and calibration), else this
+machine's, ``$XDG_CACHE_HOME/hetero/tuned-<fingerprint>.json``
+(``~/.cache/hetero/...``); :func:`hetero.set_tuned_table` sets one from Python.
 
 Buckets: every size an op buckets by (``OpSpec.bucket_dims``: ``(M, N, K)`` for gemm,
-``(Sq, Sk)`` for attention) rounded up to a power of two; head dims, dtype and features
-are already part of dispatch's traits. A call whose bucket was never measured follows
-the default order.
+``(Sq, Sk)`` for attention) rounded up to a power of two, and the categories it buckets
+by as they are (lowercase names: gemm's operand ``layout``, which changes how fast a
+kernel reads them); head dims, dtype and features are already part of dispatch's
+traits. A call whose bucket was never measured follows the default order.
 
-File format (JSON)::
+File format (JSON; ``hetero-tuned/1`` files, without a fingerprint, are read too)::
 
-    {"format": "hetero-tuned/1", "created": "...", "entries": [
-        {"device": "AMD EPYC", "op": "gemm", "dtype": "float32", "bucket": [16, 4096, 4096],
+    {"format": "hetero-tuned/2", "created": "...", "fingerprint": {...}, "entries": [
+        {"device": "AMD EPYC", "op": "gemm", "dtype": "float32", "bucket": [16, 4096, 4096, 1],
          "kernel": "cpu.gemm", "median_s": 0.017, "runner_up": "reference.torch",
          "runner_up_s": 0.41, "cases": 2}]}
 """
@@ -34,9 +41,11 @@ from pathlib import Path
 
 import torch
 
+from . import fingerprint as machine
 from .ops import registry as op_registry
 
-FORMAT = "hetero-tuned/1"
+FORMAT = "hetero-tuned/2"
+_READS = ("hetero-tuned/1", FORMAT)
 
 
 def pow2_ceil(n: int) -> int:
@@ -49,11 +58,11 @@ def bucket(*sizes: int) -> tuple[int, ...]:
     return tuple(pow2_ceil(n) for n in sizes)
 
 
-def bucket_label(op: str, sizes) -> str:
-    """``gemm (16, 4096, 4096)`` -> ``"M≤16 N≤4096 K≤4096"``."""
+def bucket_label(op: str, bucket) -> str:
+    """``gemm (16, 4096, 4096, 1)`` -> ``"M≤16 N≤4096 K≤4096 layout 1"``."""
     spec = op_registry.get(op)
-    names = spec.bucket_dims if spec is not None else [f"dim{i}" for i in range(len(sizes))]
-    return " ".join(f"{d}≤{v}" for d, v in zip(names, sizes))
+    names = spec.bucket_dims if spec is not None else [f"dim{i}" for i in range(len(bucket))]
+    return " ".join(f"{d} {v}" if d.islower() else f"{d}≤{v}" for d, v in zip(names, bucket))
 
 
 @lru_cache(maxsize=None)
@@ -93,20 +102,32 @@ class Entry:
         return self.kernel.split(".", 1)[0]
 
     def describe(self) -> str:
-        margin = (f", {self.runner_up_s / self.median_s:.2f}× faster than {self.runner_up}"
-                  if self.runner_up and self.median_s > 0 else "")
+        margin = (f" ({_ms(self.median_s)} against {self.runner_up}'s {_ms(self.runner_up_s)}, "
+                  f"{self.runner_up_s / self.median_s:.2f}×)"
+                  if self.runner_up and self.median_s > 0 else f" ({_ms(self.median_s)})")
         return (f"{self.kernel} fastest correct for {self.op} {self.dtype} "
                 f"{bucket_label(self.op, self.bucket)} on {self.device}{margin}")
 
 
-class Table:
-    """A set of :class:`Entry`, at most one per (device, op, dtype, bucket)."""
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms"
 
-    def __init__(self, entries=(), path: str | None = None, created: str | None = None):
-        self.path, self.created = path, created
+
+class Table:
+    """A set of :class:`Entry`, at most one per (device, op, dtype, bucket), measured on
+    the machine ``fingerprint`` describes (``None``: unknown, e.g. a table made in
+    code)."""
+
+    def __init__(self, entries=(), path: str | None = None, created: str | None = None,
+                 fingerprint: dict | None = None):
+        self.path, self.created, self.fingerprint = path, created, fingerprint
         self.entries: dict[tuple, Entry] = {}
         for e in entries:
-            self.entries[(e.device, e.op, e.dtype, tuple(e.bucket))] = e
+            self.add(e)
+
+    def add(self, entry: Entry) -> None:
+        """Add or replace the entry of ``entry``'s (device, op, dtype, bucket)."""
+        self.entries[(entry.device, entry.op, entry.dtype, tuple(entry.bucket))] = entry
 
     def lookup(self, device: str, op: str, dtype: str, bucket) -> Entry | None:
         return self.entries.get((device, op, dtype, tuple(bucket)))
@@ -116,20 +137,24 @@ class Table:
         return {e.op for e in self.entries.values()}
 
     def as_dict(self) -> dict:
-        return {"format": FORMAT, "created": self.created,
+        return {"format": FORMAT, "created": self.created, "fingerprint": self.fingerprint,
                 "entries": [dict(asdict(e), bucket=list(e.bucket))
                             for e in self.entries.values()]}
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the table to ``path`` (through a temporary file, so a reader never
+        sees half of it)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=1) + "\n")
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(self.as_dict(), indent=1) + "\n")
+        partial.replace(path)
         return path
 
     @classmethod
     def from_dict(cls, data: dict, path: str | None = None) -> "Table":
         where = path or "tuned table"
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in _READS:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{where}: expected format {FORMAT!r}, got {found!r}")
         entries = []
@@ -141,16 +166,29 @@ class Table:
                 entries.append(Entry(**dict(item, bucket=tuple(int(b) for b in item["bucket"]))))
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{where}: entry {i} is malformed ({exc})") from None
-        return cls(entries, path=path, created=data.get("created"))
+        return cls(entries, path=path, created=data.get("created"),
+                   fingerprint=data.get("fingerprint"))
+
+    def foreign(self) -> str | None:
+        """Why this table does not describe this machine (``None``: it does, or it does
+        not say which machine it describes)."""
+        if self.fingerprint is None:
+            return None
+        ours = machine.current()
+        if self.fingerprint == ours:
+            return None
+        return ("measured on another machine or build: "
+                + "; ".join(machine.differences(self.fingerprint, ours)))
 
     def __len__(self) -> int:
         return len(self.entries)
 
 
 def default_path() -> Path:
-    """``$XDG_CACHE_HOME/hetero/tuned.json`` (``~/.cache/hetero/tuned.json``)."""
+    """This machine's table: ``$XDG_CACHE_HOME/hetero/tuned-<fingerprint digest>.json``
+    (``~/.cache/hetero/...``)."""
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "hetero" / "tuned.json"
+    return Path(cache) / "hetero" / f"tuned-{machine.digest(machine.current())}.json"
 
 
 def load(path: str | os.PathLike) -> Table:

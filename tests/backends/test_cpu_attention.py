@@ -22,13 +22,6 @@ from hetero.testing import check_within, flash_rule_bound, poison_, randn
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
-@pytest.fixture(params=["portable", "auto"])
-def isa(request):
-    previous = _C.set_cpu_isa(request.param)
-    yield _C.cpu_isa()
-    _C.set_cpu_isa(previous)
-
-
 @pytest.fixture(params=[1, 3])
 def threads(request, hetero_env):
     hetero_env(HETERO_NUM_THREADS=str(request.param))

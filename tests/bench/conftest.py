@@ -1,33 +1,11 @@
-"""Fixtures for the harness tests: backends with known behaviour and a tiny shape file."""
+"""Fixtures for the harness tests: a tiny shape file (the backends with known behaviour
+are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-from hetero import registry
-
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-
-
-@pytest.fixture
-def bench_backends():
-    """Registers ``sleepy``, ``fastwrong``, ``gemmonly`` and ``broken``
-    (tests/fixtures/bench_backends.py) for one test."""
-    sys.path.insert(0, str(FIXTURES))
-    try:
-        import bench_backends as module
-        made = module.backends()
-        for backend in made:
-            registry.register(backend)
-        yield {b.name: b for b in made}
-    finally:
-        for backend in made:
-            registry.unregister(backend.name)
-        sys.path.remove(str(FIXTURES))
 
 
 @pytest.fixture

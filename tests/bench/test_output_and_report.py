@@ -40,7 +40,7 @@ def test_csv_has_one_line_per_row(doc, tmp_path):
     with open(output.write_csv(doc, tmp_path / "run.csv")) as f:
         lines = list(csv.DictReader(f))
     assert len(lines) == len(doc["rows"])
-    assert lines[0]["host"] == doc["machine"]["host"] and lines[0]["bucket"] == "64x32x64"
+    assert lines[0]["host"] == doc["machine"]["host"] and lines[0]["bucket"] == "64x32x64x1"
 
 
 def test_load_refuses_other_files(tmp_path):

@@ -76,7 +76,7 @@ def test_wrong_kernel_is_flagged_and_never_ranked(bench_backends, tiny_shapes):
     broken = by[("gemm", gemm_a, "broken")]
     assert broken["status"] == "error" and "device lost" in broken["reason"]
     text = bench.table(doc)
-    assert "**WRONG**" in text and "2 wrong results" in text.splitlines()[-1]
+    assert "**WRONG**" in text and "2 wrong results" in text.splitlines()[-2]
 
 
 def test_every_result_is_checked_where_an_edge_tile_is_wrong(bench_backends, tiny_shapes):
@@ -111,3 +111,27 @@ def test_default_participants_are_the_available_backends_and_torch():
     assert plan.backends[-1] == "torch" and "reference" not in plan.backends
     assert "cpu" in plan.backends  # the native backend is built in CI
     assert "triton" not in plan.backends  # opt-in on the CPU (interpreter)
+
+
+def test_memory_bound_cases_are_timed_on_copies_beyond_the_cache(monkeypatch):
+    monkeypatch.setattr(machine, "last_level_cache_bytes", lambda: 8 << 20)
+    peaks = machine.Peaks({"float32": 1.0}, 0.05, "test")  # 1 TFLOP/s, 50 GB/s
+    decode = GemmCase(1, 1024, 1024)  # 4 MiB of weights: memory-bound
+    assert runner._cold_copies(decode, "float32", torch.device("cpu"), peaks) == 8
+    square = GemmCase(512, 512, 512)  # compute-bound
+    assert runner._cold_copies(square, "float32", torch.device("cpu"), peaks) == 1
+    assert runner._cold_copies(decode, "float32", torch.device("cpu"),
+                               machine.Peaks({}, None, "unknown")) == 1
+
+
+def test_rows_above_the_peak_are_flagged_and_dispatch_is_summarised():
+    peaks = machine.Peaks({"float32": 1e-3}, 1e-3, "test")  # 1 GFLOP/s: anything beats it
+    row = runner.new_row(GemmCase(64, 64, 64), "float32", "cpu", "dev")
+    runner._metrics(row, timing.Samples((1e-4,)), peaks)
+    assert row["flag"].startswith("above 100% of the peak")
+    row.update(status="ok", rank=1, speedup=0.5, dispatch=True, kernel="cpu.gemm")
+    doc = {"rows": [row], "peaks": {"tflops": {"float32": 1e-3}, "tbytes_per_s": 1e-3,
+                                   "source": "test"}}
+    summary = bench.output.dispatch_summary(doc)
+    assert "for 0 of 1 cases (slowest 0.50×)" in summary and "(cpu.gemm, 0.50×)" in summary
+    assert "1 rows above 100% of the peak" in summary

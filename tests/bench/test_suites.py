@@ -15,7 +15,7 @@ def test_gemm_formulas():
     case = GemmCase(3, 5, 7, batch=2)
     assert case.flops == 2 * 2 * 3 * 5 * 7
     assert case.min_bytes(2) == 2 * 2 * (3 * 7 + 7 * 5 + 3 * 5)
-    assert case.bucket == (4, 8, 8)
+    assert case.bucket == (4, 8, 8, 1)  # x @ w.t(): b column-major
     assert case.shape == "2×3×5×7"
 
 

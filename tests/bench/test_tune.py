@@ -26,19 +26,20 @@ def measured(bench_backends, tiny_shapes, tmp_path):
 
 def test_tuned_table_overturns_the_default_order(measured):
     doc, _ = measured
-    a, b = torch.randn(96, 72), torch.randn(72, 80)  # the bucket of case "a"
+    a, b = torch.randn(96, 72), torch.randn(80, 72).t()  # the bucket of case "a": x @ w.t()
     assert hetero.explain("gemm", a, b).chosen.qualname == "sleepy.k"  # priority 1000
     table = tune.table_from_runs([doc])
     device = tuned.device_name(torch.device("cpu"))
-    entry = table.lookup(device, "gemm", "float32", (128, 128, 128))
-    # fastwrong is the fastest but wrong: never picked; sleepy is correct but slow
-    assert entry.kernel == "cpu.gemm" and entry.runner_up == "sleepy.k"
+    entry = table.lookup(device, "gemm", "float32", (128, 128, 128, 1))
+    # fastwrong is the fastest but wrong: never picked; sleepy is correct but slow; the
+    # PyTorch baseline stands for the torch backend's kernel
+    fast = ("cpu.gemm", "torch.matmul")
+    assert entry.kernel in fast and entry.runner_up in fast
     assert entry.median_s < entry.runner_up_s
-    assert table.lookup(device, "gemm", "float32", (16, 64, 32)).kernel == "cpu.gemm"
-    assert {e.kernel for e in table.entries.values()} == {"cpu.gemm"}
+    assert {e.kernel for e in table.entries.values()} <= set(fast)
     hetero.set_tuned_table(table)
     decision = hetero.explain("gemm", a, b)
-    assert decision.chosen.qualname == "cpu.gemm" and decision.tuned_choice
+    assert decision.chosen.qualname == entry.kernel and decision.tuned_choice
     assert "chosen by the tuned table" in str(decision)
     # a bucket nobody measured keeps the default order
     assert hetero.explain("gemm", torch.randn(1000, 72), b).chosen.qualname == "sleepy.k"
@@ -47,23 +48,31 @@ def test_tuned_table_overturns_the_default_order(measured):
 def test_a_kernel_wrong_anywhere_in_a_bucket_is_out():
     def row(kernel, case, seconds, status="ok"):
         return {"backend": kernel.split(".")[0], "kernel": kernel, "status": status,
-                "device_name": "dev", "op": "gemm", "dtype": "float32", "bucket": [8, 8, 8],
+                "device_name": "dev", "op": "gemm", "dtype": "float32", "bucket": [8, 8, 8, 0],
                 "case": case, "median_s": seconds}
     doc = {"rows": [row("fast.k", "x", 1.0), row("fast.k", "y", 1.0, "wrong"),
-                    row("slow.k", "x", 3.0), row("slow.k", "y", 3.0), row("torch", "x", 0.1)]}
+                    row("slow.k", "x", 3.0), row("slow.k", "y", 3.0)]}
     (entry,) = tune.table_from_runs([doc]).entries.values()
     assert (entry.kernel, entry.median_s, entry.cases, entry.runner_up) == ("slow.k", 6.0, 2, None)
+
+
+def test_the_pytorch_baseline_stands_for_the_torch_backend():
+    rows = [{"backend": name, "kernel": name if name == "torch" else "slow.k", "status": "ok",
+             "device_name": "dev", "op": "gemm", "dtype": "float32", "bucket": [8, 8, 8, 0],
+             "case": "x", "median_s": seconds} for name, seconds in (("slow", 3.0), ("torch", 0.1))]
+    (entry,) = tune.table_from_runs([{"rows": rows}]).entries.values()
+    assert (entry.kernel, entry.runner_up) == ("torch.matmul", "slow.k")
 
 
 def test_cli_tune_writes_and_merges(measured, tmp_path, capsys):
     _, run = measured
     out = tmp_path / "tuned.json"
     assert main(["tune", "--from", str(run), "--out", str(out)]) == 0
-    assert "cpu.gemm fastest correct for gemm float32" in capsys.readouterr().out
+    assert "fastest correct for gemm float32" in capsys.readouterr().out
     first = tuned.load(out)
     assert len(first) == 2
     extra = first.as_dict()
-    extra["entries"][0].update(bucket=[1, 1, 1])  # an entry from an earlier tuning run
+    extra["entries"][0].update(bucket=[1, 1, 1, 0])  # an entry from an earlier tuning run
     out.write_text(json.dumps(extra))
     assert main(["tune", "--from", str(run), "--out", str(out)]) == 0
     assert len(tuned.load(out)) == 3  # kept, and the two measured ones rewritten

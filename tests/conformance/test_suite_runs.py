@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 @pytest.mark.parametrize("backend,quick", [
-    ("reference", False), ("cpu", False),
+    ("reference", False), ("cpu", False), ("torch", False),
     ("triton", True),  # the interpreter is slow
     # the GPU kernel source by the host emulation (tensor-core and SIMT paths), and on a GPU
     ("cuda_emulated", False), ("rocm_emulated", False), ("cuda", False), ("rocm", False)])

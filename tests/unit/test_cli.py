@@ -13,7 +13,7 @@ from hetero.cli import main
 def test_info_lists_reference_and_cpu_as_available(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
-    assert "default order for cpu: cpu > reference" in text
+    assert "default order for cpu: cpu > torch > reference" in text
     ops = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("op ")}
     assert list(ops) == ["op gemm", "op attention"]
     assert "cpu.gemm" in ops["op gemm"] and "reference.torch" in ops["op attention"]
@@ -57,7 +57,7 @@ def test_explain_gemm_and_attention(capsys):
     assert "runs cpu.gemm" in capsys.readouterr().out
     assert main(["explain", "gemm", "--shape", "4x5x6", "--dtype", "fp64"]) == 0
     out = capsys.readouterr().out
-    assert "runs reference.torch" in out and "- cpu.gemm: dtype float64 not in" in out
+    assert "runs torch.matmul" in out and "- cpu.gemm: dtype float64 not in" in out
     assert main(["explain", "attention", "--shape", "1,8,16,64", "--kv-heads", "2",
                  "--causal", "--mask", "bool"]) == 0
     out = capsys.readouterr().out

@@ -53,8 +53,8 @@ def ab(dtype=torch.float32):
     return randn(4, 3, dtype=dtype, seed=1), randn(3, 5, dtype=dtype, seed=2)
 
 
-def test_default_order_prefers_native_cpu_then_reference():
-    assert dispatch.default_order("cpu") == ["cpu", "reference"]
+def test_default_order_prefers_native_cpu_then_pytorch_then_reference():
+    assert dispatch.default_order("cpu") == ["cpu", "torch", "reference"]
     decision = hetero.explain("gemm", *ab())
     assert decision.chosen.qualname == "cpu.gemm"
     assert not decision.fallback
@@ -104,7 +104,7 @@ def test_explicit_backend_that_cannot_serve_raises_with_reasons():
 def test_star_expands_to_default_order_and_fallback_warns_once():
     a, b = ab(torch.float64)
     with hetero.use("cpu", "*"):
-        with pytest.warns(hetero.HeteroFallbackWarning, match=r"runs on reference.torch "
+        with pytest.warns(hetero.HeteroFallbackWarning, match=r"runs on torch.matmul "
                           r"because cpu.gemm: dtype float64"):
             out = hetero.gemm(a, b)
         torch.testing.assert_close(out, a @ b)
@@ -172,10 +172,10 @@ def test_cache_key_distinguishes_dtype_and_features():
 def test_explain_lists_every_candidate_with_reasons():
     q = randn(1, 2, 3, 300, dtype=torch.float32)  # head dim beyond the cpu kernel's 256
     decision = hetero.explain(hetero.attention, q, q, q, causal=True)
-    assert decision.chosen.qualname == "reference.torch"
+    assert decision.chosen.qualname == "torch.sdpa"
     assert [(c.label, c.reasons) for c in decision.candidates] == [
         ("cpu.flash", ["head dim 300 outside [1, 256]", "value head dim 300 outside [1, 256]"]),
-        ("reference.torch", [])]
+        ("torch.sdpa", []), ("reference.torch", [])]
     text = str(decision)
     assert "causal=True" in text and "cpu.flash: head dim 300 outside [1, 256]" in text
     with pytest.raises(ValueError, match="op: expected one of"):

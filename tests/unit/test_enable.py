@@ -100,7 +100,18 @@ def test_unfit_calls_fall_back_with_their_reason(name):
     assert not hetero.stats().served
 
 
-def test_no_hetero_kernel_falls_back_inside_the_op():
+def test_a_call_the_torch_backend_serves_runs_as_written_and_counts_as_served():
+    a, b = A.double(), B.double()
+    hetero.set_fallback_policy("silent")
+    with hetero.enabled():
+        got = a @ b
+    assert torch.equal(got, a @ b)
+    assert not hetero.stats().fallbacks
+    assert hetero.stats().served["gemm"]["torch.matmul"].calls == 1
+
+
+def test_without_a_hetero_kernel_pytorch_runs_it_counted_with_the_reason(
+        without_the_torch_backend):
     a, b = A.double(), B.double()
     hetero.set_fallback_policy("silent")
     with hetero.enabled():

@@ -97,7 +97,17 @@ def test_attention_grads_match_float64(Sq, Sk, causal, mask):
     assert set(hetero.stats().served["attention_backward"]) == {"cpu.flash"}
 
 
-def test_pytorch_is_the_last_resort_and_counted():
+def test_the_torch_backend_serves_what_cpu_cannot_and_is_counted_as_served():
+    a, b = randn(4, 5, dtype=torch.float64, seed=1), randn(5, 3, dtype=torch.float64, seed=2)
+    with pytest.warns(hetero.HeteroFallbackWarning, match="runs on torch.matmul because cpu.gemm"):
+        out = torch.ops.hetero.gemm(a, b)
+    torch.testing.assert_close(out, a @ b)
+    (kernel, count), = hetero.stats().served["gemm"].items()
+    assert kernel == "torch.matmul" and count.calls == 1 and count.flops == 2 * 4 * 3 * 5
+    assert not hetero.stats().fallbacks
+
+
+def test_pytorch_is_the_last_resort_and_counted(without_the_torch_backend):
     a, b = randn(4, 5, dtype=torch.float64, seed=1), randn(5, 3, dtype=torch.float64, seed=2)
     with pytest.warns(hetero.HeteroFallbackWarning, match="runs on PyTorch because cpu.gemm"):
         out = torch.ops.hetero.gemm(a, b)
@@ -107,7 +117,10 @@ def test_pytorch_is_the_last_resort_and_counted():
     assert "gemm" not in hetero.stats().served
 
 
-def test_attention_fallback_keeps_gradients():
+@pytest.mark.parametrize("served_by", ["torch.sdpa", "PyTorch"])
+def test_attention_cpu_cannot_serve_keeps_gradients(served_by, request):
+    if served_by == "PyTorch":
+        request.getfixturevalue("without_the_torch_backend")
     q, k, v, _ = attention_inputs(1, 2, 2, 4, 6, 300, 300, seed=7)  # head dim above cpu's
     q, k, v = (t.requires_grad_() for t in (q, k, v))
     hetero.set_fallback_policy("silent")
@@ -116,9 +129,14 @@ def test_attention_fallback_keeps_gradients():
     expected = attention_grads_reference(q, k, v, torch.ones_like(out), None, True)
     for ours, ref in zip(grads, expected):
         torch.testing.assert_close(ours.double(), ref, atol=1e-5, rtol=1e-5)
-    fallbacks = hetero.stats().fallbacks
-    assert set(fallbacks) == {"attention", "attention_backward"}
-    assert all("head dim 300" in r for per in fallbacks.values() for r in per)
+    stats = hetero.stats()
+    if served_by == "PyTorch":
+        assert set(stats.fallbacks) == {"attention", "attention_backward"} and not stats.served
+        assert all("head dim 300" in r for per in stats.fallbacks.values() for r in per)
+    else:
+        assert not stats.fallbacks
+        assert {op: set(per) for op, per in stats.served.items()} == {
+            "attention": {"torch.sdpa"}, "attention_backward": {"torch.sdpa"}}
 
 
 def test_error_policy_and_exclusive_order_raise():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hetero
-from hetero import HeteroConfigWarning, dispatch, tuned
+from hetero import HeteroConfigWarning, dispatch, fingerprint, tuned
 from hetero.tuned import Entry, Table
 
 
@@ -22,7 +22,7 @@ def table_in_use():
     hetero.set_tuned_table(None)
 
 
-def _entry(kernel, bucket=(8, 8, 8), dtype="float32", op="gemm"):
+def _entry(kernel, bucket=(8, 8, 8, 0), dtype="float32", op="gemm"):
     return Entry(tuned.device_name(torch.device("cpu")), op, dtype, bucket, kernel, 1e-3,
                  "cpu.gemm", 2e-3)
 
@@ -31,7 +31,7 @@ def test_buckets_round_up_to_powers_of_two():
     assert [tuned.pow2_ceil(n) for n in (0, 1, 2, 3, 64, 65)] == [0, 1, 2, 4, 64, 128]
     assert tuned.bucket(5, 7, 6) == (8, 8, 8)
     assert tuned.bucket(1, 1000) == (1, 1024)
-    assert tuned.bucket_label("gemm", (8, 8, 8)) == "M≤8 N≤8 K≤8"
+    assert tuned.bucket_label("gemm", (8, 8, 8, 1)) == "M≤8 N≤8 K≤8 layout 1"
 
 
 def test_table_file_round_trip(tmp_path):
@@ -41,7 +41,7 @@ def test_table_file_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"format": "other"}, "expected format 'hetero-tuned/1'"),
+    ({"format": "other"}, "expected format 'hetero-tuned/2'"),
     ({"format": "hetero-tuned/1", "entries": [{"op": "gemm"}]}, "entry 0 is malformed"),
     ({"format": "hetero-tuned/1", "entries": [dict(
         device="x", op="gemm", dtype="float32", bucket=[1, 2], kernel="cpu.gemm",
@@ -64,11 +64,12 @@ def test_the_table_changes_the_decision_for_its_bucket_only(table_in_use):
     assert not decision.fallback  # a tuned preference is not a fallback
     text = str(decision)
     assert "tuned table test-table: reference.torch fastest correct for gemm float32 " \
-           "M≤8 N≤8 K≤8" in text and "chosen by the tuned table" in text
+           "M≤8 N≤8 K≤8 layout 0" in text and "chosen by the tuned table" in text
     with hetero.use(policy="error"), warnings.catch_warnings():
         warnings.simplefilter("error")
         torch.testing.assert_close(hetero.gemm(a, b), a @ b)  # runs, no fallback raised
     assert hetero.explain("gemm", torch.randn(50, 6), b).chosen.qualname == "cpu.gemm"
+    assert hetero.explain("gemm", a, b.t().contiguous().t()).chosen.qualname == "cpu.gemm"
     assert hetero.explain("gemm", a.half(), b.half()).chosen.qualname == "cpu.gemm"
     # a request by name beats the table
     assert hetero.explain("gemm", a, b, backend="cpu").chosen.qualname == "cpu.gemm"
@@ -80,7 +81,7 @@ def test_an_entry_that_cannot_serve_the_call_is_passed_over(table_in_use):
     table_in_use(Table([_entry("cpu.gemm", dtype="float64")]))
     a, b = torch.randn(5, 6, dtype=torch.float64), torch.randn(6, 7, dtype=torch.float64)
     decision = hetero.explain("gemm", a, b)
-    assert decision.chosen.qualname == "reference.torch" and not decision.tuned_choice
+    assert decision.chosen.qualname == "torch.matmul" and not decision.tuned_choice
     assert "not used: that kernel cannot serve this call" in str(decision)
 
 
@@ -97,7 +98,7 @@ def test_the_environment_picks_the_table(hetero_env, tmp_path):
     path = Table([_entry("reference.torch")]).save(tmp_path / "t.json")
     hetero_env(HETERO_TUNED=str(path))
     assert hetero.tuned_table().path == str(path)
-    assert hetero.info()["tuned_table"] == {"path": str(path), "entries": 1}
+    assert hetero.info()["tuned_table"] == {"path": str(path), "entries": 1, "fingerprint": None}
     hetero_env(HETERO_TUNED="off")
     assert hetero.tuned_table() is None
     path.write_text("not json")
@@ -108,7 +109,8 @@ def test_the_environment_picks_the_table(hetero_env, tmp_path):
 
 def test_the_default_location_is_used_when_present(hetero_env, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert tuned.default_path() == tmp_path / "hetero" / "tuned.json"
+    digest = fingerprint.digest(fingerprint.current())
+    assert tuned.default_path() == tmp_path / "hetero" / f"tuned-{digest}.json"
     Table([_entry("reference.torch")]).save(tuned.default_path())
     hetero_env(HETERO_TUNED="")  # unset: the default location
     assert hetero.tuned_table().path == str(tuned.default_path())

@@ -1,7 +1,8 @@
 """The native CPU backend: kernels from ``hetero._C`` (``backends/cpu/`` in C++).
 
-GEMM: packed panels and an AVX2/FMA micro-kernel chosen at run time (a portable path
-otherwise); bf16/fp16 are widened while packing, so they run at fp32 speed.
+GEMM: packed panels and a micro-kernel from the kernel set chosen at run time from the
+CPU's features (``avx512``, ``avx2``, ``portable``; ``HETERO_CPU_ISA`` forces a lower
+one); bf16/fp16 are widened while packing, so they run at fp32 speed.
 Attention: flash attention forward and backward with float32 accumulation.
 Both run on ``num_threads()`` threads.
 
@@ -11,9 +12,12 @@ views; the C++ launchers validate them again and never see torch.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .. import env
+from ..errors import HeteroConfigWarning
 from ..kernel import Kernel, Support
 from ..ops.attention.api import FEATURES as ATTENTION_FEATURES
 from ..ops.attention.api import head_dims
@@ -39,6 +43,17 @@ def num_threads() -> int:
     return env.settings().num_threads or torch.get_num_threads()
 
 
+def _select_isa(isa: str) -> None:
+    """Run kernel set ``isa`` (``HETERO_CPU_ISA``); one this CPU cannot run is reported
+    and the best one runs."""
+    try:
+        _C.set_cpu_isa(isa)
+    except ValueError as exc:
+        _C.set_cpu_isa("auto")
+        warnings.warn(f"HETERO_CPU_ISA: {exc}; running {_C.cpu_isa()}", HeteroConfigWarning,
+                      stacklevel=2)
+
+
 def _gemm(args):
     _C.gemm(view(args.a), view(args.b), view(args.out), _optional(args.bias), args.alpha,
             args.beta, num_threads())
@@ -60,7 +75,7 @@ def attention_forward(q, k, v, mask, causal: bool, scale: float, out) -> torch.T
 def attention_backward(dout, q, k, v, out, lse, mask, causal: bool, scale: float):
     """``(dq, dk, dv)`` of :func:`attention_forward` from its ``out`` and ``lse``
     (the same arguments as the forward; ``dout`` shaped like ``out``)."""
-    dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype) for t in (q, k, v))
+    dq, dk, dv = (torch.empty_like(t) for t in (q, k, v))  # in the inputs' layouts
     _C.attention_backward(view(dout), view(q), view(k), view(v), view(out), view(lse),
                           _optional(mask), causal, scale, view(dq), view(dk), view(dv),
                           num_threads())
@@ -90,7 +105,15 @@ class CpuBackend(Backend):
         if _IMPORT_ERROR is not None:
             return [f"native module hetero._C is not built or failed to import: "
                     f"{_IMPORT_ERROR}"]
+        _select_isa(env.settings().cpu_isa or "auto")
         return []
+
+    @property
+    def details(self) -> dict:
+        if _C is None:
+            return {}
+        return {"kernel set": f"{_C.cpu_isa()} (this CPU and build run {_C.cpu_isas()}; "
+                              f"HETERO_CPU_ISA picks one)"}
 
     def kernels(self):
         return (

@@ -16,6 +16,8 @@ peaks), :mod:`~hetero.bench.timing`, :mod:`~hetero.bench.runner` (the sweep),
 """
 
 from .output import load, table, write_csv, write_json
-from .runner import TORCH, plan, run
+from .runner import plan, run
+from .work import TORCH, BenchSpec, Work
 
-__all__ = ["TORCH", "load", "plan", "run", "table", "write_csv", "write_json"]
+__all__ = ["TORCH", "BenchSpec", "Work", "load", "plan", "run", "table", "write_csv",
+           "write_json"]

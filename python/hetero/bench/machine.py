@@ -2,14 +2,17 @@
 and the device's peak compute and memory bandwidth (the denominators of "% of peak").
 
 On a GPU the peaks come from the datasheet table in :mod:`hetero.devices`. On the CPU
-they are measured, never looked up: the FMA peak by the native ``cpu`` backend's FMA loop
-on the benchmark's threads (best of 3), the bandwidth as the faster of a STREAM-style
-triad ``a = b + s·c`` (12 bytes per element: two reads and one write) and a read-only dot
-product ``b·c`` (8 bytes per element) over 128 MiB float32 arrays, best of 5 each. Memory-bound kernels
-such as decode GEMVs only read, and reading alone runs faster than the triad's mix, so
-the triad alone would put them above 100% of the roofline. Low-precision dtypes share the
-fp32 FMA peak on a CPU: no hetero CPU kernel multiplies in bf16/fp16, they are widened to
-fp32 first.
+they are measured, never looked up, with the best instructions the CPU has (whatever
+kernel set hetero runs): the fp32 peak by the native ``cpu`` backend's FMA loop on the
+benchmark's threads (best of 3); the bf16 peak by its bf16 pair-dot loop (``vdpbf16ps``)
+where the CPU has AVX512_BF16, else the fp32 peak (bf16 is then widened to fp32 to
+multiply); fp16 the fp32 peak (no CPU here multiplies fp16 faster). The bandwidth is the
+fastest of a STREAM-style triad ``a = b + s·c`` (12 bytes per element: two reads and one
+write) and a read-only dot product ``b·c`` (8 bytes per element) over 128 MiB float32
+arrays, best of 5 each, and hetero's own GEMV streaming a 128 MiB weight. Memory-bound
+kernels such as decode GEMVs only read, and reading alone runs faster than the triad's
+mix, so the triad alone would put them above 100% of the roofline; PyTorch's reductions
+read more slowly than hetero's GEMV does.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .. import devices, tuned
+from .. import devices, fingerprint, tuned
 
 
 @dataclass(frozen=True)
@@ -43,17 +46,27 @@ class Peaks:
 
 
 def measure_cpu_peaks(threads: int) -> Peaks:
-    """This CPU's FMA peak and memory bandwidth on ``threads`` threads, measured."""
+    """This CPU's fp32 and bf16 peaks and memory bandwidth on ``threads`` threads,
+    measured."""
     try:
         from .. import _C
-        gflops = max(_C.fma_peak_gflops(threads) for _ in range(3))
-        how = f"measured: FMA loop on {threads} threads (hetero._C, {_C.cpu_isa()})"
+        active = _C.set_cpu_isa("auto")  # the CPU's best instructions, whatever runs
+        try:
+            gflops = max(_C.fma_peak_gflops(threads) for _ in range(3))
+            bf16 = max(_C.bf16_dot_peak_gflops(threads) for _ in range(3))
+        finally:
+            _C.set_cpu_isa(active)
+        how = (f"measured on {threads} threads (hetero._C {_C.cpu_isas().split(',')[-1]}): "
+               f"fp32 FMA loop" + (", bf16 dot loop (vdpbf16ps)" if bf16 else ""))
     except (ImportError, AttributeError):  # native backend not built
-        gflops, how = None, "FMA peak unknown (hetero._C not built)"
+        gflops, bf16, how = None, 0.0, "FMA peak unknown (hetero._C not built)"
     n = 1 << 25  # 128 MiB per array: far beyond any last-level cache
     b, c, a = torch.rand(n), torch.rand(n), torch.empty(n)
     passes = {"triad": (lambda: torch.add(b, c, alpha=1.5, out=a), 12 * n),
               "read-only dot": (lambda: torch.dot(b, c), 8 * n)}
+    gemv = _native_gemv(b, threads)
+    if gemv is not None:
+        passes["hetero's GEMV"] = (gemv, 4 * n)
     bandwidth, which = 0.0, ""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -69,9 +82,39 @@ def measure_cpu_peaks(threads: int) -> Peaks:
     finally:
         torch.set_num_threads(previous)
     tflops = None if gflops is None else gflops / 1e3
-    return Peaks({d: tflops for d in ("float32", "bfloat16", "float16")}, bandwidth / 1e12,
-                 f"{how}; bandwidth: {which} over 128 MiB arrays (the faster of triad and "
-                 "read-only dot)")
+    per_dtype = {"float32": tflops, "bfloat16": max(tflops, bf16 / 1e3) if tflops else None,
+                 "float16": tflops}
+    return Peaks(per_dtype, bandwidth / 1e12,
+                 f"{how}; bandwidth: {which} over 128 MiB arrays (the fastest of a triad, "
+                 "a read-only dot and hetero's own GEMV)")
+
+
+def _native_gemv(weights: torch.Tensor, threads: int):
+    """``x @ w.t()`` for one row ``x`` against ``weights`` seen as a ``(K, 8192)``
+    matrix, on the native cpu kernels (streaming reads faster than PyTorch's reductions
+    do): a read-only bandwidth probe, or ``None`` without hetero._C."""
+    try:
+        from .. import _C
+        from ..backends.views import view
+    except ImportError:
+        return None
+    w = weights.view(-1, 8192)  # (N, 8192) row-major: x @ w.t() reads each row once
+    x, out = torch.ones(1, 8192), torch.empty(1, w.shape[0])
+    return lambda: _C.gemm(view(x), view(w.t()), view(out), None, 1.0, 1.0, threads)
+
+
+def last_level_cache_bytes() -> int:
+    """Size of the CPU's largest cache (``/sys``), or 32 MiB where that is unknown."""
+    largest = 0
+    for level in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (level / "size").read_text().strip()
+        except OSError:
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        size = int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+        largest = max(largest, size)
+    return largest or 32 << 20
 
 
 def table_peaks(name: str) -> Peaks:
@@ -104,6 +147,14 @@ def _git_revision() -> str | None:
     return None
 
 
+def _cpu_kernel_set() -> str | None:
+    try:
+        from .. import _C
+        return _C.cpu_isa()
+    except ImportError:
+        return None
+
+
 def _version(module: str) -> str | None:
     try:
         return __import__(module).__version__
@@ -119,6 +170,8 @@ def describe(device: torch.device, threads: int) -> dict:
         "host": socket.gethostname(),
         "os": platform.platform(),
         "cpu": tuned.device_name(torch.device("cpu")),
+        "cpu_flags": fingerprint.cpu_flags(),
+        "cpu_kernel_set": _cpu_kernel_set(),
         "cores": os.cpu_count(),
         "threads": threads,
         "device": str(device),

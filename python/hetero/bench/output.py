@@ -30,7 +30,9 @@ def _percent(value) -> str:
 def _status(row: dict) -> str:
     status = row["status"]
     if status == "ok":
-        return "ok, best" if row["rank"] == 1 else "ok"
+        text = "ok, best" if row["rank"] == 1 else "ok"
+        text += ", dispatch" if row.get("dispatch") else ""
+        return text + (" (>100% of peak: measurement error?)" if row.get("flag") else "")
     if status == "wrong":
         return "**WRONG**"
     reason = row["reason"].replace("|", "/")
@@ -68,7 +70,25 @@ def table(doc: dict) -> str:
     lines.append(f"{len(doc['rows'])} rows in {doc['seconds']} s; "
                  f"{wrong} wrong result{'s' if wrong != 1 else ''}"
                  f"{' (flagged, not ranked)' if wrong else ''}.")
+    lines.append(dispatch_summary(doc))
     return "\n".join(lines)
+
+
+def dispatch_summary(doc: dict, at_least: float = 0.97) -> str:
+    """How the kernels dispatch picks compare with PyTorch, case by case."""
+    picked = [r for r in doc["rows"] if r.get("dispatch")]
+    if not picked:
+        return "Dispatch picks a kernel that did not take part in this run."
+    ratios = [(r["speedup"] or 0.0, r) for r in picked]
+    below = [f"{r['op']} {r['case']} {r['dtype']} ({r['kernel']}, {ratio:.2f}×)"
+             for ratio, r in ratios if ratio < at_least]
+    worst = min(ratio for ratio, _ in ratios)
+    flagged = sum(bool(r.get("flag")) for r in doc["rows"])
+    return (f"Dispatch picks a kernel at least {at_least}× PyTorch's speed for "
+            f"{len(picked) - len(below)} of {len(picked)} cases (slowest {worst:.2f}×)"
+            + (f"; below: {'; '.join(below)}" if below else "")
+            + (f". {flagged} rows above 100% of the peak or roofline (measurement errors)."
+               if flagged else "."))
 
 
 def write_json(doc: dict, path: str | Path) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .runner import TORCH
+from .work import TORCH
 
 _MARKERS = "o^sDv<>p*h"  # one per op, in order of first appearance
 

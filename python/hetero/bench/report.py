@@ -8,7 +8,7 @@ best % of peak, wrong results), then every row. Plots: :func:`hetero.bench.plots
 from __future__ import annotations
 
 from .plots import labels, speedups
-from .runner import TORCH
+from .work import TORCH
 
 
 def _machine_line(doc: dict) -> str:

@@ -24,10 +24,9 @@ from ..explain import explain
 from ..ops import registry as op_registry
 from ..progress import Progress
 from ..testing import check_within, poison_
-from . import machine, suites, timing
-from .work import Inputs, Work
+from . import machine, suites, timing, tune
+from .work import TORCH, Inputs, Work
 
-TORCH = "torch"  # the baseline participant
 FORMAT = "hetero-bench/1"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "float64": torch.float64}
@@ -40,6 +39,11 @@ FORMULAS = {  # and "<op>_flops" from each op's BenchSpec
     "speedup": "PyTorch's median_s / this median_s (same inputs, same run)",
     "error": "max |out - float64 reference| over the checked sample; error_ratio = max of "
              "|out - ref| / bound (≤ 1 passes)",
+    "cold_copies": "memory-bound rows on a CPU are timed on this many copies of the "
+                   "operands in turn, together four times the last-level cache",
+    "flag": "a row above 100% of the peak or roofline is a measurement error",
+    "dispatch": "the kernel dispatch picks for the case after the run (the run's "
+                "measurements calibrate it)",
 }
 
 
@@ -144,13 +148,20 @@ def new_row(case, dtype: str, name: str, device_name: str) -> dict:
             "median_s": None, "p20_s": None, "p80_s": None, "samples": 0,
             "flops": case.flops, "bytes": case.min_bytes(DTYPES[dtype].itemsize),
             "tflops": None, "gbps": None, "pct_peak": None, "pct_roofline": None,
-            "speedup": None, "rank": None}
+            "speedup": None, "rank": None, "flag": None, "dispatch": False}
 
 
-def _measure_case(p: Plan, case, dtype: str, inputs: Inputs, peaks: machine.Peaks,
-                  device_name: str) -> list[dict]:
-    work = make_work(case, DTYPES[dtype], p.device, inputs)
-    rows = {n: new_row(case, dtype, n, device_name) for n in p.backends}
+def measure_case(case, dtype: str, device: torch.device, participants, *, budget_s: float,
+                 peaks: machine.Peaks | None = None, inputs: Inputs | None = None,
+                 device_name: str | None = None, min_rounds: int | None = None) -> list[dict]:
+    """One (case, dtype): each participant (backend names, and ``torch``, the baseline)
+    checked against float64, then timed interleaved for ``budget_s`` seconds beyond
+    ``min_rounds`` (default 3 on a CPU, 10 on a GPU); the rows, ranked, with the
+    metrics ``peaks`` allows."""
+    work = make_work(case, DTYPES[dtype], device, inputs)
+    device_name = device_name or tuned.device_name(device)
+    peaks = peaks or machine.Peaks({}, None, "not measured")
+    rows = {n: new_row(case, dtype, n, device_name) for n in participants}
     runnable = []
     for name, row in rows.items():
         if name != TORCH:
@@ -167,13 +178,43 @@ def _measure_case(p: Plan, case, dtype: str, inputs: Inputs, peaks: machine.Peak
             row.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:500])
             continue
         runnable.append(name)
-    samples = timing.interleaved([call(case, work, n) for n in runnable], p.device,
-                                 budget_s=p.budget_s,
-                                 min_rounds=3 if p.device.type == "cpu" else 10)
+    works = [work] + [make_work(case, DTYPES[dtype], device, Inputs(copy=i))
+                      for i in range(1, _cold_copies(case, dtype, device, peaks))]
+    samples = timing.interleaved([_rotating(case, works, n) for n in runnable], device,
+                                 budget_s=budget_s, min_rounds=min_rounds or (
+                                     3 if device.type == "cpu" else 10))
     for name, s in zip(runnable, samples):
         _metrics(rows[name], s, peaks)
+        rows[name]["cold_copies"] = len(works)
     _rank(list(rows.values()))
     return list(rows.values())
+
+
+#: Operand copies at most, and their bytes at most, for cold-cache timing on a CPU.
+MAX_COLD_COPIES, MAX_COLD_BYTES = 32, 1 << 30
+
+
+def _cold_copies(case, dtype: str, device: torch.device, peaks: machine.Peaks) -> int:
+    """How many copies of the operands a memory-bound case (by the roofline) on a CPU is
+    timed on, in turn: together four times the last-level cache, so that what one call
+    reads is gone by the next (as a GPU's L2 is flushed) and a kernel pays for memory,
+    as in a model whose weights do not stay cached between two uses. 1 for the rest."""
+    peak, bandwidth = peaks.for_dtype(dtype), peaks.tbytes_per_s
+    nbytes = case.min_bytes(DTYPES[dtype].itemsize)
+    if device.type != "cpu" or not peak or not bandwidth or nbytes == 0 \
+            or nbytes / bandwidth <= case.flops / peak:
+        return 1
+    wanted = -(-4 * machine.last_level_cache_bytes() // int(nbytes))
+    return max(1, min(wanted, MAX_COLD_COPIES, MAX_COLD_BYTES // int(nbytes)))
+
+
+def _rotating(case, works: list[Work], participant: str):
+    """The participant's call on each copy of the operands in turn."""
+    calls = [call(case, w, participant) for w in works]
+    if len(calls) == 1:
+        return calls[0]
+    turn = iter(range(1 << 62))
+    return lambda: calls[next(turn) % len(calls)]()
 
 
 def _metrics(row: dict, s: timing.Samples, peaks: machine.Peaks) -> None:
@@ -189,6 +230,8 @@ def _metrics(row: dict, s: timing.Samples, peaks: machine.Peaks) -> None:
         if peaks.tbytes_per_s:
             floor = max(row["flops"] / (peak * 1e12), row["bytes"] / (peaks.tbytes_per_s * 1e12))
             row["pct_roofline"] = 100 * floor / median
+        if max(row["pct_peak"], row["pct_roofline"] or 0) > 100:
+            row["flag"] = "above 100% of the peak or roofline: a measurement error"
 
 
 def _rank(rows: list[dict]) -> None:
@@ -203,6 +246,32 @@ def _rank(rows: list[dict]) -> None:
             r["speedup"] = base["median_s"] / r["median_s"]
 
 
+def _calibrate(rows: list[dict]) -> None:
+    """The run's measurements calibrate dispatch (unless calibration is off): each
+    bucket's fastest correct kernel into the tuned table, replacing what it had."""
+    table = dispatch.tuned_table()
+    if not dispatch.calibrating() or not rows:
+        return
+    for entry in tune.table_from_runs([{"rows": rows}]).entries.values():
+        table.add(entry)
+    if table.path is not None:
+        table.save(table.path)
+    dispatch.set_tuned_table(table)  # decisions made before the run are forgotten
+
+
+def _mark_dispatch(p: Plan, rows: list[dict], inputs: Inputs) -> None:
+    """Mark, per (case, dtype), the row of the kernel dispatch now picks for it."""
+    by_case = {}
+    for r in rows:
+        by_case.setdefault((r["op"], r["case"], r["dtype"]), []).append(r)
+    for case in p.cases:
+        for dtype in p.dtypes:
+            work = make_work(case, DTYPES[dtype], p.device, inputs)
+            chosen = explain(case.op, *work.args, **work.kwargs).chosen
+            for r in by_case.get((case.op, case.label, dtype), ()):
+                r["dispatch"] = chosen is not None and tune.row_kernel(r) == chosen.qualname
+
+
 def run(p: Plan, *, progress: bool = True, command: list[str] | None = None) -> dict:
     """Run plan ``p``; returns the result document (see ``FORMAT``)."""
     device_name = tuned.device_name(p.device)
@@ -215,8 +284,11 @@ def run(p: Plan, *, progress: bool = True, command: list[str] | None = None) -> 
     for case in p.cases:
         for dtype in p.dtypes:
             bar.step(f"{case.op} {case.label} {dtype}")
-            rows += _measure_case(p, case, dtype, inputs, peaks, device_name)
+            rows += measure_case(case, dtype, p.device, p.backends, budget_s=p.budget_s,
+                                 peaks=peaks, inputs=inputs, device_name=device_name)
     bar.done()
+    _calibrate(rows)
+    _mark_dispatch(p, rows, inputs)
     return {
         "format": FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

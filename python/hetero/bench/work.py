@@ -13,6 +13,8 @@ from typing import Callable, Mapping
 
 import torch
 
+TORCH = "torch"  # the baseline participant: PyTorch's own call (the torch backend's kernel)
+
 
 @dataclass(frozen=True)
 class BenchSpec:
@@ -20,12 +22,14 @@ class BenchSpec:
     an op takes part in the suites it names. case_from: ``case_from(entry) -> case`` for
     one entry of a JSON/YAML shape file (``ValueError``/``KeyError`` for a bad one).
     work: ``work(case, dtype, device, inputs) -> Work``. flops_formula: how a case's
-    FLOPs are counted, in words (for result files)."""
+    FLOPs are counted, in words (for result files). case_of: ``case_of(record) -> case``
+    or ``None``: the case that measures a call like this one (for self-calibration)."""
 
     suites: Mapping[str, Callable]
     case_from: Callable[[dict], object]
     work: Callable
     flops_formula: str = ""
+    case_of: Callable | None = None
 
 
 @dataclass
@@ -48,15 +52,18 @@ class Work:
 
 
 class Inputs:
-    """float32 operands per (shape, seed), made once per run and cast per dtype."""
+    """float32 operands per (shape, seed), made once per run and cast per dtype.
+    ``copy``: another set of operands of the same shapes (for timing on copies that do
+    not fit in the cache together)."""
 
-    def __init__(self):
+    def __init__(self, copy: int = 0):
         self._made: dict[tuple, torch.Tensor] = {}
+        self._copy = copy
 
     def get(self, shape: tuple[int, ...], seed: int) -> torch.Tensor:
         key = (shape, seed)
         if key not in self._made:
-            gen = torch.Generator().manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed + 7919 * self._copy)
             self._made[key] = torch.randn(shape, generator=gen)
         return self._made[key]
 

@@ -48,6 +48,8 @@ class OpSpec:
         reference_kernel: the ``reference`` backend's kernel (default: ``out`` filled
             from ``reference`` in float32, float64 for float64 inputs);
             reference_backward: its backward.
+        torch_kernels: PyTorch's own kernels for the op (``hetero.Kernel``\ s with their
+            support), which the ``torch`` backend serves.
         conformance: a :class:`hetero.conformance.ConformanceSpec` (cases and inputs).
         bench: a :class:`hetero.bench.BenchSpec` (benchmark cases and work).
         routes: ``{torch function: hetero.routing.Route}``: the PyTorch calls
@@ -68,6 +70,7 @@ class OpSpec:
     bucket_dims: tuple[str, ...] = ()
     reference_kernel: Callable | None = None
     reference_backward: Callable | None = None
+    torch_kernels: tuple = ()
     conformance: Any = None
     bench: Any = None
     routes: Any = None

@@ -6,11 +6,12 @@ traits, input checks, :func:`attention`), :mod:`.numerics` (the float64 referenc
 forward and backward, the error bound, FLOPs and bytes), :mod:`.checks` (inputs and
 forward/backward checks for tests), :mod:`.conformance`, :mod:`.bench`,
 :mod:`.torch_op` (``torch.ops.hetero.attention`` and its forward/backward pair),
-:mod:`.routes` (what :func:`hetero.enable` routes here) and :mod:`.cli`.
+:mod:`.routes` (what :func:`hetero.enable` routes here), :mod:`.pytorch` (PyTorch's
+own kernel, for the ``torch`` backend) and :mod:`.cli`.
 """
 
 from ..registry import OpSpec, register_op
-from . import bench, cli, conformance, routes
+from . import bench, cli, conformance, pytorch, routes
 from .api import BUCKET_DIMS, FEATURES, AttentionArgs, AttentionTraits, attention, head_dims, prepare
 from .numerics import (error_bound, flops, min_bytes, reference, reference_attention,
                        reference_backward, reference_kernel)
@@ -20,7 +21,8 @@ SPEC = register_op(OpSpec(
     prepare=prepare, reference=reference, error_bound=error_bound, flops=flops,
     min_bytes=min_bytes, features=FEATURES, bucket_dims=BUCKET_DIMS,
     reference_kernel=reference_kernel, reference_backward=reference_backward,
-    conformance=conformance.SPEC, bench=bench.SPEC, routes=routes.ROUTES, cli=cli.SPEC))
+    torch_kernels=pytorch.KERNELS, conformance=conformance.SPEC, bench=bench.SPEC,
+    routes=routes.ROUTES, cli=cli.SPEC))
 
 __all__ = ["SPEC", "AttentionArgs", "AttentionTraits", "attention", "head_dims",
            "reference_attention"]

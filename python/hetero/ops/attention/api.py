@@ -191,5 +191,5 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         hetero.DispatchError: no candidate can serve the call (see ``.decision``).
     """
     key, args = prepare(q, k, v, causal, scale, attn_mask, out, backend)
-    (_decisions.get(key) or dispatch.resolve(key))(args)
+    (_decisions.get(key) or dispatch.resolve(key, args))(args)
     return args.out

@@ -134,6 +134,16 @@ def work(case: AttentionCase, dtype: torch.dtype, device: torch.device,
                 attention_error_bound(reference, baseline, case.d, case.sk))
 
 
+def case_of(args) -> AttentionCase | None:
+    """The case that measures a call like ``args`` (an
+    :class:`~.api.AttentionArgs`; its mask is left out), or ``None`` where the cases
+    cannot say it (``Dv != D``, empty)."""
+    (b, hq, sq, d), (hkv, sk) = args.q.shape, args.k.shape[1:3]
+    if args.v.shape[3] != d or 0 in (b, hq, sq, sk, d):
+        return None
+    return AttentionCase(b, hq, hkv, sq, sk, d, args.causal, "calibration")
+
+
 SPEC = BenchSpec({"llm": llm, "square": square}, case_from, work,
                  "4·B·Hq·D·pairs; pairs = Sq·Sk, or the (query, key) pairs a query may see "
-                 "when causal (bottom-right aligned): about half for Sq = Sk")
+                 "when causal (bottom-right aligned): about half for Sq = Sk", case_of)

@@ -24,7 +24,7 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                                        compute_dtype=compute_dtype)[0]
 
 
-def _visible_scores(q, k, attn_mask, causal, scale, compute_dtype):
+def visible_scores(q, k, attn_mask, causal, scale, compute_dtype):
     """``(B, Hq, Sq, Sk)`` scaled, masked scores in ``compute_dtype`` (``-inf`` where a
     query may not look), with K already repeated over each GQA group."""
     Hq, Sq, Sk = q.shape[1], q.shape[2], k.shape[2]
@@ -48,7 +48,7 @@ def reference_attention_forward(q, k, v, attn_mask, causal: bool, scale: float, 
     (the convention of :class:`~.api.AttentionArgs`). Returns ``(out, lse)`` in
     ``compute_dtype``."""
     Hq, Hkv = q.shape[1], k.shape[1]
-    scores = _visible_scores(q, k, attn_mask, causal, scale, compute_dtype)
+    scores = visible_scores(q, k, attn_mask, causal, scale, compute_dtype)
     # the oracle may afford to materialise repeated K/V
     v = v.to(compute_dtype).repeat_interleave(Hq // Hkv, dim=1)
     row_max = scores.amax(dim=-1, keepdim=True) if scores.shape[-1] else \
@@ -75,7 +75,7 @@ def reference_attention_backward(dout, q, k, v, out, lse, attn_mask, causal: boo
     Hkv, Sk = k.shape[1], k.shape[2]
     group = Hq // Hkv
     dout, q, k, v, out = (t.to(compute_dtype) for t in (dout, q, k, v, out))
-    probs = torch.exp(_visible_scores(q, k, attn_mask, causal, scale, compute_dtype)
+    probs = torch.exp(visible_scores(q, k, attn_mask, causal, scale, compute_dtype)
                       - lse.to(compute_dtype).unsqueeze(-1))
     vv = v.repeat_interleave(group, dim=1)
     dv = torch.matmul(probs.transpose(-1, -2), dout)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ...routing import Route, real, tensors, unfit
+from ...routing import Call, Route, real, tensors, unfit
 from .numerics import attention_flops
-from . import torch_op  # noqa: F401 - defines torch.ops.hetero.attention
+from .torch_op import ATTENTION
 
 
 def _sdpa(mode, q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa):
@@ -38,7 +38,7 @@ def _sdpa(mode, q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa):
     if causal and Sq != Sk:  # PyTorch aligns this causal mask top-left, hetero bottom-right
         attn_mask = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device).tril()
         causal = False
-    return torch.ops.hetero.attention(q, k, v, attn_mask, causal, scale)
+    return Call(ATTENTION, (q, k, v, attn_mask, causal, scale))
 
 
 def _sdpa_flops(args, result):

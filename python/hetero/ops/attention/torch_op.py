@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ... import counters
+from ...routing import BridgeOp
 from ...torch_ops import decide, plain_torch
 from .._checks import compute_dtype
 from .api import prepare
@@ -35,7 +36,7 @@ def attention_forward(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tenso
     log-sum-exp, which :func:`attention_backward` takes."""
     with plain_torch():
         key, args = prepare(q, k, v, causal, scale, attn_mask, None, None)
-        kernel, why = decide(key)
+        kernel, why = decide(key, args)
         work = flops(args)
         if kernel is None:
             counters.record_fallback("attention", why, work)
@@ -92,7 +93,7 @@ def attention_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tenso
     with plain_torch():
         key, args = prepare(q, k, v, causal, scale, attn_mask, None, None)
         args = args._replace(out=out, lse=lse)  # the forward's, as the backward reads them
-        kernel, why = decide(key)
+        kernel, why = decide(key, args)
         work = BACKWARD_FLOPS_FACTOR * flops(args)
         if kernel is None or kernel.backward is None:
             reason = why or f"{kernel.qualname} has no backward kernel"
@@ -101,12 +102,19 @@ def attention_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tenso
         else:
             grads = kernel.backward(args, dout)
             counters.record("attention_backward", kernel.qualname, work)
-        return tuple(g.to(t.dtype).contiguous() for g, t in zip(grads, (q, k, v)))
+        return tuple(_in_layout_of(g.to(t.dtype), t) for g, t in zip(grads, (q, k, v)))
+
+
+def _in_layout_of(grad: Tensor, t: Tensor) -> Tensor:
+    """``grad`` laid out as ``t`` is (so a gradient of a transposed view flows back
+    without a copy), as the fake impl says."""
+    laid_out = torch.empty_like(t)
+    return grad if grad.stride() == laid_out.stride() else laid_out.copy_(grad)
 
 
 @attention_backward.register_fake
 def _attention_backward_fake(dout, q, k, v, out, lse, attn_mask, causal, scale):
-    return tuple(t.new_empty(t.shape) for t in (q, k, v))
+    return tuple(torch.empty_like(t) for t in (q, k, v))
 
 
 torch.library.define(
@@ -119,3 +127,11 @@ torch.library.define(
 def attention(q, k, v, attn_mask=None, causal=False, scale=None):
     """:func:`hetero.attention` as a torch op: ``attention_forward``'s ``out``."""
     return attention_forward(q, k, v, attn_mask, causal, scale)[0]
+
+
+def _prepare(q, k, v, attn_mask=None, causal=False, scale=None):
+    return prepare(q, k, v, causal, scale, attn_mask, None, None)
+
+
+#: ``torch.ops.hetero.attention`` for :mod:`.routes`.
+ATTENTION = BridgeOp(lambda *args: torch.ops.hetero.attention(*args), _prepare)

@@ -22,7 +22,7 @@ from .. import _checks
 
 OP = "gemm"
 FEATURES = ("bias", "batch", "float32_out")
-BUCKET_DIMS = ("M", "N", "K")
+BUCKET_DIMS = ("M", "N", "K", "layout")  # layout: see layout_class()
 
 
 class GemmArgs(NamedTuple):
@@ -48,8 +48,8 @@ class GemmTraits(NamedTuple):
     ``dtype`` (the usual case). ``align``: the largest power of two (capped at 16)
     dividing every data pointer, in bytes — ``None`` (not computed) while no registered
     kernel of the op declares an alignment. ``bucket``: ``(M, N, K)`` rounded up to
-    powers of two (:mod:`hetero.tuned`), ``None`` while the tuned table has no gemm
-    entry."""
+    powers of two (:mod:`hetero.tuned`) and the operands' :func:`layout_class`, ``None``
+    while no tuned table is in use."""
 
     op: str
     device: torch.device
@@ -58,7 +58,7 @@ class GemmTraits(NamedTuple):
     bias: bool
     batch: bool
     align: int | None
-    bucket: tuple[int, int, int] | None = None
+    bucket: tuple[int, int, int, int] | None = None
 
     @property
     def features(self) -> frozenset[str]:
@@ -115,11 +115,22 @@ def prepare(a, b, bias, alpha, beta, out, backend) -> tuple[tuple, GemmArgs]:
     if backend is not None and type(backend) is not str:
         backend = tuple(backend)
     align = _checks.alignment(a, b, bias, out) if _wants_alignment[OP] else None
-    bucket = (tuned.bucket(out_shape[-2], out_shape[-1], a.shape[-1])
+    bucket = ((*tuned.bucket(out_shape[-2], out_shape[-1], a.shape[-1]), layout_class(a, b))
               if _wants_bucket[OP] else None)
     key = (OP, device, dtype, out_dtype, bias is not None, batched, align, bucket, backend,
            _current_scope())
     return key, _new_record(GemmArgs, (a, b, out, bias, alpha, beta))
+
+
+def layout_class(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How the operands are laid out, as the tuned table tells calls apart: 2 if ``a``
+    is column-major (a transposed view, as the backward's ``x.t()``), plus 1 if ``b``
+    is (``w.t()`` of a row-major weight, as ``F.linear`` passes it)."""
+    return 2 * _column_major(a) + _column_major(b)
+
+
+def _column_major(t: torch.Tensor) -> bool:
+    return t.stride(-2) == 1 and t.stride(-1) != 1 and t.shape[-1] > 1
 
 
 def _broadcast(a, b, a_shape, b_shape):
@@ -182,5 +193,5 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, bias: torch.Tensor | None = None,
         hetero.DispatchError: no candidate can serve the call (see ``.decision``).
     """
     key, args = prepare(a, b, bias, alpha, beta, out, backend)
-    (_decisions.get(key) or dispatch.resolve(key))(args)
+    (_decisions.get(key) or dispatch.resolve(key, args))(args)
     return args.out

@@ -1,5 +1,6 @@
 """gemm in the benchmark: its cases (``out = x @ w.t()``, the layout of
-``torch.nn.Linear`` with ``w`` stored ``(N, K)``, or ``x @ w``) in the ``llm`` and
+``torch.nn.Linear`` with ``w`` stored ``(N, K)``, or ``x @ w``; and, as a backward
+pass has them, ``x.t() @ ...`` with ``x`` stored ``(K, M)``) in the ``llm`` and
 ``square`` suites, shape-file entries, and the work of one case: PyTorch's ``matmul``
 as the baseline, and the result checked on a sample — the first and last 8 rows and
 columns (where edge tiles go wrong) plus 8 random ones of each — against float64 within
@@ -15,15 +16,17 @@ import torch
 from ... import tuned
 from ...bench.suites import MODELS, Sizes
 from ...bench.work import BenchSpec, Inputs, Work, positive, sample
+from .api import layout_class
 from .numerics import gemm_error_bound, gemm_flops
 
-LAYOUTS = ("x @ w.t()", "x @ w")
+LAYOUTS = ("x @ w.t()", "x @ w", "x.t() @ w.t()", "x.t() @ w")
 
 
 @dataclass(frozen=True)
 class GemmCase:
     """``out (batch, M, N) = x (batch, M, K) @ w``, ``w`` stored ``(N, K)`` for
-    ``x @ w.t()`` or ``(K, N)`` for ``x @ w``; FLOPs ``2·batch·M·N·K``."""
+    ``... @ w.t()`` or ``(K, N)`` for ``... @ w``, ``x`` stored ``(K, M)`` for
+    ``x.t() @ ...``; FLOPs ``2·batch·M·N·K``."""
 
     m: int
     n: int
@@ -50,7 +53,8 @@ class GemmCase:
 
     @property
     def bucket(self) -> tuple[int, ...]:
-        return tuned.bucket(self.m, self.n, self.k)
+        return (*tuned.bucket(self.m, self.n, self.k),
+                2 * self.layout.startswith("x.t()") + self.layout.endswith("w.t()"))
 
     def key(self) -> tuple:
         return (self.op, self.m, self.n, self.k, self.batch, self.layout)
@@ -94,8 +98,11 @@ def case_from(item: dict) -> GemmCase:
 
 def work(case: GemmCase, dtype: torch.dtype, device: torch.device, inputs: Inputs) -> Work:
     lead = (case.batch,) if case.batch > 1 else ()
-    x = inputs.get((*lead, case.m, case.k), 1).to(device, dtype)
-    if case.layout == "x @ w.t()":
+    if case.layout.startswith("x.t()"):
+        x = inputs.get((*lead, case.k, case.m), 1).to(device, dtype).transpose(-1, -2)
+    else:
+        x = inputs.get((*lead, case.m, case.k), 1).to(device, dtype)
+    if case.layout.endswith("w.t()"):
         w = inputs.get((*lead, case.n, case.k), 2).to(device, dtype).transpose(-1, -2)
     else:
         w = inputs.get((*lead, case.k, case.n), 2).to(device, dtype)
@@ -113,4 +120,16 @@ def work(case: GemmCase, dtype: torch.dtype, device: torch.device, inputs: Input
                 gemm_error_bound(xs, ws, out_dtype=dtype))
 
 
-SPEC = BenchSpec({"llm": llm, "square": square}, case_from, work, "2·batch·M·N·K")
+def case_of(args) -> GemmCase | None:
+    """The case that measures a call like ``args`` (a :class:`~.api.GemmArgs`): its
+    sizes and operand layout (:func:`~.api.layout_class`)."""
+    out = args.out
+    m, n, k = out.shape[-2], out.shape[-1], args.a.shape[-1]
+    if m * n * k == 0:
+        return None
+    layout = {0: "x @ w", 1: "x @ w.t()", 2: "x.t() @ w", 3: "x.t() @ w.t()"}[
+        layout_class(args.a, args.b)]
+    return GemmCase(m, n, k, out.numel() // (m * n), layout, name="calibration")
+
+
+SPEC = BenchSpec({"llm": llm, "square": square}, case_from, work, "2·batch·M·N·K", case_of)

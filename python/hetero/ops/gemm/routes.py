@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ...routing import Route, real, tensors, unfit
+from ...routing import Call, Route, real, tensors, unfit
 from .numerics import gemm_flops
-from .torch_op import gemm
+from .torch_op import GEMM
 
 
 def _batch_broadcasts(a_batch, b_batch) -> bool:
@@ -20,14 +20,14 @@ def _batch_broadcasts(a_batch, b_batch) -> bool:
 def _mm(mode, a, b):
     if not tensors(a, b) or a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
         return None
-    return unfit(mode, a, b) or gemm(a, b)
+    return unfit(mode, a, b) or Call(GEMM, (a, b))
 
 
 def _bmm(mode, a, b):
     if not tensors(a, b) or a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0] \
             or a.shape[2] != b.shape[1]:
         return None
-    return unfit(mode, a, b) or gemm(a, b)
+    return unfit(mode, a, b) or Call(GEMM, (a, b))
 
 
 def _addmm(mode, bias, a, b, beta, alpha):
@@ -36,7 +36,7 @@ def _addmm(mode, bias, a, b, beta, alpha):
         return None
     if not (real(beta) and real(alpha)):
         return "alpha or beta is not a real number"
-    return unfit(mode, a, b, bias) or gemm(a, b, bias, float(alpha), float(beta))
+    return unfit(mode, a, b, bias) or Call(GEMM, (a, b, bias, float(alpha), float(beta)))
 
 
 def _matmul(mode, a, b):
@@ -50,9 +50,9 @@ def _matmul(mode, a, b):
     if reason is not None:
         return reason
     if b.dim() == 2 and a.dim() > 2:  # fold the leading dims into M: one GEMM, as aten
-        out = gemm(a.reshape(-1, a.shape[-1]), b)
-        return out.reshape(*a.shape[:-1], b.shape[1])
-    return gemm(a, b)
+        return Call(GEMM, (a.reshape(-1, a.shape[-1]), b),
+                    lambda out: out.reshape(*a.shape[:-1], b.shape[1]))
+    return Call(GEMM, (a, b))
 
 
 def _linear(mode, x, weight, bias):
@@ -66,8 +66,8 @@ def _linear(mode, x, weight, bias):
     reason = unfit(mode, x, weight) if bias is None else unfit(mode, x, weight, bias)
     if reason is not None:
         return reason
-    out = gemm(x.reshape(-1, x.shape[-1]), weight.t(), bias)
-    return out.reshape(*x.shape[:-1], weight.shape[0])
+    return Call(GEMM, (x.reshape(-1, x.shape[-1]), weight.t(), bias),
+                lambda out: out.reshape(*x.shape[:-1], weight.shape[0]))
 
 
 def _flops(left: int):

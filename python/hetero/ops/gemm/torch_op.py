@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ...routing import BridgeOp
 from ...torch_ops import plain_torch, serve
 from .api import prepare
 from .numerics import flops, reference_gemm
@@ -47,16 +48,34 @@ def _setup(ctx, inputs, output):
     ctx.bias_needs_grad = bias is not None and bias.requires_grad and beta != 0
 
 
+def _column_major(t: Tensor) -> bool:
+    """A transposed view of row-major storage (``w.t()``, as ``F.linear`` passes it)."""
+    return t.stride(-2) == 1 and t.stride(-1) != 1
+
+
 def _backward(ctx, grad):
     a, b = ctx.saved_tensors
     grad_a = grad_b = grad_bias = None
-    if ctx.needs_input_grad[0]:  # dA = alpha dOut B^T, summed over broadcast batch dims
-        grad_a = gemm(grad, b.mT, None, ctx.alpha, 1.0).sum_to_size(a.shape)
+    # dA = alpha dOut B^T and dB = alpha A^T dOut, summed over broadcast batch dims. A
+    # gradient is computed in its input's layout: for B = W^T, dB^T = alpha dOut^T A is
+    # written row-major, so it reaches W.grad without a transposing copy.
+    if ctx.needs_input_grad[0]:
+        grad_a = (gemm(b, grad.mT, None, ctx.alpha, 1.0).mT if _column_major(a)
+                  else gemm(grad, b.mT, None, ctx.alpha, 1.0)).sum_to_size(a.shape)
     if ctx.needs_input_grad[1]:
-        grad_b = gemm(a.mT, grad, None, ctx.alpha, 1.0).sum_to_size(b.shape)
+        grad_b = (gemm(grad.mT, a, None, ctx.alpha, 1.0).mT if _column_major(b)
+                  else gemm(a.mT, grad, None, ctx.alpha, 1.0)).sum_to_size(b.shape)
     if ctx.bias_needs_grad:
         grad_bias = (grad if ctx.beta == 1 else grad * ctx.beta).sum_to_size(ctx.bias_shape)
     return grad_a, grad_b, grad_bias, None, None
 
 
 gemm.register_autograd(_backward, setup_context=_setup)
+
+
+def _prepare(a, b, bias=None, alpha=1.0, beta=1.0):
+    return prepare(a, b, bias, alpha, beta, None, None)
+
+
+#: ``torch.ops.hetero.gemm`` for :mod:`.routes`.
+GEMM = BridgeOp(gemm, _prepare)

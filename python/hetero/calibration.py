@@ -1,0 +1,108 @@
+"""Self-calibration: the first call of a shape bucket that asks for no backend measures
+the kernels that can serve it — PyTorch's own (the ``torch`` backend) among them — on
+this machine, and the tuned table keeps the fastest correct one, on disk, so later calls
+and later processes dispatch from the measurement (:mod:`hetero.tuned`).
+
+How one bucket is measured: the op's benchmark case of the same sizes
+(``OpSpec.bench.case_of``) runs through the benchmark harness — every candidate checked
+against float64 on a sample of its output (a wrong one is out), then timed interleaved
+for at least :data:`ROUNDS` rounds and :data:`BUDGET_S` seconds each, on inputs of its
+own. The cost is bounded: about ``ROUNDS + 1`` calls of each candidate (more only while
+they stay within :data:`BUDGET_S`), plus the float64 check on a sample, once per
+(device, op, dtype, bucket) and machine; :func:`cost` says what it has cost this
+process, ``hetero info`` shows it, and ``HETERO_CALIBRATE=off`` stops it
+(``HETERO_TUNED=off`` drops the table altogether).
+
+Nothing is measured while ``torch.compile`` traces, for a named backend (``backend=``,
+``hetero.use``, ``HETERO_BACKENDS``), or for a call only one kernel can serve.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from . import dispatch, tuned
+from .bench import runner, tune
+from .errors import HeteroConfigWarning
+from .ops import registry as op_registry
+
+#: Timed rounds per candidate (each round calls every candidate once).
+ROUNDS = 3
+#: Seconds of timing per candidate beyond the minimum rounds.
+BUDGET_S = 0.02
+
+
+@dataclass
+class Cost:
+    """What calibration has cost this process: buckets measured, seconds spent, and the
+    buckets whose measurement failed, with why."""
+
+    buckets: int = 0
+    seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)
+
+
+_cost = Cost()
+_lock = threading.RLock()
+_busy = threading.local()  # the harness's own calls name their backend, but be sure
+
+
+def cost() -> Cost:
+    """A copy of what calibration has cost this process."""
+    return Cost(_cost.buckets, _cost.seconds, list(_cost.failed))
+
+
+def _participants(kernels) -> list[str] | None:
+    """Backend names for the harness (the ``torch`` backend is its PyTorch baseline),
+    or ``None`` when there is no choice to make."""
+    names = [k.backend for k in kernels if k.backend != dispatch.REFERENCE]
+    if len(names) < 2:
+        return None
+    return [n for n in names if n != "torch"] + [runner.TORCH]
+
+
+def measure(traits, kernels, record) -> tuned.Entry | None:
+    """Measure the bucket of ``traits`` on a case like ``record``'s among ``kernels``
+    (those that can serve it) and add the winner to the tuned table, saved where the
+    table lives. Returns the entry, or ``None`` when nothing was measured."""
+    spec = op_registry.spec(traits.op)
+    names = _participants(kernels)
+    case = spec.bench.case_of(record) if spec.bench and spec.bench.case_of else None
+    if names is None or case is None or getattr(_busy, "on", False):
+        return None
+    table = dispatch.tuned_table()
+    with _lock:
+        _busy.on = True
+        start = time.perf_counter()
+        try:
+            rows = runner.measure_case(case, str(traits.dtype).removeprefix("torch."),
+                                       traits.device, names, budget_s=BUDGET_S,
+                                       min_rounds=ROUNDS)
+        except Exception as exc:  # never fatal: the default order serves the call
+            _cost.failed.append(f"{traits.op} {case.label}: {type(exc).__name__}: {exc}")
+            return None
+        finally:
+            _busy.on = False
+            _cost.seconds += time.perf_counter() - start
+        _cost.buckets += 1
+        allowed = {k.qualname for k in kernels}
+        rows = [r for r in rows if tune.row_kernel(r) in allowed]
+        found = tune.table_from_runs([{"rows": rows}])
+        entry = next(iter(found.entries.values()), None)
+        if entry is None:
+            return None
+        table.add(entry)
+        if table.path is not None:
+            try:
+                table.save(table.path)
+            except OSError as exc:
+                warnings.warn(f"tuned table {table.path} cannot be written ({exc}); the "
+                              f"measurement is kept for this process", HeteroConfigWarning,
+                              stacklevel=2)
+        return entry
+
+
+dispatch.calibrator = measure
