@@ -160,6 +160,10 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("cpu_isa", [] { return std::string(hetero::cpu::active_kernels().isa); },
         "Name of the CPU kernel set in use: 'avx512', 'avx2' or 'portable'.");
+  m.def("cpu_bf16_pair_dot", [] { return hetero::cpu::active_kernels().bf16_gemm != nullptr; },
+        "Whether the active CPU kernel set multiplies bf16 x bf16 GEMMs in bf16 pairs\n"
+        "(vdpbf16ps), as PyTorch's oneDNN does: subnormal bf16 inputs and subnormal\n"
+        "float32 partial sums read as zero. Otherwise bf16 is widened to float32.");
   m.def("cpu_isas", [] { return std::string(hetero::cpu::available_kernels()); },
         "The CPU kernel sets this build and CPU run, comma-separated, best last.");
   m.def("set_cpu_isa", [](const std::string& isa) {

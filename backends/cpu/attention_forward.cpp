@@ -2,18 +2,23 @@
 // the score matrix is never materialised; each block of kBQ query rows walks
 // the keys in blocks of kBK with an online softmax.
 //
-// Per (batch, key/value head), K^T and V are packed once into the GEMM's B
+// Per (batch, key/value head), K^T and V are packed once into a GEMM's B
 // layout (kernels.h) and shared by every query head of the group and every
 // query block, so GQA never copies K/V per query head. Per query block:
 //
-//   Qp  (kBQ x D)    packed A, pre-multiplied by scale * log2(e)
-//   S   (kBQ x kBK)  = Qp . Kp[block]          micro-kernel, depth D
+//   Qp  (kBQ x D)    packed A
+//   S   (kBQ x kBK)  = Qp . Kp[block] * scale * log2(e)   micro-kernel, depth D
 //   m, l (kBQ)       running max / sum in log2 units; P = 2^(S - m) in place
-//   O   (kBQ x Dv)   = O * 2^(m_old - m_new) + P . Vp[block]   P read unpacked
+//   O   (kBQ x Dv)   = O * 2^(m_old - m_new) + P . Vp[block]
 //
 // Working in log2 units lets the exponential be a plain exp2 (a shift plus a
 // polynomial). With causal masking, key blocks past the diagonal are skipped,
-// and so are the 6 x 16 products of S and P . V that the diagonal hides.
+// and so are the tiles of S and P . V that the diagonal hides.
+//
+// The two products come in two forms (a Products class each, below): fp32
+// (the kernel set's micro-kernel; bf16/fp16 widened while packing), and, for
+// bf16 q, k, v where the kernel set has AVX512_BF16, bf16 pairs (kernels.h
+// DotAttention) at twice the rate, with P rounded to bf16 for P . V.
 // Calls with at most 8 queries per head go to attention_decode.cpp instead.
 
 #include <algorithm>
@@ -34,48 +39,143 @@ namespace hetero {
 namespace cpu {
 namespace {
 
-constexpr int64_t kBQ = 96;   // query rows per block, whole kMR slivers
-constexpr int64_t kBK = 128;  // keys per block, whole kNR slivers
-static_assert(kBQ % kMR == 0 && kBK % kNR == 0, "blocks must be whole slivers");
+constexpr int64_t kBQ = 96;   // query rows per block: whole row slivers of both forms
+constexpr int64_t kBK = 128;  // keys per block: whole key slivers of both forms
+static_assert(kBQ % kMR == 0 && kBK % kNR == 0, "fp32: blocks must be whole slivers");
+static_assert(kBQ % kDotAttentionMR == 0 && kBK % kDotAttentionNR == 0 && kBK % 2 == 0,
+              "bf16: blocks must be whole slivers and pairs");
 
-// Scratch of one thread; sizes depend on the call.
-struct Scratch {
-  float *kp, *vp, *qp, *s, *o, *m, *l;
-  int64_t dv_pad;
+// ------------------------------------------------------------ the products
+// Each form: its tile (mr x nr), packed depth granule (k_align) and packed
+// element size; packing of Q, K^T, V and P; S tiles; O += P . V tiles.
+// Packed buffers are bytes; a sliver of `width` lines and depth d starts
+// width * round_up(d, k_align) * bytes after the previous one.
 
-  static int64_t floats(const AttentionShape& g) {
-    const int64_t sk_pad = round_up(g.Sk, kNR), dv_pad = round_up(g.Dv, kNR);
-    return sk_pad * g.D + g.Sk * dv_pad + kBQ * g.D + kBQ * kBK + kBQ * dv_pad + 2 * kBQ +
-           8 * 16;  // room to align each part
+// fp32: Q is packed pre-multiplied by scale * log2(e), so S needs no scaling;
+// P is read in place (micro_rows).
+class Fp32Products {
+ public:
+  static constexpr int64_t mr = kMR, nr = kNR, k_align = 1, bytes = sizeof(float);
+  static constexpr bool packs_p = false;
+
+  explicit Fp32Products(const KernelSet& ks) : ks_(ks) {}
+
+  void pack_q(const ForwardCall& c, const MatrixRef& q, int64_t rows, char* dst) const {
+    float* qp = reinterpret_cast<float*>(dst);
+    ks_.pack_a(q, rows, c.shape.D, qp);
+    for (int64_t x = 0; x < ceil_div(rows, mr) * mr * c.shape.D; ++x) qp[x] *= c.q_scale;
+  }
+  float score_scale(const ForwardCall&) const { return 1.0f; }
+  void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, char* dst) const {
+    ks_.pack_b(src, depth, cols, reinterpret_cast<float*>(dst));
+  }
+  void scores(int64_t depth, const char* q, const char* k, float* s, int64_t lds) const {
+    ks_.micro(depth, reinterpret_cast<const float*>(q), reinterpret_cast<const float*>(k), s, lds, false);
+  }
+  void pack_p(const float*, int64_t, int64_t, int64_t, char*) const {}
+  // o += P[0:mr, 0:keys] . V[0:keys, 0:nr]; p: P's rows (row stride lds).
+  void accumulate_pv(int64_t keys, const float* p, int64_t lds, const char*, const char* v, float* o,
+                     int64_t ldo) const {
+    ks_.micro_rows(keys, p, lds, reinterpret_cast<const float*>(v), o, ldo, true);
   }
 
+ private:
+  const KernelSet& ks_;
+};
+
+// bf16 pairs: S is scaled after the product (scaling bf16 Q would round it
+// again); P is rounded to bf16 and packed per row sliver.
+class Bf16Products {
+ public:
+  static constexpr int64_t mr = kDotAttentionMR, nr = kDotAttentionNR, k_align = 2,
+                           bytes = sizeof(uint16_t);
+  static constexpr bool packs_p = true;
+
+  explicit Bf16Products(const DotAttention& dot) : dot_(dot) {}
+
+  void pack_q(const ForwardCall& c, const MatrixRef& q, int64_t rows, char* dst) const {
+    dot_.pack_a(q, rows, c.shape.D, reinterpret_cast<uint16_t*>(dst));
+  }
+  float score_scale(const ForwardCall& c) const { return c.q_scale; }
+  void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, char* dst) const {
+    dot_.pack_b(src, depth, cols, reinterpret_cast<uint16_t*>(dst));
+  }
+  void scores(int64_t depth, const char* q, const char* k, float* s, int64_t lds) const {
+    dot_.micro(round_up(depth, 2), reinterpret_cast<const uint16_t*>(q),
+               reinterpret_cast<const uint16_t*>(k), s, lds, false);
+  }
+  void pack_p(const float* p, int64_t lds, int64_t rows, int64_t keys, char* dst) const {
+    dot_.pack_a_f32(p, lds, rows, keys, reinterpret_cast<uint16_t*>(dst));
+  }
+  // o += P[0:mr, 0:keys] . V[0:keys, 0:nr] from packed P and V. An odd last
+  // key is paired with a key no row of the sliver sees (P = 0 there), whose V
+  // is replaced by 0 so that an inf or NaN in it cannot leak in as 0 * inf.
+  void accumulate_pv(int64_t keys, const float*, int64_t, const char* p, const char* v, float* o,
+                     int64_t ldo) const {
+    const uint16_t* pp = reinterpret_cast<const uint16_t*>(p);
+    const uint16_t* vp = reinterpret_cast<const uint16_t*>(v);
+    const int64_t even = keys / 2 * 2;
+    if (even > 0) dot_.micro(even, pp, vp, o, ldo, true);
+    if (keys == even) return;
+    uint32_t last_pair[nr];  // (v[keys - 1][j], 0) for the nr columns
+    std::memcpy(last_pair, vp + even * nr, sizeof(last_pair));
+    for (uint32_t& word : last_pair) word &= 0xffffu;
+    dot_.micro(2, pp + even * mr, reinterpret_cast<const uint16_t*>(last_pair), o, ldo, true);
+  }
+
+ private:
+  const DotAttention& dot_;
+};
+
+// ------------------------------------------------------------------ driver
+
+// Scratch of one thread; sizes depend on the call and the products' form.
+template <class Products>
+struct Scratch {
+  char *kp, *vp, *qp, *pp;
+  float *s, *o, *m, *l;
+  int64_t dv_pad;
+
+  static constexpr int64_t P = Products::nr, A = Products::k_align, E = Products::bytes;
+  // Bytes of each part, in the order carve lays them out.
+  static std::vector<int64_t> part_bytes(const AttentionShape& g) {
+    const int64_t dp = round_up(g.D, A), skp = round_up(g.Sk, A), dv_pad = round_up(g.Dv, P);
+    return {round_up(g.Sk, P) * dp * E, dv_pad * skp * E, kBQ * dp * E,
+            Products::packs_p ? kBQ * kBK * E : 0,
+            kBQ * kBK * 4, kBQ * dv_pad * 4, kBQ * 4, kBQ * 4};
+  }
+  static int64_t floats(const AttentionShape& g) {
+    int64_t total = 0;
+    for (int64_t b : part_bytes(g)) total += round_up(b, 64);
+    return total / 4;
+  }
   static Scratch carve(float* base, const AttentionShape& g) {
-    auto take = [&base](int64_t n) {
-      float* p = base;
-      base += round_up(n, 16);
-      return p;
-    };
+    char* next = reinterpret_cast<char*>(base);
+    std::vector<char*> parts;
+    for (int64_t b : part_bytes(g)) {
+      parts.push_back(next);
+      next += round_up(b, 64);
+    }
     Scratch s;
-    s.dv_pad = round_up(g.Dv, kNR);
-    s.kp = take(round_up(g.Sk, kNR) * g.D);
-    s.vp = take(g.Sk * s.dv_pad);
-    s.qp = take(kBQ * g.D);
-    s.s = take(kBQ * kBK);
-    s.o = take(kBQ * s.dv_pad);
-    s.m = take(kBQ);
-    s.l = take(kBQ);
+    s.kp = parts[0], s.vp = parts[1], s.qp = parts[2], s.pp = parts[3];
+    s.s = reinterpret_cast<float*>(parts[4]), s.o = reinterpret_cast<float*>(parts[5]);
+    s.m = reinterpret_cast<float*>(parts[6]), s.l = reinterpret_cast<float*>(parts[7]);
+    s.dv_pad = round_up(g.Dv, P);
     return s;
   }
 };
 
 // One block of query rows [i0, i0 + bq) of head h in batch b, against the
 // packed K/V of its key/value head.
-void query_block(const KernelSet& ks, const ForwardCall& c, const Scratch& w, int64_t b, int64_t h,
-                 int64_t i0, int64_t bq) {
+template <class Products>
+void query_block(const KernelSet& ks, const Products& pr, const ForwardCall& c,
+                 const Scratch<Products>& w, int64_t b, int64_t h, int64_t i0, int64_t bq) {
+  constexpr int64_t mr = Products::mr, nr = Products::nr, E = Products::bytes;
   const AttentionShape& g = c.shape;
-  const int64_t row_slivers = ceil_div(bq, kMR);
-  ks.pack_a(rows_of(c.q, b, h, i0), bq, g.D, w.qp);
-  for (int64_t x = 0; x < row_slivers * kMR * g.D; ++x) w.qp[x] *= c.q_scale;
+  const int64_t dp = round_up(g.D, Products::k_align), skp = round_up(g.Sk, Products::k_align);
+  const int64_t row_slivers = ceil_div(bq, mr);
+  const float score_scale = pr.score_scale(c);
+  pr.pack_q(c, rows_of(c.q, b, h, i0), bq, w.qp);
   std::fill(w.m, w.m + kBQ, -kInf);
   std::fill(w.l, w.l + kBQ, 0.0f);
   std::memset(w.o, 0, sizeof(float) * static_cast<size_t>(kBQ * w.dv_pad));
@@ -87,19 +187,21 @@ void query_block(const KernelSet& ks, const ForwardCall& c, const Scratch& w, in
     // Keys of this block that a sliver of rows needs: those its last row
     // sees. On the causal diagonal the rest of the tile is masked, so its
     // products in S and in P . V are skipped.
-    auto sliver_keys = [&](int64_t ir) { return c.mask.visible(i0 + std::min(bq, (ir + 1) * kMR) - 1, j0, bk); };
-    for (int64_t jr = 0; jr * kNR < bk; ++jr) {
-      const float* k_sliver = w.kp + (j0 / kNR + jr) * g.D * kNR;
+    auto sliver_keys = [&](int64_t ir) { return c.mask.visible(i0 + std::min(bq, (ir + 1) * mr) - 1, j0, bk); };
+    for (int64_t jr = 0; jr * nr < bk; ++jr) {
+      const char* k_sliver = w.kp + (j0 / nr + jr) * dp * nr * E;
       for (int64_t ir = 0; ir < row_slivers; ++ir) {
-        if (jr * kNR >= sliver_keys(ir)) continue;
-        ks.micro(g.D, w.qp + ir * g.D * kMR, k_sliver, w.s + ir * kMR * kBK + jr * kNR, kBK, false);
+        if (jr * nr >= sliver_keys(ir)) continue;
+        pr.scores(g.D, w.qp + ir * dp * mr * E, k_sliver, w.s + ir * mr * kBK + jr * nr, kBK);
       }
     }
-    // Online softmax, row by row, over the keys the row sees; P is 0 past
-    // them and goes to the packed-A layout for P . V.
+    // Online softmax, row by row, over the keys the row sees; P is 0 past them.
     for (int64_t r = 0; r < bq; ++r) {
       float* s = w.s + r * kBK;
       const int64_t seen = c.mask.visible(i0 + r, j0, bk);
+      if (score_scale != 1.0f) {
+        for (int64_t j = 0; j < seen; ++j) s[j] *= score_scale;
+      }
       c.mask.apply(s, b, h, i0 + r, j0, seen);
       const float rescale = online_softmax_row(ks, s, seen, &w.m[r], &w.l[r]);
       std::fill(s + seen, s + bk, 0.0f);
@@ -108,11 +210,15 @@ void query_block(const KernelSet& ks, const ForwardCall& c, const Scratch& w, in
         for (int64_t d = 0; d < g.Dv; ++d) o[d] *= rescale;
       }
     }
-    for (int64_t jr = 0; jr * kNR < g.Dv; ++jr) {
-      const float* v_sliver = w.vp + jr * g.Sk * kNR + j0 * kNR;
+    for (int64_t ir = 0; ir < row_slivers; ++ir) {
+      pr.pack_p(w.s + ir * mr * kBK, kBK, std::min(mr, bq - ir * mr), sliver_keys(ir),
+                w.pp + ir * mr * kBK * E);
+    }
+    for (int64_t jr = 0; jr * nr < g.Dv; ++jr) {
+      const char* v_sliver = w.vp + (jr * skp + j0) * nr * E;
       for (int64_t ir = 0; ir < row_slivers; ++ir) {
-        ks.micro_rows(sliver_keys(ir), w.s + ir * kMR * kBK, kBK, v_sliver, w.o + ir * kMR * w.dv_pad + jr * kNR,
-                      w.dv_pad, true);
+        pr.accumulate_pv(sliver_keys(ir), w.s + ir * mr * kBK, kBK, w.pp + ir * mr * kBK * E, v_sliver,
+                         w.o + ir * mr * w.dv_pad + jr * nr, w.dv_pad);
       }
     }
   }
@@ -123,7 +229,8 @@ void query_block(const KernelSet& ks, const ForwardCall& c, const Scratch& w, in
 // Work items: (batch, key/value head) pairs, each split into `chunks` that
 // take every chunks-th (query head, query block) unit of the pair, so that
 // causal rows of different cost are spread evenly.
-void run(const KernelSet& ks, const ForwardCall& c, int threads, float* const* scratch) {
+template <class Products>
+void run(const KernelSet& ks, const Products& pr, const ForwardCall& c, int threads) {
   const AttentionShape& g = c.shape;
   const int64_t pairs = g.B * g.Hkv;
   const int64_t q_blocks = ceil_div(g.Sq, kBQ);
@@ -131,22 +238,23 @@ void run(const KernelSet& ks, const ForwardCall& c, int threads, float* const* s
   int64_t chunks = 1;
   if (pairs % threads != 0 && pairs < 4 * threads) chunks = std::min(units, ceil_div(2 * threads, pairs));
   const int64_t items = pairs * chunks;
+  const std::vector<float*> scratch = per_thread_scratch(threads, Scratch<Products>::floats(g));
 
   parallel_run(threads, [&](int t) {
-    const Scratch w = Scratch::carve(scratch[t], g);
+    const Scratch<Products> w = Scratch<Products>::carve(scratch[t], g);
     int64_t packed_pair = -1;
     for (int64_t item = t; item < items; item += threads) {
       const int64_t pair = item / chunks, chunk = item % chunks;
       const int64_t b = pair / g.Hkv, hkv = pair % g.Hkv;
       if (pair != packed_pair && g.Sk > 0) {
-        ks.pack_b(rows_of_transposed(c.k, b, hkv, 0), g.D, g.Sk, w.kp);
-        ks.pack_b(rows_of(c.v, b, hkv, 0), g.Sk, g.Dv, w.vp);
+        pr.pack_b(rows_of_transposed(c.k, b, hkv, 0), g.D, g.Sk, w.kp);
+        pr.pack_b(rows_of(c.v, b, hkv, 0), g.Sk, g.Dv, w.vp);
         packed_pair = pair;
       }
       for (int64_t u = chunk; u < units; u += chunks) {
         const int64_t h = hkv * g.group() + u / q_blocks;
         const int64_t i0 = (u % q_blocks) * kBQ;
-        query_block(ks, c, w, b, h, i0, std::min(kBQ, g.Sq - i0));
+        query_block(ks, pr, c, w, b, h, i0, std::min(kBQ, g.Sq - i0));
       }
     }
   });
@@ -166,10 +274,15 @@ Status attention_forward(const TensorView& q, const TensorView& k, const TensorV
                  static_cast<float>(scale) * kLog2e};
     const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
     const int threads = threads_for_work(num_threads, work, int64_t{1} << 18);
+    const KernelSet& ks = active_kernels();
+    const bool bf16 = q.dtype == DType::bfloat16 && k.dtype == DType::bfloat16 &&
+                      v.dtype == DType::bfloat16 && ks.bf16_attention != nullptr;
     if (decode_applies(c)) {
-      attention_decode(active_kernels(), c, threads);
+      attention_decode(ks, c, threads);
+    } else if (bf16) {
+      run(ks, Bf16Products(*ks.bf16_attention), c, threads);
     } else {
-      run(active_kernels(), c, threads, per_thread_scratch(threads, Scratch::floats(g)).data());
+      run(ks, Fp32Products(ks), c, threads);
     }
     return Status::Ok();
   } catch (const std::exception& e) {

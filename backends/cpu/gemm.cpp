@@ -15,6 +15,11 @@
 // dtype and alpha/beta share one epilogue; it costs one extra pass over
 // MC x NC floats per block, which is 1/K of the arithmetic.
 //
+// Two micro-kernels plug into this nest (a Tiling: tile, blocks, packers):
+// the fp32 one of kernels.h, which every dtype can take (bf16/fp16 widened
+// while packing), and, where the kernel set has one, the bf16 pair-dot GEMM
+// (kernels.h DotGemm) for bf16 inputs, which multiplies them unwidened.
+//
 // Threads form a tm x tn grid over (rows, columns) of each batch element; the
 // tm threads sharing a column range pack their Bp together and meet at a
 // barrier. Many small batch elements are instead dealt out whole, one thread
@@ -41,13 +46,43 @@ namespace hetero {
 namespace cpu {
 namespace {
 
-// MC x KC floats of Ap (144 KiB) sit in a 512 KiB L2 next to Bp slivers; a
-// KC x NR Bp sliver (16 KiB) stays in a 32 KiB L1 while MC / MR tiles use it.
-// NC bounds the accumulator workspace and how often Ap is repacked (N / NC).
+// fp32: MC x KC floats of Ap (144 KiB) sit in a 512 KiB L2 next to Bp slivers;
+// a KC x NR Bp sliver (16 KiB) stays in a 32 KiB L1 while MC / MR tiles use
+// it. NC bounds the accumulator workspace and how often Ap is repacked (N / NC).
 constexpr int64_t kMC = 144;  // multiple of kMR
 constexpr int64_t kKC = 256;
 constexpr int64_t kNC = 512;  // multiple of kNR
 static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must be whole slivers");
+
+// The micro-kernel of one call, its blocks and packers: the kernel set's fp32
+// one, or a DotGemm. Packed elements are counted in bytes.
+struct Tiling {
+  int64_t mr, nr, mc, kc, nc;
+  int64_t k_align;  // packed depth is a multiple of this (2: bf16 pairs)
+  int64_t bytes;    // of one packed element
+  const KernelSet* fp32;
+  const DotGemm* dot;
+
+  static Tiling of(const KernelSet& ks) { return {kMR, kNR, kMC, kKC, kNC, 1, 4, &ks, nullptr}; }
+  static Tiling of(const DotGemm& d) { return {d.mr, d.nr, d.mc, d.kc, d.nc, 2, 2, nullptr, &d}; }
+
+  void pack_a(const MatrixRef& a, int64_t rows, int64_t depth, char* dst) const {
+    if (dot) return dot->pack_a(a, rows, depth, reinterpret_cast<uint16_t*>(dst));
+    fp32->pack_a(a, rows, depth, reinterpret_cast<float*>(dst));
+  }
+  void pack_b(const MatrixRef& b, int64_t depth, int64_t cols, char* dst) const {
+    if (dot) return dot->pack_b(b, depth, cols, reinterpret_cast<uint16_t*>(dst));
+    fp32->pack_b(b, depth, cols, reinterpret_cast<float*>(dst));
+  }
+  void micro(int64_t depth, const char* a, const char* b, float* c, int64_t ldc, bool acc) const {
+    if (dot) {
+      return dot->micro(depth, reinterpret_cast<const uint16_t*>(a),
+                        reinterpret_cast<const uint16_t*>(b), c, ldc, acc);
+    }
+    fp32->micro(depth, reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b), c,
+                ldc, acc);
+  }
+};
 
 // Multiply-adds a thread must get to be worth waking.
 constexpr int64_t kMinMacsPerThread = int64_t{1} << 18;
@@ -64,7 +99,7 @@ struct Plan {
 
 // The grid whose busiest thread has the fewest padded tiles; ties go to more
 // row groups, which share one packed Bp.
-Plan make_plan(const Problem& p, int requested) {
+Plan make_plan(const Problem& p, const Tiling& t, int requested) {
   Plan plan;
   const int64_t macs = p.M * p.N * std::max<int64_t>(p.K, 1) * p.batches;
   plan.threads = threads_for_work(requested, macs, kMinMacsPerThread);
@@ -72,7 +107,7 @@ Plan make_plan(const Problem& p, int requested) {
     plan.whole_batches = true;
     return plan;
   }
-  const int64_t m_slivers = ceil_div(p.M, kMR), n_slivers = ceil_div(p.N, kNR);
+  const int64_t m_slivers = ceil_div(p.M, t.mr), n_slivers = ceil_div(p.N, t.nr);
   int64_t best = -1;
   for (int tm = plan.threads; tm >= 1; --tm) {
     if (plan.threads % tm != 0) continue;
@@ -87,63 +122,70 @@ Plan make_plan(const Problem& p, int requested) {
   return plan;
 }
 
-// Scratch of one thread (Ap, C) and of one thread group (Bp).
+// Scratch of one thread (Ap, C: mc x nc floats, row stride nc) and of one
+// thread group (Bp).
 struct Buffers {
-  float* packed_a;
+  char* packed_a;
   float* acc;
-  float* packed_b;
+  char* packed_b;
 };
-
-constexpr int64_t kAccStride = kNC;                 // row stride of the C workspace
-constexpr int64_t kAccFloats = kMC * kNC;
 
 // Rows [m0, m1) x columns [n0, n1) of one batch element, by one member of a
 // group of `members` threads that share columns, Bp and `barrier`.
-void compute_block(const KernelSet& kern, const Problem& p, const Gemm2d& g, int64_t m0,
-                   int64_t m1, int64_t n0, int64_t n1, int member, int members, Barrier* barrier,
+void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m0, int64_t m1,
+                   int64_t n0, int64_t n1, int member, int members, Barrier* barrier,
                    const Buffers& buf) {
-  const int64_t K = p.K;
-  for (int64_t jc = n0; jc < n1; jc += kNC) {
-    const int64_t nc = std::min(kNC, n1 - jc);
-    const int64_t slivers = ceil_div(nc, kNR);
+  const int64_t K = p.K, Kp = round_up(K, t.k_align), ldc = t.nc;
+  for (int64_t jc = n0; jc < n1; jc += t.nc) {
+    const int64_t nc = std::min(t.nc, n1 - jc);
+    const int64_t slivers = ceil_div(nc, t.nr);
     if (K > 0) {
       if (members > 1) barrier->wait();  // everyone is done with the previous Bp
       int64_t s0, s1;
       split_range(slivers, members, member, &s0, &s1);
       if (s1 > s0) {
-        const MatrixRef b{g.b.at(0, jc + s0 * kNR), g.b.dtype, g.b.row_stride, g.b.col_stride};
-        kern.pack_b(b, K, std::min(nc - s0 * kNR, (s1 - s0) * kNR), buf.packed_b + s0 * K * kNR);
+        const MatrixRef b{g.b.at(0, jc + s0 * t.nr), g.b.dtype, g.b.row_stride, g.b.col_stride};
+        t.pack_b(b, K, std::min(nc - s0 * t.nr, (s1 - s0) * t.nr),
+                 buf.packed_b + s0 * Kp * t.nr * t.bytes);
       }
       if (members > 1) barrier->wait();  // Bp complete
     }
-    for (int64_t ic = m0; ic < m1; ic += kMC) {
-      const int64_t mc = std::min(kMC, m1 - ic);
-      const int64_t row_slivers = ceil_div(mc, kMR);
+    for (int64_t ic = m0; ic < m1; ic += t.mc) {
+      const int64_t mc = std::min(t.mc, m1 - ic);
+      const int64_t row_slivers = ceil_div(mc, t.mr);
       if (K == 0) {
-        std::memset(buf.acc, 0, sizeof(float) * static_cast<size_t>(row_slivers * kMR * kAccStride));
+        std::memset(buf.acc, 0, sizeof(float) * static_cast<size_t>(row_slivers * t.mr * ldc));
       }
-      for (int64_t pc = 0; pc < K; pc += kKC) {
-        const int64_t kc = std::min(kKC, K - pc);
+      for (int64_t pc = 0; pc < K; pc += t.kc) {  // pc stays a multiple of k_align
+        const int64_t kc = std::min(t.kc, K - pc), kcp = round_up(kc, t.k_align);
         const MatrixRef a{g.a.at(ic, pc), g.a.dtype, g.a.row_stride, g.a.col_stride};
-        kern.pack_a(a, mc, kc, buf.packed_a);
+        t.pack_a(a, mc, kc, buf.packed_a);
         for (int64_t jr = 0; jr < slivers; ++jr) {
-          const float* b_sliver = buf.packed_b + jr * K * kNR + pc * kNR;
+          const char* b_sliver = buf.packed_b + (jr * Kp + pc) * t.nr * t.bytes;
           for (int64_t ir = 0; ir < row_slivers; ++ir) {
-            kern.micro(kc, buf.packed_a + ir * kc * kMR, b_sliver,
-                       buf.acc + ir * kMR * kAccStride + jr * kNR, kAccStride, pc > 0);
+            t.micro(kcp, buf.packed_a + ir * kcp * t.mr * t.bytes, b_sliver,
+                    buf.acc + ir * t.mr * ldc + jr * t.nr, ldc, pc > 0);
           }
         }
       }
-      store(buf.acc, kAccStride, g, ic, jc, mc, nc, p.alpha, p.beta);
+      store(buf.acc, ldc, g, ic, jc, mc, nc, p.alpha, p.beta);
     }
   }
 }
 
+// bf16 inputs go to the kernel set's pair-dot GEMM where it has one.
+Tiling tiling_for(const Problem& p, const KernelSet& ks) {
+  const bool bf16 = p.a->dtype == DType::bfloat16 && p.b->dtype == DType::bfloat16;
+  return bf16 && ks.bf16_gemm != nullptr ? Tiling::of(*ks.bf16_gemm) : Tiling::of(ks);
+}
+
 Status run(const Problem& p, int requested_threads) {
-  const KernelSet& kern = active_kernels();
-  const Plan plan = make_plan(p, requested_threads);
+  const Tiling t = tiling_for(p, active_kernels());
+  const Plan plan = make_plan(p, t, requested_threads);
   const int groups = plan.whole_batches ? plan.threads : plan.tn;
-  const int64_t packed_b_floats = std::max<int64_t>(p.K, 1) * kNC;
+  const int64_t floats_a = ceil_div(t.mc * t.kc * t.bytes, sizeof(float));
+  const int64_t floats_b = ceil_div(std::max<int64_t>(round_up(p.K, t.k_align), 1) * t.nc * t.bytes,
+                                    sizeof(float));
 
   // Reserve everything before the threads start: only this can throw.
   thread_local std::vector<Workspace> per_thread, per_group;
@@ -151,11 +193,11 @@ Status run(const Problem& p, int requested_threads) {
   try {
     if (per_thread.size() < static_cast<size_t>(plan.threads)) per_thread.resize(plan.threads);
     if (per_group.size() < static_cast<size_t>(groups)) per_group.resize(groups);
-    for (int t = 0; t < plan.threads; ++t) {
-      const int group = plan.whole_batches ? t : t / plan.tm;
-      float* scratch = per_thread[t].reserve(kMC * kKC + kAccFloats);
-      buffers[t] = {scratch, scratch + kMC * kKC,
-                    per_group[group].reserve(packed_b_floats)};
+    for (int i = 0; i < plan.threads; ++i) {
+      const int group = plan.whole_batches ? i : i / plan.tm;
+      float* scratch = per_thread[i].reserve(round_up(floats_a, 16) + t.mc * t.nc);
+      buffers[i] = {reinterpret_cast<char*>(scratch), scratch + round_up(floats_a, 16),
+                    reinterpret_cast<char*>(per_group[group].reserve(floats_b))};
     }
   } catch (const std::exception& e) {
     return Status::Internal(std::string("gemm: cannot allocate workspace: ") + e.what());
@@ -164,22 +206,22 @@ Status run(const Problem& p, int requested_threads) {
   std::vector<std::unique_ptr<Barrier>> barriers;
   for (int gi = 0; gi < groups; ++gi) barriers.emplace_back(new Barrier(plan.tm));
 
-  parallel_run(plan.threads, [&](int t) {
+  parallel_run(plan.threads, [&](int i) {
     if (plan.whole_batches) {
-      for (int64_t bi = t; bi < p.batches; bi += plan.threads) {
-        compute_block(kern, p, p.element(bi), 0, p.M, 0, p.N, 0, 1, nullptr, buffers[t]);
+      for (int64_t bi = i; bi < p.batches; bi += plan.threads) {
+        compute_block(t, p, p.element(bi), 0, p.M, 0, p.N, 0, 1, nullptr, buffers[i]);
       }
       return;
     }
-    const int group = t / plan.tm, member = t % plan.tm;
+    const int group = i / plan.tm, member = i % plan.tm;
     int64_t m0, m1, n0, n1;
-    split_range(ceil_div(p.M, kMR), plan.tm, member, &m0, &m1);
-    split_range(ceil_div(p.N, kNR), plan.tn, group, &n0, &n1);
-    m0 = std::min(m0 * kMR, p.M), m1 = std::min(m1 * kMR, p.M);
-    n0 = std::min(n0 * kNR, p.N), n1 = std::min(n1 * kNR, p.N);
+    split_range(ceil_div(p.M, t.mr), plan.tm, member, &m0, &m1);
+    split_range(ceil_div(p.N, t.nr), plan.tn, group, &n0, &n1);
+    m0 = std::min(m0 * t.mr, p.M), m1 = std::min(m1 * t.mr, p.M);
+    n0 = std::min(n0 * t.nr, p.N), n1 = std::min(n1 * t.nr, p.N);
     for (int64_t bi = 0; bi < p.batches; ++bi) {
-      compute_block(kern, p, p.element(bi), m0, m1, n0, n1, member, plan.tm,
-                    barriers[group].get(), buffers[t]);
+      compute_block(t, p, p.element(bi), m0, m1, n0, n1, member, plan.tm,
+                    barriers[group].get(), buffers[i]);
     }
   });
   return Status::Ok();

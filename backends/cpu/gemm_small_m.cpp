@@ -17,8 +17,9 @@
 //       C[:, jb:+JB] (+)= A . b[pc:+KC, jb:+JB]       (kernels.h small_m_dot / small_m_axpy)
 //   out[:, chunk] = alpha * C + beta * bias           (C: fp32, gemm_problem.h store)
 //
-// Up to 48 rows this beats the BLIS path on both layouts; measured on an
-// AVX2 Zen 1 with bench/cpu_bench.py (bench/RESULTS.md).
+// Up to 48 rows this beats the fp32 BLIS path on both layouts; measured on an
+// AVX2 Zen 1 with bench/cpu_bench.py (bench/RESULTS.md). bf16 x bf16 with the
+// avx512 set's pair-dot GEMM goes there from 8 rows up (measured, Zen 4).
 
 #include "gemm_small_m.h"
 
@@ -27,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels.h"
 #include "thread_pool.h"
 #include "workspace.h"
 
@@ -35,6 +37,7 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kMaxRows = 48;
+constexpr int64_t kMinDotGemmRows = 8;  // see small_m_applies
 
 // dot: a block of b is JB = 24 rows of w (a multiple of every tile width:
 // 3, 4, 6, 8). The first row tile streams the block's rows from memory in
@@ -117,6 +120,11 @@ void compute_columns(const KernelSet& kern, const Problem& p, const Gemm2d& g, i
 
 bool small_m_applies(const Problem& p) {
   const int32_t nb = p.b->ndim - 2;
+  // With a bf16 pair-dot GEMM, bf16 calls of kMinDotGemmRows rows or more
+  // run faster packed (one 8-row tile already keeps the dot units busy).
+  const bool bf16_dot = p.a->dtype == DType::bfloat16 && p.b->dtype == DType::bfloat16 &&
+                        active_kernels().bf16_gemm != nullptr;
+  if (bf16_dot && p.M >= kMinDotGemmRows) return false;
   return p.M <= kMaxRows && p.K > 0 && (p.b->strides[nb] == 1 || p.b->strides[nb + 1] == 1);
 }
 

@@ -37,6 +37,42 @@ struct MatrixRef {
   }
 };
 
+// A GEMM on bf16 inputs that multiplies them in bf16 pairs (vdpbf16ps:
+// c += a[k] b[k] + a[k+1] b[k+1] in fp32), with its own packed layouts and
+// tile, driven by the BLIS loop nest of gemm.cpp like the fp32 micro-kernel.
+// Packed A: row slivers of mr rows; within a sliver, for each pair of k, the
+// mr 32-bit words (a[i][k], a[i][k+1]). Packed B: column slivers of nr
+// columns; for each pair of k, the nr words (b[k][j], b[k+1][j]). Depth is
+// rounded up to an even number with zeros, rows and columns to whole slivers.
+struct DotGemm {
+  int64_t mr, nr;      // the micro-tile of C
+  int64_t mc, kc, nc;  // blocks: mc a multiple of mr, kc even, nc a multiple of nr
+  void (*pack_a)(const MatrixRef& src, int64_t rows, int64_t depth, uint16_t* dst);
+  void (*pack_b)(const MatrixRef& src, int64_t depth, int64_t cols, uint16_t* dst);
+  // c[mr x nr] (row stride ldc) = (accumulate ? c : 0) + a_sliver . b_sliver
+  // over `depth` (even) values of k.
+  void (*micro)(int64_t depth, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
+                bool accumulate);
+};
+
+// Flash attention's two products in bf16 pairs (attention_forward.cpp), in
+// DotGemm's packed layouts with a tile of kDotAttentionMR x kDotAttentionNR
+// (head dimensions 64 and 128 are whole slivers): S = Q K^T over d, and
+// O += P V over keys, P rounded to bf16 as flash attention does on GPUs.
+constexpr int64_t kDotAttentionMR = 8;
+constexpr int64_t kDotAttentionNR = 32;
+struct DotAttention {
+  // bf16 src[0:rows, 0:depth] into row slivers.
+  void (*pack_a)(const MatrixRef& src, int64_t rows, int64_t depth, uint16_t* dst);
+  // The same from float32 rows src[i * ld + k], rounded to bf16 (to nearest even).
+  void (*pack_a_f32)(const float* src, int64_t ld, int64_t rows, int64_t depth, uint16_t* dst);
+  // bf16 src[0:depth, 0:cols] into column slivers.
+  void (*pack_b)(const MatrixRef& src, int64_t depth, int64_t cols, uint16_t* dst);
+  // As DotGemm::micro, for the tile above.
+  void (*micro)(int64_t depth, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
+                bool accumulate);
+};
+
 struct KernelSet {
   const char* isa;
   // Packs src[0:rows, 0:depth] into ceil(rows / kMR) slivers at dst.
@@ -87,6 +123,10 @@ struct KernelSet {
   // The same with bf16 pair dot products (vdpbf16ps), the instruction bf16
   // GEMMs can run on; nullptr where the CPU or the set has none.
   int64_t (*bf16_dot_loop)(int64_t iterations);
+  // GEMMs whose inputs are both bf16; nullptr: they are widened to fp32.
+  const DotGemm* bf16_gemm;
+  // Attention forward on bf16 q, k, v; nullptr: they are widened to fp32.
+  const DotAttention* bf16_attention;
 };
 
 // Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
@@ -96,6 +136,11 @@ const KernelSet* avx2_kernels();
 // AVX-512 (F, BW, VL, DQ) with AVX512_BF16 where the CPU has it; nullptr when
 // this build has no x86 path.
 const KernelSet* avx512_kernels();
+// The vdpbf16ps GEMM and attention products of the avx512 set
+// (kernels_avx512_bf16.cpp); nullptr when this build has no x86 path. Callers
+// check the CPU has AVX512_BF16.
+const DotGemm* avx512_bf16_gemm();
+const DotAttention* avx512_bf16_attention();
 
 // The kernels used now: the best this CPU supports unless overridden.
 const KernelSet& active_kernels();

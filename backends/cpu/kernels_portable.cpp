@@ -146,7 +146,7 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet& portable_kernels() {
-  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop, nullptr};
+  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr};
   return kernels;
 }
 

@@ -13,6 +13,12 @@ they stay within :data:`BUDGET_S`), plus the float64 check on a sample, once per
 process, ``hetero info`` shows it, and ``HETERO_CALIBRATE=off`` stops it
 (``HETERO_TUNED=off`` drops the table altogether).
 
+A call autograd records (training, under :func:`hetero.enable`) of an op whose kernels
+bring their own backward (attention) is decided by a measurement of forward and backward
+together, kept under ``<op>+backward`` (:func:`hetero.tuned.with_backward`): a kernel
+with a fast forward and a slow backward must not win a training step. It costs about as
+many forward-and-backward steps as the forward measurement costs calls.
+
 Nothing is measured while ``torch.compile`` traces, for a named backend (``backend=``,
 ``hetero.use``, ``HETERO_BACKENDS``), or for a call only one kernel can serve.
 """
@@ -25,7 +31,8 @@ import warnings
 from dataclasses import dataclass, field
 
 from . import dispatch, tuned
-from .bench import runner, tune
+from .bench import runner, timing, tune
+from .bench.work import Inputs
 from .errors import HeteroConfigWarning
 from .ops import registry as op_registry
 
@@ -64,14 +71,18 @@ def _participants(kernels) -> list[str] | None:
     return [n for n in names if n != "torch"] + [runner.TORCH]
 
 
-def measure(traits, kernels, record) -> tuned.Entry | None:
+def measure(traits, kernels, record, training: bool = False) -> tuned.Entry | None:
     """Measure the bucket of ``traits`` on a case like ``record``'s among ``kernels``
     (those that can serve it) and add the winner to the tuned table, saved where the
-    table lives. Returns the entry, or ``None`` when nothing was measured."""
+    table lives. With ``training``, the candidates found correct are then timed forward
+    and backward together (:func:`_measure_training`), and that entry is returned.
+    Returns the entry, or ``None`` when nothing was measured."""
     spec = op_registry.spec(traits.op)
     names = _participants(kernels)
     case = spec.bench.case_of(record) if spec.bench and spec.bench.case_of else None
     if names is None or case is None or getattr(_busy, "on", False):
+        return None
+    if training and spec.bench.training_step is None:
         return None
     table = dispatch.tuned_table()
     with _lock:
@@ -81,6 +92,14 @@ def measure(traits, kernels, record) -> tuned.Entry | None:
             rows = runner.measure_case(case, str(traits.dtype).removeprefix("torch."),
                                        traits.device, names, budget_s=BUDGET_S,
                                        min_rounds=ROUNDS)
+            allowed = {k.qualname for k in kernels}
+            rows = [r for r in rows if tune.row_kernel(r) in allowed]
+            found = tune.table_from_runs([{"rows": rows}])
+            entries = list(found.entries.values())
+            if training:
+                correct = {tune.row_kernel(r) for r in rows if r["status"] == "ok"}
+                entries.append(_measure_training(
+                    spec, case, traits, [k for k in kernels if k.qualname in correct]))
         except Exception as exc:  # never fatal: the default order serves the call
             _cost.failed.append(f"{traits.op} {case.label}: {type(exc).__name__}: {exc}")
             return None
@@ -88,13 +107,11 @@ def measure(traits, kernels, record) -> tuned.Entry | None:
             _busy.on = False
             _cost.seconds += time.perf_counter() - start
         _cost.buckets += 1
-        allowed = {k.qualname for k in kernels}
-        rows = [r for r in rows if tune.row_kernel(r) in allowed]
-        found = tune.table_from_runs([{"rows": rows}])
-        entry = next(iter(found.entries.values()), None)
-        if entry is None:
+        entries = [e for e in entries if e is not None]
+        if not entries:
             return None
-        table.add(entry)
+        for entry in entries:
+            table.add(entry)
         if table.path is not None:
             try:
                 table.save(table.path)
@@ -102,7 +119,28 @@ def measure(traits, kernels, record) -> tuned.Entry | None:
                 warnings.warn(f"tuned table {table.path} cannot be written ({exc}); the "
                               f"measurement is kept for this process", HeteroConfigWarning,
                               stacklevel=2)
-        return entry
+        return entries[-1]
+
+
+def _measure_training(spec, case, traits, kernels) -> tuned.Entry | None:
+    """The fastest of ``kernels`` (found correct on the forward) at a forward and
+    backward of ``case``, timed interleaved like the forward; PyTorch's own kernel runs
+    its autograd backward, a hetero kernel its own (one without is left out: its
+    backward would be the float64 reference)."""
+    steps = {k.qualname: spec.bench.training_step(case, traits.dtype, traits.device,
+                                                   Inputs(), k)
+             for k in kernels if k.backward is not None or k.backend == runner.TORCH}
+    if not steps:
+        return None
+    for step in steps.values():
+        step()  # warm-up, as the forward's check was
+    samples = timing.interleaved(list(steps.values()), traits.device, budget_s=BUDGET_S,
+                                 min_rounds=ROUNDS)
+    ranked = sorted(zip(steps, (s.median for s in samples)), key=lambda ks: ks[1])
+    (kernel, seconds), second = ranked[0], ranked[1] if len(ranked) > 1 else (None, None)
+    return tuned.Entry(tuned.device_name(traits.device), tuned.with_backward(traits.op),
+                       str(traits.dtype).removeprefix("torch."), tuple(traits.bucket),
+                       kernel, seconds, second[0], second[1])
 
 
 dispatch.calibrator = measure

@@ -44,10 +44,12 @@ REFERENCE = "reference"
 
 
 class Scope(NamedTuple):
-    """What a ``with hetero.use(...)`` block sets; ``None`` fields inherit."""
+    """What a ``with hetero.use(...)`` block sets; ``None`` fields inherit. ``training``:
+    the calls also run their backward (set by :func:`training`, not by users)."""
 
     backends: tuple[str, ...] | None
     policy: str | None
+    training: bool = False
 
 
 current_scope: ContextVar[Scope | None] = ContextVar("hetero_scope", default=None)
@@ -66,9 +68,10 @@ wants_bucket: dict[str, bool] = {}
 _tuned: tuned.Table | None = None
 #: Why the table found at start-up is not used (another machine's), or None.
 tuned_ignored: str | None = None
-#: Set by :mod:`hetero.calibration`: ``calibrator(traits, kernels, record) -> Entry or
-#: None`` measures the kernels that can serve a call on its record and adds the fastest
-#: correct one to the tuned table.
+#: Set by :mod:`hetero.calibration`: ``calibrator(traits, kernels, record, training) ->
+#: Entry or None`` measures the kernels that can serve a call on its record (with
+#: ``training``, forward and backward together) and adds the fastest correct one to the
+#: tuned table.
 calibrator = None
 
 
@@ -206,8 +209,23 @@ def use(*backends: str, policy: str | None = None) -> Iterator[None]:
     """
     outer = current_scope.get() or Scope(None, None)
     scope = Scope(_check_backend_names(backends, "use") if backends else outer.backends,
-                  _check_policy(policy) if policy is not None else outer.policy)
+                  _check_policy(policy) if policy is not None else outer.policy,
+                  outer.training)
     token = current_scope.set(scope)
+    try:
+        yield
+    finally:
+        current_scope.reset(token)
+
+
+@contextmanager
+def training() -> Iterator[None]:
+    """Within the block, calls are decided as calls whose backward runs too (autograd
+    records them): for an op whose kernels bring their own backward, the tuned table's
+    measurement of forward and backward together (``tuned.with_backward(op)``) decides,
+    so a kernel with a fast forward but a slow backward does not win a training step."""
+    outer = current_scope.get() or Scope(None, None)
+    token = current_scope.set(outer._replace(training=True))
     try:
         yield
     finally:
@@ -284,10 +302,16 @@ def decide(traits, backend=None, scope: Scope | None = None, record=None) -> Dec
     elif _tuned is None:
         note = None if tuned_ignored is None else f"not used ({tuned_ignored})"
     elif traits.bucket is not None:
-        entry = _tuned.lookup(tuned.device_name(traits.device), traits.op,
+        servable = [c.kernel for c in candidates if not c.reasons]
+        # Training calls of an op whose kernels carry their own backward are measured
+        # forward and backward together.
+        training = scope is not None and scope.training and \
+            any(k.backward is not None for k in servable)
+        entry = _tuned.lookup(tuned.device_name(traits.device),
+                              tuned.with_backward(traits.op) if training else traits.op,
                               str(traits.dtype).removeprefix("torch."), traits.bucket)
         if entry is None and record is not None and calibrating():
-            entry = calibrator(traits, [c.kernel for c in candidates if not c.reasons], record)
+            entry = calibrator(traits, servable, record, training)
         if entry is not None:
             chosen = next((c.kernel for c in candidates if not c.reasons
                            and c.kernel.qualname == entry.kernel), chosen)

@@ -25,13 +25,13 @@ Torch function modes are per thread: enabling affects the calling thread.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterable, Iterator
 
 import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 
-from . import counters, registry, torch_ops
+from . import counters, dispatch, registry, torch_ops
 from .backends.pytorch import NAME as TORCH_BACKEND
 from .dispatch import REFERENCE
 from .ops import registry as op_registry
@@ -76,13 +76,15 @@ class _Routing(TorchFunctionMode):
             if torch.compiler.is_compiling():  # the operator decides when the graph runs
                 return verdict.run()
             autograd = _records_autograd(verdict.args)
-            with torch_ops.plain_torch():  # decide here: what PyTorch serves runs as written
-                key, record = verdict.prepare()
-                kernel, why = torch_ops.decide(key, record)
-                if kernel is not None and kernel.backend != TORCH_BACKEND and not autograd:
-                    return verdict.serve(kernel, record)  # no operator needed in between
-            if kernel is not None and kernel.backend != TORCH_BACKEND:
-                return verdict.run()  # the operator, for its autograd
+            # A call autograd records is decided as a training step (forward and backward).
+            with dispatch.training() if autograd else nullcontext():
+                with torch_ops.plain_torch():  # decide here: what PyTorch serves runs as written
+                    key, record = verdict.prepare()
+                    kernel, why = torch_ops.decide(key, record)
+                    if kernel is not None and kernel.backend != TORCH_BACKEND and not autograd:
+                        return verdict.serve(kernel, record)  # no operator needed in between
+                if kernel is not None and kernel.backend != TORCH_BACKEND:
+                    return verdict.run()  # the operator, for its autograd
             # PyTorch's own call: chosen (the torch backend), or the last resort
             native, verdict = (None, why) if kernel is None else (kernel.qualname, None)
         result = func(*args, **kwargs)

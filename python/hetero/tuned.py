@@ -58,9 +58,19 @@ def bucket(*sizes: int) -> tuple[int, ...]:
     return tuple(pow2_ceil(n) for n in sizes)
 
 
+#: Appended to an op's name for the entries that measure its forward and backward
+#: together (training calls of an op whose kernels bring their own backward).
+WITH_BACKWARD = "+backward"
+
+
+def with_backward(op: str) -> str:
+    """The table's op name for ``op``'s forward and backward measured together."""
+    return op + WITH_BACKWARD
+
+
 def bucket_label(op: str, bucket) -> str:
     """``gemm (16, 4096, 4096, 1)`` -> ``"M≤16 N≤4096 K≤4096 layout 1"``."""
-    spec = op_registry.get(op)
+    spec = op_registry.get(op.removesuffix(WITH_BACKWARD))
     names = spec.bucket_dims if spec is not None else [f"dim{i}" for i in range(len(bucket))]
     return " ".join(f"{d} {v}" if d.islower() else f"{d}≤{v}" for d, v in zip(names, bucket))
 
@@ -134,7 +144,9 @@ class Table:
 
     @property
     def ops(self) -> set[str]:
-        return {e.op for e in self.entries.values()}
+        """The ops with entries (those measured with their backward under their own name
+        too)."""
+        return {e.op.removesuffix(WITH_BACKWARD) for e in self.entries.values()}
 
     def as_dict(self) -> dict:
         return {"format": FORMAT, "created": self.created, "fingerprint": self.fingerprint,

@@ -1,7 +1,9 @@
 """The cpu backend's flash attention (backends/cpu/attention_*.cpp), forward and
 backward, against the float64 oracle: FlashAttention's error rule against PyTorch in
 the input dtype, outputs poisoned first, awkward shapes (1, primes, Sq != Sk, head dims
-from 1 to 256), GQA/MQA, masks, strided views, every kernel set and thread count.
+from 1 to 256), GQA/MQA, masks, strided views, every kernel set and thread count (on
+``avx512`` with AVX512_BF16, bf16 takes the pair-dot products: odd key counts per
+sliver, head dims that are no multiple of its 32-wide slivers).
 Calls with at most 8 queries per head take the decode path (attention_decode.cpp);
 DECODE_SHAPES and the tests after them cover it."""
 
@@ -46,6 +48,8 @@ SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal
     (1, 1, 1, 7, 13, 112, 160, False),
     (1, 2, 1, 9, 20, 192, 192, True),
     (1, 1, 1, 3, 300, 256, 256, False),
+    (1, 2, 2, 100, 101, 64, 64, True),  # odd causal offset: slivers end on an odd key
+    (1, 1, 1, 50, 97, 33, 72, True),    # odd D, Dv not a multiple of any sliver width
 ]
 
 
@@ -137,12 +141,27 @@ def test_strided_inputs_and_output(isa):
     check_forward(q, k, v, causal=True, out=out)
 
 
-def test_negative_scale_and_nan_propagation(isa):
-    q, k, v = attention_inputs(1, 1, 1, 9, 30, 16, 16, seed=4)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_negative_scale_and_nan_propagation(isa, dtype):
+    q, k, v = attention_inputs(1, 1, 1, 9, 30, 16, 16, dtype=dtype, seed=4)
     check_forward(q, k, v, scale=-0.3)
     q[0, 0, 2, 5] = math.nan
     out, _ = run_attention_forward(cpu.attention_forward, q, k, v)
     assert out[0, 0, 2].isnan().all() and not out[0, 0, :2].isnan().any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_inf_in_a_value_no_row_sees_stays_out(isa, dtype):
+    # Sk = Sq + 1: the causal diagonal gives each sliver of rows an odd key count, so
+    # bf16 pairs end with a key no row of the sliver sees (key 25 for rows 0-23). Its
+    # inf must not reach them as 0 * inf.
+    q, k, v = attention_inputs(1, 1, 1, 100, 101, 64, 64, dtype=dtype, seed=7)
+    v[0, 0, 25] = math.inf
+    out, _ = run_attention_forward(cpu.attention_forward, q, k, v, causal=True)
+    clean = v.clone()
+    clean[0, 0, 25] = 0
+    want, _ = run_attention_forward(cpu.attention_forward, q, k, clean, causal=True)
+    assert torch.equal(out[0, 0, :24], want[0, 0, :24])
 
 
 @pytest.mark.parametrize("sizes", [(0, 1, 1, 4, 4), (1, 1, 1, 0, 4), (1, 1, 1, 4, 0)])

@@ -1,8 +1,10 @@
 """The native CPU GEMM's drivers, on every kernel set this CPU runs.
 
 The BLIS path (backends/cpu/gemm.cpp): shapes that cross every block and sliver
-boundary (MR=6, NR=16, MC=144, KC=256, NC=512), thread grids over rows, columns and
-whole batch elements, and results that do not depend on the thread count.
+boundary of the fp32 micro-kernel (MR=6, NR=16, MC=144, KC=256, NC=512) and of the
+avx512 set's bf16 pair-dot one (MR=8, NR=48, MC=96, KC=1024, NC=480; odd depths,
+whose last pair is half padding), thread grids over rows, columns and whole batch
+elements, and results that do not depend on the thread count.
 
 The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows with b unit-stride
 along k or n): row counts around its tiles (4, 3, 2, 1 rows), columns around its
@@ -36,9 +38,11 @@ def check(out, a, b, bias=None, alpha=1.0, beta=0.0):
     check_within(out, ref, gemm_error_bound(a, b, bias, alpha, beta, out_dtype=out.dtype))
 
 
-# M, N, K around MR/NR sliver edges and MC/KC/NC block edges, with primes.
+# M, N, K around MR/NR sliver edges and MC/KC/NC block edges, with primes: the
+# fp32 tiles first, then the bf16 pair-dot tiles.
 EDGE_SHAPES = [(1, 1, 1), (6, 16, 1), (7, 17, 257), (149, 523, 263), (145, 33, 513),
-               (5, 1031, 3), (290, 16, 256)]
+               (5, 1031, 3), (290, 16, 256),
+               (8, 48, 2), (9, 49, 1025), (97, 481, 1023), (193, 97, 2049), (56, 960, 17)]
 
 
 @pytest.mark.parametrize("b_strides", ["contiguous", "no unit stride"])
@@ -56,8 +60,9 @@ def test_block_edges(isa, m, n, k, dtype, b_strides):
 @pytest.mark.parametrize("layout", GEMM_LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_layouts_with_fast_packing_paths(isa, layout, dtype):
-    # 150 x 530 x 270 gives full slivers (vector paths) and remainders together.
-    a, b = gemm_operands(layout, 150, 530, 270, dtype=dtype)
+    # 150 x 530 x 271 gives full slivers (vector paths) and remainders together, and
+    # an odd depth (bf16 pairs end in a half-padded one).
+    a, b = gemm_operands(layout, 150, 530, 271, dtype=dtype)
     out = poison_(torch.empty(150, 530, dtype=torch.float32))
     bias = randn(150, 530, dtype=dtype, seed=9)
     check(run(a, b, out, bias, alpha=0.5, beta=2.0, threads=3), a, b, bias, 0.5, 2.0)
@@ -72,12 +77,13 @@ THREAD_CASES = {  # id: (m, n, layout); BLIS thread grids, then the small-M path
 
 @pytest.mark.parametrize("threads", [2, 3, 4, 7])
 @pytest.mark.parametrize("case", THREAD_CASES)
-def test_results_do_not_depend_on_thread_count(isa, threads, case):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_results_do_not_depend_on_thread_count(isa, threads, case, dtype):
     # K is never split across threads, and the small-M kernels sum each element the
     # same way in every tile, so every element sums in the same order.
     m, n, layout = THREAD_CASES[case]
-    a = randn(m, 300, seed=3)
-    b = randn(n, 300, seed=4).t() if layout == "x@w.t()" else randn(300, n, seed=4)
+    a = randn(m, 300, dtype=dtype, seed=3)
+    b = randn(n, 300, dtype=dtype, seed=4).t() if layout == "x@w.t()" else randn(300, n, dtype=dtype, seed=4)
     want = run(a, b, poison_(torch.empty(m, n)), threads=1)
     got = run(a, b, poison_(torch.empty(m, n)), threads=threads)
     assert torch.equal(got, want)

@@ -1,7 +1,8 @@
 """Self-calibration: the first call of an unmeasured bucket times the kernels that can
 serve it (PyTorch's own among them) and the tuned table keeps the fastest correct one,
 on disk, for this machine's fingerprint only; explain() cites the measurement and
-hetero.info() its cost."""
+hetero.info() its cost. Training calls of attention are decided by forward and backward
+timed together."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 import hetero
-from hetero import calibration, dispatch, fingerprint
+from hetero import calibration, dispatch, fingerprint, registry
 from hetero.testing import randn
 
 
@@ -103,3 +107,52 @@ def test_named_backends_and_single_candidates_are_not_measured(calibrating):
     hetero.gemm(a.double(), b.double())  # only torch.matmul serves float64 (+ the oracle)
     assert calibration.cost().buckets == before
     assert "the first call measures it" in str(hetero.explain("gemm", a, b))
+
+
+class _SlowBackward(hetero.Backend):
+    """attention with the cpu backend's (fast) forward and a correct backward that
+    sleeps 50 ms: the fastest at inference, never at training."""
+
+    name, device_type, priority, api_version = "slowgrad", "cpu", 1000, "2.0"
+
+    def kernels(self):
+        from hetero.backends import cpu
+
+        (flash,) = [k for k in cpu.backend.kernels() if k.op == "attention"]
+
+        def backward(args, dout):
+            time.sleep(0.05)
+            return flash.backward(args, dout)
+
+        return [hetero.Kernel("attention", "k", flash.fn, flash.support, backward=backward)]
+
+
+def test_training_steps_are_decided_by_forward_and_backward_together(calibrating,
+                                                                     monkeypatch):
+    timed = []
+    measure_training = calibration._measure_training
+    monkeypatch.setattr(calibration, "_measure_training", lambda spec, case, traits, kernels: (
+        timed.extend(k.qualname for k in kernels),
+        measure_training(spec, case, traits, kernels))[1])
+    registry.register(_SlowBackward())
+    try:
+        q, k, v = (randn(1, 2, 64, 32, seed=s) for s in (1, 2, 3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", hetero.HeteroFallbackWarning)
+            with hetero.enabled("attention"):
+                F.scaled_dot_product_attention(q, k, v, is_causal=True)  # inference
+                leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+                out = F.scaled_dot_product_attention(*leaves, is_causal=True)  # training
+                out.backward(torch.ones_like(out))
+        entries = {e["op"]: e for e in json.loads(calibrating.read_text())["entries"]}
+        assert set(entries) == {"attention", "attention+backward"}
+        assert entries["attention"]["bucket"] == entries["attention+backward"]["bucket"]
+        assert entries["attention+backward"]["kernel"] != "slowgrad.k"
+        assert entries["attention+backward"]["median_s"] < 0.05
+        assert "slowgrad.k" in timed and "torch.sdpa" in timed
+        want = torch.func.grad(lambda q: F.scaled_dot_product_attention(
+            q.double(), k.double(), v.double(), is_causal=True).sum())(q)
+        assert (leaves[0].grad.double() - want).abs().max() < 1e-4
+    finally:
+        registry.unregister("slowgrad")
+        dispatch.clear_cache()

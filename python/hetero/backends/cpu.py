@@ -2,8 +2,11 @@
 
 GEMM: packed panels and a micro-kernel from the kernel set chosen at run time from the
 CPU's features (``avx512``, ``avx2``, ``portable``; ``HETERO_CPU_ISA`` forces a lower
-one); bf16/fp16 are widened while packing, so they run at fp32 speed.
-Attention: flash attention forward and backward with float32 accumulation.
+one). bf16 x bf16 on ``avx512`` with AVX512_BF16 multiplies bf16 pairs (``vdpbf16ps``,
+twice the fp32 rate; subnormals read as zero, as in PyTorch's oneDNN); otherwise
+bf16/fp16 are widened while packing and run at fp32 speed.
+Attention: flash attention forward and backward with float32 accumulation; the forward
+on bf16 uses the same bf16 pair products where the kernel set has them.
 Both run on ``num_threads()`` threads.
 
 The Python side only turns tensors into ``(data_ptr, dtype code, sizes, strides)``

@@ -23,13 +23,18 @@ class BenchSpec:
     one entry of a JSON/YAML shape file (``ValueError``/``KeyError`` for a bad one).
     work: ``work(case, dtype, device, inputs) -> Work``. flops_formula: how a case's
     FLOPs are counted, in words (for result files). case_of: ``case_of(record) -> case``
-    or ``None``: the case that measures a call like this one (for self-calibration)."""
+    or ``None``: the case that measures a call like this one (for self-calibration).
+    training_step: for an op whose kernels bring their own backward,
+    ``training_step(case, dtype, device, inputs, kernel) -> step``: ``step()`` runs the
+    case's forward and backward on ``kernel`` (the ``torch`` backend's kernel: PyTorch's
+    call under autograd), for calibrating training calls."""
 
     suites: Mapping[str, Callable]
     case_from: Callable[[dict], object]
     work: Callable
     flops_formula: str = ""
     case_of: Callable | None = None
+    training_step: Callable | None = None
 
 
 @dataclass

@@ -48,7 +48,7 @@ class OpSpec:
         reference_kernel: the ``reference`` backend's kernel (default: ``out`` filled
             from ``reference`` in float32, float64 for float64 inputs);
             reference_backward: its backward.
-        torch_kernels: PyTorch's own kernels for the op (``hetero.Kernel``\ s with their
+        torch_kernels: PyTorch's own kernels for the op (``hetero.Kernel`` objects with their
             support), which the ``torch`` backend serves.
         conformance: a :class:`hetero.conformance.ConformanceSpec` (cases and inputs).
         bench: a :class:`hetero.bench.BenchSpec` (benchmark cases and work).

@@ -19,7 +19,9 @@ import torch.nn.functional as F
 
 from ... import tuned
 from ...bench.suites import MODELS, Sizes
-from ...bench.work import BenchSpec, Inputs, Work, positive
+from ...bench.work import TORCH, BenchSpec, Inputs, Work, positive
+from .._checks import compute_dtype
+from .api import prepare
 from .numerics import attention_error_bound, attention_flops, reference_attention
 
 
@@ -144,6 +146,36 @@ def case_of(args) -> AttentionCase | None:
     return AttentionCase(b, hq, hkv, sq, sk, d, args.causal, "calibration")
 
 
+def training_step(case: AttentionCase, dtype: torch.dtype, device: torch.device,
+                  inputs: Inputs, kernel):
+    """``step()``: the case's forward and backward on ``kernel`` — one with a backward of
+    its own (forward filling the log-sum-exp, then the backward), or the ``torch``
+    backend's (SDPA, then its autograd backward)."""
+    q = inputs.get((case.b, case.hq, case.sq, case.d), 1).to(device, dtype)
+    k = inputs.get((case.b, case.hkv, case.sk, case.d), 2).to(device, dtype)
+    v = inputs.get((case.b, case.hkv, case.sk, case.d), 3).to(device, dtype)
+    dout = inputs.get((case.b, case.hq, case.sq, case.d), 4).to(device, dtype)
+    if kernel.backend == TORCH:
+        leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+        sdpa = torch_attention(*leaves, case.causal)
+
+        def torch_step():
+            with torch.enable_grad():  # calibration may run where autograd is off
+                return torch.autograd.grad(sdpa(), leaves, dout)
+
+        return torch_step
+    args = prepare(q, k, v, case.causal, None, None, None, kernel.backend)[1]
+
+    def step():
+        record = args._replace(out=torch.empty_like(args.out), lse=torch.empty(
+            q.shape[:3], dtype=compute_dtype(dtype), device=device))
+        kernel.fn(record)
+        return kernel.backward(record, dout)
+
+    return step
+
+
 SPEC = BenchSpec({"llm": llm, "square": square}, case_from, work,
                  "4·B·Hq·D·pairs; pairs = Sq·Sk, or the (query, key) pairs a query may see "
-                 "when causal (bottom-right aligned): about half for Sq = Sk", case_of)
+                 "when causal (bottom-right aligned): about half for Sq = Sk", case_of,
+                 training_step)

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ... import counters
+from ... import counters, dispatch
 from ...routing import BridgeOp
 from ...torch_ops import decide, plain_torch
 from .._checks import compute_dtype
@@ -90,7 +90,9 @@ def attention_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tenso
                        scale: float) -> tuple[Tensor, Tensor, Tensor]:
     """``(dq, dk, dv)`` of :func:`attention_forward` for the upstream gradient
     ``dout (B, Hq, Sq, Dv)``, from the forward's ``out`` and ``lse``."""
-    with plain_torch():
+    # Decided as the forward of a training step was (dispatch.training), so that the
+    # kernel measured fastest at forward and backward together runs both.
+    with plain_torch(), dispatch.training():
         key, args = prepare(q, k, v, causal, scale, attn_mask, None, None)
         args = args._replace(out=out, lse=lse)  # the forward's, as the backward reads them
         kernel, why = decide(key, args)
