@@ -97,6 +97,11 @@ void store_block(const float* c, int64_t ldc, const Gemm2d& g, int64_t i0, int64
 
 inline void store(const float* c, int64_t ldc, const Gemm2d& g, int64_t i0, int64_t j0, int64_t rows,
            int64_t cols, float alpha, float beta) {
+  if (g.bias.data == nullptr && g.out.col_stride == 1) {  // the common case, vectorised
+    char* out = static_cast<char*>(g.out.data) +
+                (i0 * g.out.row_stride + j0) * element_size(g.out.dtype);
+    return active_kernels().store_rows(c, ldc, rows, cols, alpha, out, g.out.dtype, g.out.row_stride);
+  }
   switch (g.out.dtype) {
     case DType::float16: store_block<Half>(c, ldc, g, i0, j0, rows, cols, alpha, beta); break;
     case DType::bfloat16: store_block<BFloat16>(c, ldc, g, i0, j0, rows, cols, alpha, beta); break;

@@ -82,6 +82,11 @@ struct KernelSet {
   // dst[i * ld + k] = float(src(i, k)) for i < rows, k < depth: rows of a
   // dtype widened to float32 (vector loads where src.col_stride == 1).
   void (*widen_rows)(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld);
+  // dst[i * ld + j] = dtype(alpha * c[i * ldc + j]) for i < rows, j < cols: the
+  // GEMM epilogue of an output with unit column stride and no bias, rounded
+  // to nearest even exactly as from_float rounds (dtype float32/fp16/bf16).
+  void (*store_rows)(const float* c, int64_t ldc, int64_t rows, int64_t cols, float alpha,
+                     void* dst, DType dtype, int64_t ld);
   // c[kMR x kNR] (row stride ldc) = (accumulate ? c : 0) + a_sliver . b_sliver,
   // summing depth products in order. With accumulate false and depth 0, c = 0.
   void (*micro)(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,

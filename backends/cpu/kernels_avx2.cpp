@@ -289,6 +289,49 @@ float exp2_sum(float* x, int64_t n, float shift) {
 // ---------------------------------------------------------------- peak
 
 // 12 independent FMA chains, as many as the micro-kernel keeps in flight.
+// ------------------------------------------------------------------ epilogue
+
+// 8 floats rounded to nearest even (NaN kept NaN) and stored as Out.
+inline void store8(float* p, __m256 x) { _mm256_storeu_ps(p, x); }
+inline void store8(Half* p, __m256 x) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+}
+// float_to_bfloat16 (hetero/dtype.h) on 8 lanes: add 0x7fff plus the lowest
+// kept bit, keep the top half; a NaN keeps its top half with the quiet bit.
+inline void store8(BFloat16* p, __m256 x) {
+  const __m256i bits = _mm256_castps_si256(x), top = _mm256_srli_epi32(bits, 16);
+  const __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(top, _mm256_set1_epi32(1)));
+  const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, bias), 16);
+  const __m256i quiet_nan = _mm256_or_si256(top, _mm256_set1_epi32(0x40));
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  const __m256i words = _mm256_blendv_epi8(rounded, quiet_nan, nan);
+  // 32 -> 16 bits: packus works within 128-bit halves; qwords 0 and 2 hold the 8 results.
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(words, words), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+}
+
+template <typename Out>
+void store_rows_typed(const float* c, int64_t ldc, int64_t rows, int64_t cols, float alpha, Out* dst,
+                      int64_t ld) {
+  const __m256 scale = _mm256_set1_ps(alpha);
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* ci = c + i * ldc;
+    Out* di = dst + i * ld;
+    int64_t j = 0;
+    for (; j + 8 <= cols; j += 8) store8(di + j, _mm256_mul_ps(scale, _mm256_loadu_ps(ci + j)));
+    for (; j < cols; ++j) di[j] = from_float<Out>(alpha * ci[j]);
+  }
+}
+
+void store_rows(const float* c, int64_t ldc, int64_t rows, int64_t cols, float alpha, void* dst,
+                DType dtype, int64_t ld) {
+  switch (dtype) {
+    case DType::float16: return store_rows_typed(c, ldc, rows, cols, alpha, static_cast<Half*>(dst), ld);
+    case DType::bfloat16: return store_rows_typed(c, ldc, rows, cols, alpha, static_cast<BFloat16*>(dst), ld);
+    default: return store_rows_typed(c, ldc, rows, cols, alpha, static_cast<float*>(dst), ld);
+  }
+}
+
 int64_t fma_loop(int64_t iterations) {
   __m256 acc[12];
   for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
@@ -307,7 +350,7 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet* avx2_kernels() {
-  static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, micro, micro_rows, avx2::small_m_dot,
+  static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, avx2::small_m_dot,
                                  avx2::small_m_axpy, avx2::order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr};
   return &kernels;
 }

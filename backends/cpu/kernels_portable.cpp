@@ -124,6 +124,23 @@ float exp2_sum(float* x, int64_t n, float shift) {
   return sum;
 }
 
+template <typename Out>
+void store_rows_typed(const float* c, int64_t ldc, int64_t rows, int64_t cols, float alpha, Out* dst,
+                      int64_t ld) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) dst[i * ld + j] = from_float<Out>(alpha * c[i * ldc + j]);
+  }
+}
+
+void store_rows(const float* c, int64_t ldc, int64_t rows, int64_t cols, float alpha, void* dst,
+                DType dtype, int64_t ld) {
+  switch (dtype) {
+    case DType::float16: return store_rows_typed(c, ldc, rows, cols, alpha, static_cast<Half*>(dst), ld);
+    case DType::bfloat16: return store_rows_typed(c, ldc, rows, cols, alpha, static_cast<BFloat16*>(dst), ld);
+    default: return store_rows_typed(c, ldc, rows, cols, alpha, static_cast<float*>(dst), ld);
+  }
+}
+
 int64_t fma_loop(int64_t iterations) {
   float acc[kMR][kNR];
   for (int64_t r = 0; r < kMR; ++r) {
@@ -146,7 +163,7 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet& portable_kernels() {
-  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr};
+  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr};
   return kernels;
 }
 
