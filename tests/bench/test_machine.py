@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
+
+import torch
 
 from hetero import fingerprint
 from hetero.bench import machine
@@ -19,3 +22,26 @@ def test_cpu_peaks_are_measured_and_say_how():
         assert peaks.for_dtype("bfloat16") > 1.5 * peaks.for_dtype("float32")
     else:
         assert peaks.for_dtype("bfloat16") == peaks.for_dtype("float32")
+
+
+def _best_gflops(dtype: torch.dtype) -> float:
+    a, b = torch.randn(256, 256).to(dtype), torch.randn(256, 256).to(dtype)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 256**3 / best / 1e9
+
+
+def test_no_real_gemm_beats_the_measured_peak():
+    # The instrument's sanity, not a performance claim: a peak loop the compiler
+    # optimised away would read far below what PyTorch's own GEMM reaches.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        peaks = machine.measure_cpu_peaks(1)
+        for dtype, name in ((torch.float32, "float32"), (torch.bfloat16, "bfloat16")):
+            assert _best_gflops(dtype) < 1.5 * peaks.for_dtype(name) * 1e3, name
+    finally:
+        torch.set_num_threads(threads)
