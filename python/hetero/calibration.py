@@ -136,8 +136,9 @@ def _measure_training(spec, case, traits, kernels) -> tuned.Entry | None:
         step()  # warm-up, as the forward's check was
     samples = timing.interleaved(list(steps.values()), traits.device, budget_s=BUDGET_S,
                                  min_rounds=ROUNDS)
-    ranked = sorted(zip(steps, (s.median for s in samples)), key=lambda ks: ks[1])
-    (kernel, seconds), second = ranked[0], ranked[1] if len(ranked) > 1 else (None, None)
+    ranked = tune.torch_keeps(sorted(((name, s.median, 1) for name, s in zip(steps, samples)),
+                                     key=lambda row: row[1]))
+    (kernel, seconds, _), second = ranked[0], ranked[1] if len(ranked) > 1 else (None, None, 1)
     return tuned.Entry(tuned.device_name(traits.device), tuned.with_backward(traits.op),
                        str(traits.dtype).removeprefix("torch."), tuple(traits.bucket),
                        kernel, seconds, second[0], second[1])

@@ -17,7 +17,7 @@ import torch
 
 from . import counters
 from .ops import registry as op_registry
-from .ops._checks import FLOAT_DTYPES
+from .ops._checks import FLOAT_DTYPES, real_out
 
 _FLOAT = frozenset(FLOAT_DTYPES)
 
@@ -37,8 +37,8 @@ class Route(NamedTuple):
 class BridgeOp(NamedTuple):
     """One of hetero's torch operators, as routes call it: ``run(*args)`` is the operator
     (``torch.ops.hetero.<op>``), ``prepare(*args)`` the dispatch key and record of the
-    same call (the op's ``prepare``), so the routing mode can see which kernel will serve
-    it."""
+    same call (the op's ``prepare`` with ``out=STAND_IN``: no output is allocated
+    until a kernel runs), so the routing mode can see which kernel will serve it."""
 
     run: Callable
     prepare: Callable
@@ -62,6 +62,7 @@ class Call(NamedTuple):
     def serve(self, kernel, record):
         """The call by ``kernel`` on its ``record`` straight away (no autograd to
         record), counted as the operator counts it."""
+        record = real_out(record)  # prepare's record holds a stand-in output
         kernel.fn(record)
         counters.record(kernel.op, kernel.qualname, op_registry.spec(kernel.op).flops(record))
         return self._finished(record.out)

@@ -115,7 +115,9 @@ class Entry:
         margin = (f" ({_ms(self.median_s)} against {self.runner_up}'s {_ms(self.runner_up_s)}, "
                   f"{self.runner_up_s / self.median_s:.2f}×)"
                   if self.runner_up and self.median_s > 0 else f" ({_ms(self.median_s)})")
-        return (f"{self.kernel} fastest correct for {self.op} {self.dtype} "
+        kept = self.runner_up_s is not None and self.runner_up_s < self.median_s
+        verdict = "kept: no kernel beat it by the margin" if kept else "fastest correct"
+        return (f"{self.kernel} {verdict} for {self.op} {self.dtype} "
                 f"{bucket_label(self.op, self.bucket)} on {self.device}{margin}")
 
 

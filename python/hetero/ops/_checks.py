@@ -11,6 +11,31 @@ import torch
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
+class _StandIn:
+    """The type of :data:`STAND_IN`."""
+
+    def __repr__(self) -> str:
+        return "STAND_IN"
+
+
+#: ``out=`` for an op's ``prepare`` when the call may not run on a hetero kernel (the
+#: routing mode decides first, and PyTorch may serve the call): the record's ``out`` is
+#: then a one-element stand-in expanded to the output's shape, dtype and device, and
+#: whoever runs a kernel on the record first swaps in a real one (:func:`real_out`).
+#: Allocating a real output that PyTorch then does not use costs fresh pages per call.
+STAND_IN = _StandIn()
+
+
+def stand_in(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.empty((1,) * len(shape), dtype=dtype, device=device).expand(shape)
+
+
+def real_out(record):
+    """``record`` with a new output tensor in place of its stand-in (:data:`STAND_IN`)."""
+    out = record.out
+    return record._replace(out=torch.empty(out.shape, dtype=out.dtype, device=out.device))
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 

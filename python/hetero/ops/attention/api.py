@@ -133,6 +133,8 @@ def prepare(q, k, v, causal, scale, attn_mask, out, backend) -> tuple[tuple, Att
     out_shape = (B, Hq, Sq, Dv)
     if out is None:
         out = torch.empty(out_shape, dtype=dtype, device=device)
+    elif out is _checks.STAND_IN:
+        out = _checks.stand_in(out_shape, dtype, device)
     else:
         _checks.check_out(out, out_shape, (dtype,), device,
                           (("q", q), ("k", k), ("v", v), ("attn_mask", attn_mask)))

@@ -23,7 +23,7 @@ from torch import Tensor
 from ... import counters, dispatch
 from ...routing import BridgeOp
 from ...torch_ops import decide, plain_torch
-from .._checks import compute_dtype
+from .._checks import STAND_IN, compute_dtype
 from .api import prepare
 from .numerics import BACKWARD_FLOPS_FACTOR, flops, reference_attention_forward, reference_backward
 
@@ -132,7 +132,7 @@ def attention(q, k, v, attn_mask=None, causal=False, scale=None):
 
 
 def _prepare(q, k, v, attn_mask=None, causal=False, scale=None):
-    return prepare(q, k, v, causal, scale, attn_mask, None, None)
+    return prepare(q, k, v, causal, scale, attn_mask, STAND_IN, None)
 
 
 #: ``torch.ops.hetero.attention`` for :mod:`.routes`.

@@ -108,6 +108,8 @@ def prepare(a, b, bias, alpha, beta, out, backend) -> tuple[tuple, GemmArgs]:
     if out is None:
         out = torch.empty(out_shape, dtype=dtype, device=device)
         out_dtype = None  # same as dtype; None hashes faster
+    elif out is _checks.STAND_IN:
+        out, out_dtype = _checks.stand_in(out_shape, dtype, device), None
     else:
         out_dtypes = (dtype, torch.float32) if dtype in _LOW_PRECISION else (dtype,)
         _checks.check_out(out, out_shape, out_dtypes, device, (("a", a), ("b", b), ("bias", bias)))

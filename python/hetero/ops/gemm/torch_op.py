@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ...routing import BridgeOp
 from ...torch_ops import plain_torch, serve
+from .._checks import STAND_IN
 from .api import prepare
 from .numerics import flops, reference_gemm
 
@@ -74,7 +75,7 @@ gemm.register_autograd(_backward, setup_context=_setup)
 
 
 def _prepare(a, b, bias=None, alpha=1.0, beta=1.0):
-    return prepare(a, b, bias, alpha, beta, None, None)
+    return prepare(a, b, bias, alpha, beta, STAND_IN, None)
 
 
 #: ``torch.ops.hetero.gemm`` for :mod:`.routes`.
