@@ -47,6 +47,25 @@ def test_matmul_family_is_routed_and_correct(name):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+EMPTY = {
+    "@, K = 0 with batch dims": lambda: randn(2, 3, 0, seed=1) @ randn(0, 4, seed=2),
+    "F.linear, K = 0 with a bias": lambda: F.linear(randn(2, 3, 0, seed=1), randn(4, 0, seed=2),
+                                                    randn(4, seed=3)),
+    "@, no batch": lambda: randn(0, 3, 5, seed=1) @ randn(5, 4, seed=2),
+    "@, no rows": lambda: randn(2, 0, 5, seed=1) @ randn(5, 4, seed=2),
+    "F.linear, nothing at all": lambda: F.linear(randn(0, 3, 0, seed=1), randn(4, 0, seed=2)),
+}
+
+
+@pytest.mark.parametrize("name", list(EMPTY))
+def test_empty_products_are_routed_and_equal_pytorch(name):
+    expected = EMPTY[name]()
+    with hetero.enabled():
+        got = EMPTY[name]()
+    assert not hetero.stats().fallbacks
+    assert got.shape == expected.shape and torch.equal(got, expected)
+
+
 @pytest.mark.parametrize("kwargs", [dict(is_causal=True), dict(is_causal=True, enable_gqa=True),
                                     dict(attn_mask="bool"), dict(scale=0.3)])
 def test_sdpa_is_routed_and_correct(kwargs):

@@ -5,6 +5,8 @@ of ``x @ W`` fold into one GEMM, as aten does. 1-D operands stay with PyTorch.""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +17,12 @@ from .torch_op import GEMM
 
 def _batch_broadcasts(a_batch, b_batch) -> bool:
     return all(x == y or x == 1 or y == 1 for x, y in zip(reversed(a_batch), reversed(b_batch)))
+
+
+def _fold(x):
+    """``x (..., K)`` as ``(rows, K)``; the row count is explicit so that K = 0 folds
+    (``reshape(-1, 0)`` cannot infer it)."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
 
 def _mm(mode, a, b):
@@ -50,7 +58,7 @@ def _matmul(mode, a, b):
     if reason is not None:
         return reason
     if b.dim() == 2 and a.dim() > 2:  # fold the leading dims into M: one GEMM, as aten
-        return Call(GEMM, (a.reshape(-1, a.shape[-1]), b),
+        return Call(GEMM, (_fold(a), b),
                     lambda out: out.reshape(*a.shape[:-1], b.shape[1]))
     return Call(GEMM, (a, b))
 
@@ -66,7 +74,7 @@ def _linear(mode, x, weight, bias):
     reason = unfit(mode, x, weight) if bias is None else unfit(mode, x, weight, bias)
     if reason is not None:
         return reason
-    return Call(GEMM, (x.reshape(-1, x.shape[-1]), weight.t(), bias),
+    return Call(GEMM, (_fold(x), weight.t(), bias),
                 lambda out: out.reshape(*x.shape[:-1], weight.shape[0]))
 
 
