@@ -59,7 +59,7 @@ void attention_forward(py::handle q, py::handle k, py::handle v, py::handle mask
 
 void attention_backward(py::handle dout, py::handle q, py::handle k, py::handle v, py::handle out,
                         py::handle lse, py::handle mask, bool causal, double scale, py::handle dq,
-                        py::handle dk, py::handle dv, int num_threads) {
+                        py::handle dk, py::handle dv, int num_threads, int64_t score_memory_bytes) {
   const TensorView dov = to_view(dout, "dout"), qv = to_view(q, "q"), kv = to_view(k, "k");
   const TensorView vv = to_view(v, "v"), ov = to_view(out, "out"), lv = to_view(lse, "lse");
   const TensorView dqv = to_view(dq, "dq"), dkv = to_view(dk, "dk"), dvv = to_view(dv, "dv");
@@ -69,7 +69,7 @@ void attention_backward(py::handle dout, py::handle q, py::handle k, py::handle 
   {
     py::gil_scoped_release release;
     s = hetero::cpu::attention_backward(dov, qv, kv, vv, ov, lv, mv, causal, scale, dqv, dkv, dvv,
-                                        num_threads);
+                                        num_threads, score_memory_bytes);
   }
   raise_if_error(s);
 }
@@ -139,8 +139,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("attention_backward", &attention_backward, py::arg("dout"), py::arg("q"), py::arg("k"),
         py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("mask"), py::arg("causal"),
         py::arg("scale"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("num_threads") = 1,
+        py::arg("score_memory_bytes") = hetero::cpu::kDefaultScoreMemoryBytes,
         "Gradients of attention_forward into dq, dk, dv (views shaped like q, k, v), from the\n"
-        "saved out and lse; dk/dv sum over the query heads of each key/value head.");
+        "saved out and lse; dk/dv sum over the query heads of each key/value head. The score\n"
+        "gradients are kept between its two sweeps when B*Hq*Sq*Sk floats fit in\n"
+        "score_memory_bytes, else recomputed.");
 
   m.def("fma_peak_gflops", [](int num_threads, double seconds) {
         if (num_threads < 1) throw py::value_error("num_threads: expected >= 1");

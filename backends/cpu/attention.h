@@ -1,6 +1,8 @@
 // CPU flash attention: forward (with log-sum-exp) and backward.
 #pragma once
 
+#include <cstdint>
+
 #include "hetero/status.h"
 #include "hetero/tensor_view.h"
 
@@ -22,12 +24,17 @@ Status attention_forward(const TensorView& q, const TensorView& k, const TensorV
                          const TensorView* lse, int num_threads);
 
 // Gradients of attention_forward from the saved out and lse (scores and
-// probabilities are recomputed, never stored). dq, dk, dv: shapes and dtype
-// of q, k, v. dk/dv sum over the query heads sharing a key/value head.
+// probabilities are recomputed block by block). dq, dk, dv: shapes and dtype
+// of q, k, v. dk/dv sum over the query heads sharing a key/value head. The
+// score gradients of all (query, key) pairs are kept between the dK/dV and
+// dQ sweeps when they fit in score_memory_bytes (B * Hq * Sq * Sk floats, held
+// for the calling thread's next call), and recomputed otherwise.
+constexpr int64_t kDefaultScoreMemoryBytes = int64_t{32} << 20;
 Status attention_backward(const TensorView& dout, const TensorView& q, const TensorView& k,
                           const TensorView& v, const TensorView& out, const TensorView& lse,
                           const TensorView* mask, bool causal, double scale, const TensorView& dq,
-                          const TensorView& dk, const TensorView& dv, int num_threads);
+                          const TensorView& dk, const TensorView& dv, int num_threads,
+                          int64_t score_memory_bytes = kDefaultScoreMemoryBytes);
 
 }  // namespace cpu
 }  // namespace hetero

@@ -34,8 +34,25 @@ def check_forward(*args, **kw):
     return check_attention_forward(cpu.attention_forward, *args, **kw)
 
 
-def check_backward(*args, **kw):
-    return check_attention_backward(cpu.attention_forward, cpu.attention_backward, *args, **kw)
+def backward_recomputing_scores(dout, q, k, v, out, lse, mask, causal, scale):
+    """``cpu.attention_backward`` with no memory to keep score gradients in: its dQ sweep
+    recomputes them (as it does for calls too large to keep them)."""
+    dq, dk, dv = (poison_(torch.empty_like(t)) for t in (q, k, v))
+    view = cpu.view
+    _C.attention_backward(view(dout), view(q), view(k), view(v), view(out), view(lse),
+                          None if mask is None else view(mask), causal, scale, view(dq),
+                          view(dk), view(dv), cpu.num_threads(), score_memory_bytes=0)
+    return dq, dk, dv
+
+
+@pytest.fixture(params=["scores kept", "scores recomputed"])
+def backward(request):
+    return {"scores kept": cpu.attention_backward,
+            "scores recomputed": backward_recomputing_scores}[request.param]
+
+
+def check_backward(*args, backward=cpu.attention_backward, **kw):
+    return check_attention_backward(cpu.attention_forward, backward, *args, **kw)
 
 
 SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal
@@ -211,25 +228,35 @@ BWD_SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", BWD_SHAPES, ids=lambda s: "-".join(map(str, s)))
-def test_backward(isa, threads, shape, dtype):
+def test_backward(isa, threads, shape, dtype, backward):
     B, Hq, Hkv, Sq, Sk, D, Dv, causal = shape
-    check_backward(*attention_inputs(B, Hq, Hkv, Sq, Sk, D, Dv, dtype=dtype), causal=causal)
+    check_backward(*attention_inputs(B, Hq, Hkv, Sq, Sk, D, Dv, dtype=dtype), causal=causal,
+                   backward=backward)
 
 
-def test_backward_bool_mask_fully_masked_row(isa):
+def test_backward_bool_mask_fully_masked_row(isa, backward):
     q, k, v = attention_inputs(1, 2, 2, 17, 17, 16, 16, seed=7)
     mask = torch.rand(1, 1, 17, 17, generator=torch.Generator().manual_seed(1)) > 0.3
     mask[..., 4, :] = False
-    dq, _, _ = check_backward(q, k, v, mask=mask, causal=True)
+    dq, _, _ = check_backward(q, k, v, mask=mask, causal=True, backward=backward)
     assert (dq[:, :, 4] == 0).all()
 
 
-def test_backward_additive_mask_strided_dout(isa):
+def test_backward_additive_mask_strided_dout(isa, backward):
     q, k, v = attention_inputs(1, 2, 1, 17, 33, 16, 24, seed=8)
     mask = randn(1, 2, 17, 33, seed=12)
     mask[:, :, :, 7] = -math.inf
     dout = randn(1, 17, 2, 24, seed=13).transpose(1, 2)
-    check_backward(q, k, v, mask=mask, dout=dout)
+    check_backward(q, k, v, mask=mask, dout=dout, backward=backward)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_backward_head_dim_strided_inputs(isa, backward, dtype):
+    # gradients come out in their inputs' layouts: here a head dim of stride S, not 1
+    q, k, v = (t.transpose(2, 3).contiguous().transpose(2, 3)
+               for t in attention_inputs(1, 2, 1, 19, 70, 24, 16, dtype=dtype, seed=9))
+    assert q.stride(3) != 1
+    check_backward(q, k, v, causal=True, backward=backward)
 
 
 def test_gradients_do_not_modify_inputs():
