@@ -2,8 +2,9 @@
 forward (prefill and decode), interleaved in one process.
 
 Every row: median seconds of PyTorch and hetero (rounds alternate between the two so
-drift hits both), GFLOP/s, % of this CPU's measured FMA peak (``_C.fma_peak_gflops``
-on the same threads), ratio = torch time / hetero time. Each hetero result is checked
+drift hits both), GFLOP/s, % of this CPU's measured peak for the row's dtype on the same
+threads (fp32 FMA; bf16 pair dot where the CPU has AVX512_BF16:
+``hetero.bench.machine.measure_cpu_peaks``), ratio = torch time / hetero time. Each hetero result is checked
 against the float64 oracle first; a wrong result aborts the run. A second table
 (``--ops low-precision``) times hetero's own fp32, bf16 and fp16 ``x @ w.t()`` against
 each other, interleaved the same way.
@@ -26,9 +27,9 @@ import torch
 import torch.nn.functional as F
 
 import hetero
-from hetero import _C
+from hetero import _C, fingerprint, tuned
 from hetero.backends import cpu
-from hetero.bench import timing
+from hetero.bench import machine, timing
 from hetero.ops.gemm.numerics import gemm_error_bound
 from hetero.testing import check_within, flash_rule_bound, randn
 
@@ -58,11 +59,10 @@ def gemm_rows(quick):
     for m, n, k in llm:
         yield "fp32", "x @ w.t()", torch.float32, m, n, k
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
-        for m in (128,) if quick else (1, 16, 128, 512):
+        for m in (128,) if quick else (1, 16, 64, 128, 512):
             yield name, "x @ w.t()", dtype, m, 4096, 4096
-        yield name, "x @ w", dtype, 128, 1024, 1024  # torch runs this near 1 GFLOP/s
-        if not quick:
-            yield name, "x @ w", dtype, 1, 4096, 4096
+        for m in (128,) if quick else (1, 64, 128, 512):
+            yield name, "x @ w", dtype, m, 4096, 4096
 
 
 def checked_gemm_operands(dtype, layout, m, n, k):
@@ -170,10 +170,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     threads = cpu.num_threads()
-    peak = max(_C.fma_peak_gflops(threads) for _ in range(3))
-    env = {"cpu": platform.processor() or platform.machine(), "threads": threads,
-           "isa": _C.cpu_isa(), "fma_peak_gflops": round(peak, 1), "torch": torch.__version__,
-           "python": platform.python_version()}
+    peaks = machine.measure_cpu_peaks(threads)
+    gflops_peak = {name: 1e3 * peaks.for_dtype(dtype) for name, dtype in
+                   (("fp32", "float32"), ("bf16", "bfloat16"), ("fp16", "float16"))}
+    env = {"cpu": tuned.device_name(torch.device("cpu")), "cpu_flags": fingerprint.cpu_flags(),
+           "threads": threads, "isa": _C.cpu_isa(),
+           "peak_gflops": {k: round(v, 1) for k, v in gflops_peak.items()},
+           "torch": torch.__version__, "python": platform.python_version()}
     print(f"# {env}", flush=True)
     if set(args.ops) - {"low-precision"}:
         print("| op | dtype | case | torch ms | hetero ms | torch GFLOP/s | hetero GFLOP/s | "
@@ -185,7 +188,7 @@ def main(argv=None):
         row = {"op": op, "dtype": dtype, "case": case, "flops": flops, "torch_s": t_torch,
                "hetero_s": t_hetero, "torch_gflops": flops / t_torch / 1e9,
                "hetero_gflops": flops / t_hetero / 1e9, "speedup": t_torch / t_hetero}
-        row["hetero_pct_peak"] = 100 * row["hetero_gflops"] / peak
+        row["hetero_pct_peak"] = 100 * row["hetero_gflops"] / gflops_peak[dtype]
         rows.append(row)
         print(f"| {op} | {dtype} | {case} | {1e3 * t_torch:.2f} | {1e3 * t_hetero:.2f} | "
               f"{row['torch_gflops']:.1f} | {row['hetero_gflops']:.1f} | "
