@@ -130,6 +130,33 @@ struct Buffers {
   char* packed_b;
 };
 
+inline void prefetch_line(const char* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 2);
+#else
+  (void)p;
+#endif
+}
+
+// b[0:depth, 0:cols], prefetched a part at a time: its contiguous runs (rows
+// where the column stride is 1, columns where the row stride is), line by line.
+struct NextPanel {
+  MatrixRef b;
+  int64_t depth, cols;
+
+  void step(int64_t part, int64_t parts) const {
+    const bool by_rows = b.col_stride == 1;
+    if (cols == 0 || depth == 0 || (!by_rows && b.row_stride != 1)) return;
+    const int64_t runs = by_rows ? depth : cols, size = element_size(b.dtype);
+    const int64_t run_bytes = (by_rows ? cols : depth) * size;
+    const int64_t run_stride = (by_rows ? b.row_stride : b.col_stride) * size;
+    for (int64_t r = runs * part / parts; r < runs * (part + 1) / parts; ++r) {
+      const char* run = static_cast<const char*>(b.data) + r * run_stride;
+      for (int64_t x = 0; x < run_bytes; x += 64) prefetch_line(run + x);
+    }
+  }
+};
+
 // Rows [m0, m1) x columns [n0, n1) of one batch element, by one member of a
 // group of `members` threads that share columns, Bp and `barrier`.
 void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m0, int64_t m1,
@@ -150,6 +177,16 @@ void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m
       }
       if (members > 1) barrier->wait();  // Bp complete
     }
+    // While the first row block computes, the next panel's columns of b (this
+    // member's share of its packing) are fetched from memory, a part per sliver
+    // step: packing it then reads cache instead of waiting on DRAM.
+    const int64_t next_jc = jc + t.nc, next_nc = std::max<int64_t>(0, std::min(t.nc, n1 - next_jc));
+    int64_t s0 = 0, s1 = 0;
+    split_range(ceil_div(next_nc, t.nr), members, member, &s0, &s1);
+    const bool fetch = s1 > s0;
+    const NextPanel next_b{{fetch ? g.b.at(0, next_jc + s0 * t.nr) : g.b.data, g.b.dtype,
+                            g.b.row_stride, g.b.col_stride},
+                           K, fetch ? std::min(next_nc - s0 * t.nr, (s1 - s0) * t.nr) : 0};
     for (int64_t ic = m0; ic < m1; ic += t.mc) {
       const int64_t mc = std::min(t.mc, m1 - ic);
       const int64_t row_slivers = ceil_div(mc, t.mr);
@@ -161,6 +198,7 @@ void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m
         const MatrixRef a{g.a.at(ic, pc), g.a.dtype, g.a.row_stride, g.a.col_stride};
         t.pack_a(a, mc, kc, buf.packed_a);
         for (int64_t jr = 0; jr < slivers; ++jr) {
+          if (ic == m0) next_b.step((pc / t.kc) * slivers + jr, ceil_div(K, t.kc) * slivers);
           const char* b_sliver = buf.packed_b + (jr * Kp + pc) * t.nr * t.bytes;
           for (int64_t ir = 0; ir < row_slivers; ++ir) {
             t.micro(kcp, buf.packed_a + ir * kcp * t.mr * t.bytes, b_sliver,
