@@ -29,13 +29,13 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
 import torch
 
 from . import env, fingerprint, registry, tuned
+from .decision import Candidate, Decision
 from .errors import DispatchError, FallbackError, HeteroConfigWarning, HeteroFallbackWarning
 from .kernel import Kernel
 from .ops import registry as ops
@@ -65,6 +65,8 @@ wants_alignment: dict[str, bool] = {}
 #: op -> whether its key carries the shape ``bucket``: where the tuned table has entries
 #: or calibration may add some.
 wants_bucket: dict[str, bool] = {}
+#: op -> whether its key carries the call's sizes: where some kernel limits them.
+wants_sizes: dict[str, bool] = {}
 _tuned: tuned.Table | None = None
 #: Why the table found at start-up is not used (another machine's), or None.
 tuned_ignored: str | None = None
@@ -75,85 +77,9 @@ tuned_ignored: str | None = None
 calibrator = None
 
 
-@dataclass
-class Candidate:
-    """One backend (and kernel, when the backend got that far) that was considered."""
-
-    backend: str
-    kernel: Kernel | None
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return self.kernel.qualname if self.kernel else self.backend
-
-
 def split_key(key: tuple):
     """``(traits, backend, scope)`` of a dispatch key (its op's ``Traits.from_key``)."""
     return ops.spec(key[0]).traits.from_key(key)
-
-
-@dataclass
-class Decision:
-    """The outcome of dispatch for one call signature, as returned by :func:`explain`.
-
-    ``chosen`` is ``None`` when no candidate can serve the call. ``candidates`` lists
-    everything considered, in order, each with the reasons it was rejected (empty for
-    a kernel that could serve it).
-    """
-
-    traits: tuple  # the op's traits
-    source: str
-    exclusive: bool
-    policy: str
-    candidates: list[Candidate]
-    chosen: Kernel | None
-    tuned: tuned.Entry | None = None  # the tuned table's entry for this call, if any
-    tuned_from: str | None = None  # the file it came from
-    tuned_note: str | None = None  # why the table did not decide, when it could have
-
-    @property
-    def tuned_choice(self) -> bool:
-        """True when the tuned table picked the chosen kernel."""
-        return self.chosen is not None and self.tuned is not None \
-            and self.chosen.qualname == self.tuned.kernel
-
-    @property
-    def fallback(self) -> bool:
-        """True when a backend ahead of the chosen one was rejected (the tuned table
-        preferring a later one is not a fallback)."""
-        return self.chosen is not None and not self.tuned_choice \
-            and self.candidates[0].backend != self.chosen.backend
-
-    def rejected(self) -> list[Candidate]:
-        return [c for c in self.candidates if c.reasons]
-
-    def summary(self) -> str:
-        t = self.traits
-        fields = ", ".join(f"{k}={str(v).removeprefix('torch.')}"
-                           for k, v in t._asdict().items() if k != "op" and v is not None)
-        return f"{t.op}({fields})"
-
-    def __str__(self) -> str:
-        head = (f"{self.summary()}: " +
-                (f"runs {self.chosen.qualname}" if self.chosen else "no kernel can run it"))
-        lines = [head]
-        if self.tuned is not None:
-            verdict = "used" if self.tuned_choice else "not used: that kernel cannot serve this call"
-            lines.append(f"  tuned table {self.tuned_from}: {self.tuned.describe()} ({verdict})")
-        elif self.tuned_note is not None:
-            lines.append(f"  tuned table: {self.tuned_note}")
-        lines.append(f"  order from {self.source}{' (exclusive)' if self.exclusive else ''}"
-                     f", fallback policy {self.policy!r}:")
-        for c in self.candidates:
-            if not c.reasons:
-                mark = "could also run"
-                if c.kernel is self.chosen:
-                    mark = "chosen by the tuned table" if self.tuned_choice else "chosen"
-                lines.append(f"    + {c.label}: {mark}")
-            else:
-                lines.append(f"    - {c.label}: " + "; ".join(c.reasons))
-        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- policy and scope
@@ -476,11 +402,14 @@ def _refresh() -> None:
     # entry never missing.
     wants_alignment.update({op: kernels is None or any(
         k.op == op and k.support.alignment > 1 for k in kernels) for op in names})
+    wants_sizes.update({op: kernels is None or any(
+        k.op == op and k.support.limits_sizes(ops.spec(op).traits) for k in kernels)
+        for op in names})
     measuring = _tuned is not None and env.settings().calibrate
     wants_bucket.update({op: _tuned is not None and (measuring or op in _tuned.ops)
                          for op in names})
     for gone in set(wants_alignment) - set(names):
-        del wants_alignment[gone], wants_bucket[gone]
+        del wants_alignment[gone], wants_bucket[gone], wants_sizes[gone]
 
 
 registry.on_change(_refresh)

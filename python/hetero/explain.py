@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import dispatch
+from . import dispatch, registry
 from .ops import registry as op_registry
 
 
@@ -12,9 +12,28 @@ def explain(op, *args, **kwargs) -> dispatch.Decision:
     ``op`` is an op's name (``hetero.list_ops()``) or its public function; the
     arguments are exactly those of the op (including ``backend=``). The decision is made
     afresh (not read from the cache) under the current scope and policy. ``print()`` it,
-    or read ``.chosen``, ``.candidates`` (each with ``.reasons``) and ``.fallback``.
-    Bad input raises just as the op would.
+    or read ``.chosen``, ``.candidates`` (each with ``.reasons``), ``.fallback`` and
+    ``.opt_in`` (backends outside the default order, such as simulators, that could
+    serve the call when asked for by name). Bad input raises just as the op would.
     """
     name = op if isinstance(op, str) else getattr(op, "__name__", repr(op))
     key, _ = op_registry.spec(name).bind(*args, **kwargs)
-    return dispatch.decide(*dispatch.split_key(key))
+    traits, backend, scope = dispatch.split_key(key)
+    decision = dispatch.decide(traits, backend, scope)
+    if decision.source.startswith("the default order"):
+        decision.opt_in = _opt_in(traits, {c.backend for c in decision.candidates})
+    return decision
+
+
+def _opt_in(traits, considered: set[str]) -> list[str]:
+    """Available backends left out of the default order whose kernels serve ``traits``."""
+    found = []
+    for name, entry in sorted(registry.entries().items()):
+        backend = entry.backend
+        if name in considered or backend is None or backend.default or \
+                backend.device_type not in (traits.device.type, "any") or \
+                entry.reasons_unavailable():
+            continue
+        if any(not k.support.reasons(traits) for k in entry.kernels.get(traits.op, ())):
+            found.append(name)
+    return found

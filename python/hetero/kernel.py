@@ -12,6 +12,13 @@ table's shape bucket, ``None`` while the table has no entry for the op) fields; 
 ``features`` property names the optional features the call uses; numeric fields may be
 limited by a :class:`Range` in a kernel's ``Support.limits``, and a ``LABELS`` class
 attribute may give them readable names for the reasons.
+
+An op whose kernels may limit the call's sizes (gemm's ``K``, attention's ``Sk``) names
+them in a ``SIZES`` class attribute and has a ``sizes`` field: the call's sizes in that
+order, filled only while some registered kernel of the op declares a limit on one of
+them (``None`` otherwise, so that decisions stay cached per shape class, not per shape).
+A size limit is declared like any other: ``limits={"K": Range(1, 65536)}``; a kernel's
+``predicate`` sees ``traits.sizes`` whenever any kernel of its op declares one.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ def dispatch_traits(cls):
                         f"field is 'op', with 'device', 'dtype', 'align' and 'bucket' fields")
     if not isinstance(getattr(cls, "features", None), property):
         raise TypeError(f"{cls.__name__}: dispatch traits need a 'features' property")
+    if ("sizes" in fields) != bool(getattr(cls, "SIZES", ())):
+        raise TypeError(f"{cls.__name__}: a 'sizes' field and a SIZES class attribute "
+                        f"(the names of the sizes) come together")
     cls.key = lambda self, backend, scope: (*self, backend, scope)
     cls.from_key = classmethod(lambda c, key: (c._make(key[:-2]), key[-2], key[-1]))
     return cls
@@ -43,6 +53,21 @@ def dispatch_traits(cls):
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def limit_names(traits_type) -> tuple[str, ...]:
+    """The names a ``Support.limits`` may use for an op with these traits: its trait
+    fields and its sizes (``SIZES``)."""
+    return (*traits_type._fields[1:], *getattr(traits_type, "SIZES", ()))
+
+
+def limited_value(traits, name: str) -> int | None:
+    """The value of trait or size ``name`` for a call (``None``: the call's sizes are
+    not in its traits, because no kernel of the op limits them)."""
+    sizes = getattr(traits, "SIZES", ())
+    if name in sizes:
+        return None if traits.sizes is None else traits.sizes[sizes.index(name)]
+    return getattr(traits, name)
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,28 @@ class Range:
             return [f"{label} {value} not a multiple of {self.multiple}"]
         return []
 
+    def allows(self, value: int) -> bool:
+        return not self.reasons("", value)
+
+    def ends(self) -> tuple[int | None, int | None]:
+        """The smallest and largest allowed values (``None``: unbounded, or nothing
+        allowed at that end)."""
+        step = self.multiple
+        low = None if self.min is None else -(-self.min // step) * step
+        high = None if self.max is None else self.max // step * step
+        if low is not None and high is not None and low > high:
+            return None, None
+        return low, high
+
+    def nearest(self, value: int) -> int | None:
+        """The allowed value closest to ``value`` (the lower on a tie), or ``None``
+        when the range allows nothing."""
+        low, high = self.ends()
+        below = value // self.multiple * self.multiple
+        picks = [v for v in (below, below + self.multiple, low, high)
+                 if v is not None and self.allows(v)]
+        return min(picks, key=lambda v: (abs(v - value), v)) if picks else None
+
     def describe(self) -> str:
         text = f"[{self.min}, {self.max}]"
         return text + (f", multiple of {self.multiple}" if self.multiple > 1 else "")
@@ -75,8 +122,9 @@ class Support:
     device_types: torch device types (``"cpu"``, ``"cuda"``...); ``None`` = any.
     features: the op's optional features served (``hetero.ops.spec(op).features``
         lists them).
-    limits: ``{trait name: Range}`` for numeric traits of the op (attention:
-        ``head_dim``, ``head_dim_v``).
+    limits: ``{name: Range}`` for numeric traits of the op (attention: ``head_dim``,
+        ``head_dim_v``) and for its sizes (gemm: ``M``, ``N``, ``K``; attention:
+        ``Sq``, ``Sk``); a refusal names the limit.
     alignment: bytes every data pointer must be aligned to.
     min_compute_capability: ``(major, minor)`` for CUDA devices.
     predicate: extra check for what data cannot say; returns reasons (empty = ok). Its
@@ -106,7 +154,9 @@ class Support:
                        f"{', '.join(sorted(missing))} not supported")
         labels = getattr(traits, "LABELS", {})
         for name, allowed in self.limits.items():
-            out.extend(allowed.reasons(labels.get(name, name), getattr(traits, name)))
+            value = limited_value(traits, name)
+            if value is not None:
+                out.extend(allowed.reasons(labels.get(name, name), value))
         if self.alignment > 1 and traits.align is not None and traits.align < self.alignment:
             out.append(f"data pointers aligned to {traits.align} bytes, "
                        f"kernel needs {self.alignment}")
@@ -129,13 +179,18 @@ class Support:
             errors.append(f"unknown {op.name} feature(s) {sorted(unknown)} (the op has "
                           f"{list(op.features)})")
         for name, allowed in self.limits.items():
-            if name not in op.traits._fields or name == "op":
-                errors.append(f"limit on {name!r}, which is not a trait of {op.name} "
-                              f"(traits: {list(op.traits._fields[1:])})")
+            if name not in limit_names(op.traits) or name == "op":
+                errors.append(f"limit on {name!r}, which is not a trait or size of "
+                              f"{op.name} (those: {list(limit_names(op.traits))})")
             elif not isinstance(allowed, Range):
                 errors.append(f"limit on {name!r} is a {type(allowed).__name__}, "
                               f"expected hetero.Range")
         return errors
+
+    def limits_sizes(self, traits_type) -> bool:
+        """Whether this declaration limits a size of the op (then calls carry their
+        sizes in their traits)."""
+        return any(name in getattr(traits_type, "SIZES", ()) for name in self.limits)
 
     def describe(self) -> dict:
         """A JSON-friendly summary (for ``hetero info``)."""

@@ -182,6 +182,16 @@ def test_explain_lists_every_candidate_with_reasons():
         hetero.explain("conv", q)
 
 
+def test_explain_names_opt_in_backends_that_could_serve_the_call(backends):
+    text = str(hetero.explain("gemm", *ab()))
+    assert "opt-in backends that could also run it, when asked for by name: " in text
+    assert "first (backend='first')" in text and "second (backend='second')" in text
+    decision = hetero.explain("gemm", *ab())
+    assert "down" not in decision.opt_in  # unavailable here
+    assert "first" not in hetero.explain("gemm", *ab(torch.bfloat16)).opt_in  # fp32 only
+    assert hetero.explain("gemm", *ab(), backend="cpu").opt_in == []  # a name was given
+
+
 def test_unknown_backend_name_in_use_is_an_error():
     with pytest.raises(ValueError, match=r"no backend named 'cpuu' is installed \(installed: "
                                          r"ascend_sim, cpu, cuda, cuda_emulated, mlu_sim, "

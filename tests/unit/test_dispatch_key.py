@@ -12,9 +12,10 @@ from hetero.kernel import dispatch_traits
 from hetero.ops import spec
 from hetero.testing import randn
 
-GEMM_FIELDS = ("op", "device", "dtype", "out_dtype", "bias", "batch", "align", "bucket")
+GEMM_FIELDS = ("op", "device", "dtype", "out_dtype", "bias", "batch", "align", "bucket",
+               "sizes")
 ATTENTION_FIELDS = ("op", "device", "dtype", "head_dim", "head_dim_v", "causal", "gqa", "mask",
-                    "align", "bucket")
+                    "align", "bucket", "sizes")
 
 
 def test_trait_fields_are_pinned():
@@ -24,10 +25,10 @@ def test_trait_fields_are_pinned():
 
 @pytest.mark.parametrize("op, args, kwargs, expected", [
     ("gemm", (randn(2, 3, 4), randn(4, 5)), {"bias": randn(5)},
-     ("gemm", torch.device("cpu"), torch.float32, None, True, True, None, None)),
+     ("gemm", torch.device("cpu"), torch.float32, None, True, True, None, None, None)),
     ("attention", (randn(1, 4, 3, 8), randn(1, 2, 5, 8), randn(1, 2, 5, 6)),
      {"causal": True, "attn_mask": torch.ones(3, 5, dtype=torch.bool)},
-     ("attention", torch.device("cpu"), torch.float32, 8, 6, True, True, "bool", None, None)),
+     ("attention", torch.device("cpu"), torch.float32, 8, 6, True, True, "bool", None, None, None)),
 ])
 def test_key_round_trips_through_the_traits(op, args, kwargs, expected):
     with hetero.use("cpu", "*"):

@@ -59,7 +59,9 @@ class AttentionTraits(NamedTuple):
     """What dispatch knows about an ``attention`` call. ``mask`` is ``None``,
     ``"bool"`` or ``"additive"``; ``align`` as for gemm's traits; ``bucket``:
     ``(Sq, Sk)`` rounded up to powers of two, ``None`` while the tuned table has no
-    attention entry."""
+    attention entry; ``sizes``: ``(Sq, Sk)``, ``None`` while no kernel limits them."""
+
+    SIZES = ("Sq", "Sk")
 
     op: str
     device: torch.device
@@ -71,6 +73,7 @@ class AttentionTraits(NamedTuple):
     mask: str | None
     align: int | None
     bucket: tuple[int, int] | None = None
+    sizes: tuple[int, int] | None = None
 
     LABELS = {"head_dim": "head dim", "head_dim_v": "value head dim"}
 
@@ -93,6 +96,7 @@ def head_dims(lowest: int, highest: int, multiple: int = 1) -> dict[str, Range]:
 _decisions = dispatch.decisions  # the hot path reads the cache directly
 _wants_alignment = dispatch.wants_alignment
 _wants_bucket = dispatch.wants_bucket
+_wants_sizes = dispatch.wants_sizes
 _current_scope = dispatch.current_scope.get
 _new_record = tuple.__new__  # a record without the NamedTuple's Python-level __new__
 
@@ -142,7 +146,8 @@ def prepare(q, k, v, causal, scale, attn_mask, out, backend) -> tuple[tuple, Att
         backend = tuple(backend)
     align = _checks.alignment(q, k, v, attn_mask, out) if _wants_alignment[OP] else None
     bucket = tuned.bucket(Sq, Sk) if _wants_bucket[OP] else None
-    key = (OP, device, dtype, D, Dv, causal, Hq != Hkv, mask_kind, align, bucket,
+    sizes = (Sq, Sk) if _wants_sizes[OP] else None
+    key = (OP, device, dtype, D, Dv, causal, Hq != Hkv, mask_kind, align, bucket, sizes,
            backend, _current_scope())
     return key, _new_record(AttentionArgs, (q, k, v, out, scale, attn_mask, causal, None))
 

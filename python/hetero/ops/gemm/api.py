@@ -49,7 +49,10 @@ class GemmTraits(NamedTuple):
     dividing every data pointer, in bytes — ``None`` (not computed) while no registered
     kernel of the op declares an alignment. ``bucket``: ``(M, N, K)`` rounded up to
     powers of two (:mod:`hetero.tuned`) and the operands' :func:`layout_class`, ``None``
-    while no tuned table is in use."""
+    while no tuned table is in use. ``sizes``: ``(M, N, K)``, ``None`` while no kernel
+    of the op limits them."""
+
+    SIZES = ("M", "N", "K")
 
     op: str
     device: torch.device
@@ -59,6 +62,7 @@ class GemmTraits(NamedTuple):
     batch: bool
     align: int | None
     bucket: tuple[int, int, int, int] | None = None
+    sizes: tuple[int, int, int] | None = None
 
     @property
     def features(self) -> frozenset[str]:
@@ -72,6 +76,7 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _decisions = dispatch.decisions  # the hot path reads the cache directly
 _wants_alignment = dispatch.wants_alignment
 _wants_bucket = dispatch.wants_bucket
+_wants_sizes = dispatch.wants_sizes
 _current_scope = dispatch.current_scope.get
 _new_record = tuple.__new__  # a record without the NamedTuple's Python-level __new__
 
@@ -119,8 +124,9 @@ def prepare(a, b, bias, alpha, beta, out, backend) -> tuple[tuple, GemmArgs]:
     align = _checks.alignment(a, b, bias, out) if _wants_alignment[OP] else None
     bucket = ((*tuned.bucket(out_shape[-2], out_shape[-1], a.shape[-1]), layout_class(a, b))
               if _wants_bucket[OP] else None)
-    key = (OP, device, dtype, out_dtype, bias is not None, batched, align, bucket, backend,
-           _current_scope())
+    sizes = (*out_shape[-2:], a.shape[-1]) if _wants_sizes[OP] else None
+    key = (OP, device, dtype, out_dtype, bias is not None, batched, align, bucket, sizes,
+           backend, _current_scope())
     return key, _new_record(GemmArgs, (a, b, out, bias, alpha, beta))
 
 
