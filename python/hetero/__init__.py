@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from .backends.base import PLUGIN_API, Backend
+from .backends.base import PLUGIN_API, Backend, DevicePeaks
 from .counters import Stats, reset_stats, stats
 from .dispatch import (Decision, fallback_policy, reload, set_fallback_policy, set_tuned_table,
                        tuned_table, use)
@@ -36,7 +36,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
-    "PLUGIN_API", "Backend", "Decision", "DispatchError", "FallbackError", "HeteroConfigWarning",
+    "PLUGIN_API", "Backend", "Decision", "DevicePeaks", "DispatchError", "FallbackError", "HeteroConfigWarning",
     "HeteroError", "HeteroFallbackWarning", "HeteroWarning", "Kernel", "OpSpec", "Range",
     "Stats", "Support", "attention", "disable", "enable", "enabled", "explain",
     "fallback_policy", "gemm", "info", "is_enabled", "list_ops", "reference_attention",

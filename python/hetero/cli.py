@@ -130,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     p_conf.add_argument("--no-isolate", action="store_true",
                         help="run cases in this process (a crash ends the run)")
 
+    p_new = sub.add_parser("new-backend", help="write a new out-of-tree backend package "
+                                               "(kernels, declared support, tests)")
+    p_new.add_argument("name", help="the backend's name (a lower-case identifier)")
+    p_new.add_argument("--into", default=".", help="directory to create it in (default .)")
+
     p_bench = sub.add_parser("bench", help="every backend vs PyTorch: checked, then timed")
     _bench_arguments(p_bench)
     p_bench.add_argument("--json", help="write the self-describing result file here")
@@ -175,8 +180,8 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backends", help="comma-separated backends; `torch` (PyTorch, the "
                                       "baseline) is always added (default: every available "
                                       "backend for the device, except the reference oracle)")
-    p.add_argument("--dtypes", default="float32,bfloat16",
-                   help="comma-separated dtypes (default float32,bfloat16)")
+    p.add_argument("--dtypes", help="comma-separated dtypes (default: those the benchmarked "
+                                    "backends declare, of float32, bfloat16, float16)")
     p.add_argument("--shapes", default="llm",
                    help="suite: llm (Llama-3-8B and Qwen-7B layers, prefill and decode), "
                         "square, or a JSON/YAML file mapping op names to cases (default llm)")
@@ -252,7 +257,8 @@ def _tune(args) -> int:
 
 
 def _conformance(args) -> int:
-    """Exit status 0: conformant, 1: not conformant, 2: could not run."""
+    """Exit status 0: conformant, 1: not conformant, 2: not run (the backend is
+    unavailable here, or bad options), 3: incomplete (a declared item never exercised)."""
     from . import conformance
 
     try:
@@ -270,10 +276,22 @@ def _conformance(args) -> int:
         with open(args.markdown, "w") as f:
             f.write(text)
     print(text)
-    return 0 if report.conformant else 1
+    return conformance.EXIT_STATUS[report.verdict]
 
 
-_COMMANDS = {"conformance": _conformance, "bench": _bench, "report": _report, "tune": _tune}
+def _new_backend(args) -> int:
+    from .scaffold import new_backend
+
+    root = new_backend(args.name, args.into)
+    root = root if root.is_absolute() else f"./{root}"  # a path to pip, not a name on PyPI
+    print(f"wrote {root}: a backend named {args.name!r} (plain-torch kernels to replace). "
+          f"Next:\n  pip install {root}\n  pytest {root}/tests\n"
+          f"  hetero conformance --backend {args.name}")
+    return 0
+
+
+_COMMANDS = {"conformance": _conformance, "bench": _bench, "report": _report, "tune": _tune,
+             "new-backend": _new_backend}
 
 
 def run() -> int:

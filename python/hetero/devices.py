@@ -12,7 +12,9 @@ Sources (16-bit matrix / fp32 / bandwidth):
 - Cambricon MLU370-X8: ~96 TFLOP/s fp16, 614 GB/s (vendor material).
 - Moore Threads MTT S4000: ~100 TFLOP/s fp16, 768 GB/s (vendor material).
 
-On the CPU, measure rather than trust a table (:mod:`hetero.bench.machine` does).
+On the CPU, measure rather than trust a table (:mod:`hetero.bench.machine` does). A
+backend declares its own device's peaks through ``Backend.peaks`` (no edit here);
+this table serves the devices whose backends do not.
 """
 
 from __future__ import annotations

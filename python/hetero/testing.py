@@ -1,7 +1,16 @@
 """Helpers for checking kernels against the float64 oracle — used by hetero's own tests
-and meant for backend authors' tests too. Each op's own helpers (its error bound, its
-awkward operands) are in its folder: :mod:`hetero.ops.gemm.checks`,
-:mod:`hetero.ops.attention.checks`.
+and meant for backend authors' tests too (``docs/new_backend.md``):
+
+- :func:`check_against_oracle`: run an op on a backend into a poisoned output and check
+  it against the op's float64 reference within the op's own bound — one line per test;
+- :func:`randn`, :func:`poison_`: inputs that are never zero, outputs that show every
+  element a kernel forgot to write;
+- :func:`check_within`, :func:`flash_rule_bound`, :func:`unit_roundoff`: the comparison
+  and the error bounds, for checks of your own.
+
+Each op's own helpers (awkward operands, its error bound) are in its folder:
+:func:`hetero.ops.gemm.checks.gemm_operands` (transposed, sliced and offset views),
+:func:`hetero.ops.attention.checks.attention_inputs` (q, k, v of given sizes).
 
 The rules (DESIGN.md, "Numerics"): a float32-accumulating op's error grows with its
 reduction length (gemm's K-aware bound); low-precision results follow the
@@ -54,6 +63,24 @@ def check_within(out: torch.Tensor, ref: torch.Tensor, bound, what: str = "out")
             f"{what}: {int(bad.sum())} of {out.numel()} elements out of bound; first at "
             f"{index}: got {out[index].item()!r}, reference {ref[index].item()!r}, "
             f"error {err[index].item():.3g} > bound {float(b):.3g}")
+
+
+def check_against_oracle(op: str, *args, backend: str, **kwargs) -> torch.Tensor:
+    """Run ``op(*args, **kwargs)`` (an op's name, its public arguments) on ``backend``
+    into a NaN-poisoned output and check it against the op's float64 reference within
+    the op's error bound — the conformance suite's rule for values. Returns the output;
+    raises ``AssertionError`` naming the first element out of bound, or the op's own
+    exceptions for bad input or a call the backend declares it cannot serve."""
+    from .ops import registry
+
+    spec = registry.spec(op)
+    _, record = spec.bind(*args, **kwargs)  # checked inputs and an output of the right kind
+    given = kwargs.pop("out", None)
+    out = poison_(given if given is not None else torch.empty_like(record.out))
+    result = spec.function(*args, **kwargs, out=out, backend=backend)
+    exact = spec.reference(record, torch.float64)
+    check_within(result, exact, spec.error_bound(record, exact), what=f"{op} on {backend}")
+    return result
 
 
 def flash_rule_bound(ref: torch.Tensor, baseline: torch.Tensor, *, factor: float = 2.0,

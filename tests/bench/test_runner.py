@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import hetero
 from hetero import bench
 from hetero.bench import machine, runner, timing
 from hetero.ops.attention.bench import AttentionCase
@@ -135,3 +136,38 @@ def test_rows_above_the_peak_are_flagged_and_dispatch_is_summarised():
     summary = bench.output.dispatch_summary(doc)
     assert "for 0 of 1 cases (slowest 0.50×)" in summary and "(cpu.gemm, 0.50×)" in summary
     assert "1 rows above 100% of the peak" in summary
+
+
+class _DeclaresItsPeaks(hetero.Backend):
+    """A float16-only gemm on a device whose peaks the backend declares."""
+
+    name, device_type, api_version, default = "declares_peaks", "cpu", hetero.PLUGIN_API, False
+
+    def peaks(self, device):
+        return hetero.DevicePeaks({"float16": 0.002}, 0.004, "test datasheet")
+
+    def kernels(self):
+        def gemm(args):
+            args.out.copy_(hetero.reference_gemm(args.a, args.b, args.bias, args.alpha,
+                                                 args.beta, compute_dtype=torch.float32))
+        return [hetero.Kernel("gemm", "k", gemm, hetero.Support(
+            dtypes=frozenset({torch.float16}), features=frozenset({"bias", "batch"})))]
+
+
+def test_a_backend_declares_its_peaks_and_its_dtypes_are_the_default(tiny_shapes):
+    hetero.register_backend(_DeclaresItsPeaks())
+    try:
+        plan = bench.plan("gemm", backends=["declares_peaks"], shapes=tiny_shapes, budget_s=0.0)
+        assert plan.dtypes == ["float16"]  # what the backend declares
+        doc = bench.run(plan, progress=False, command=["test"])
+    finally:
+        hetero.unregister_backend("declares_peaks")
+    assert doc["peaks"]["tflops"] == {"float16": 0.002}
+    assert doc["peaks"]["source"] == "declared by backend 'declares_peaks' (test datasheet)"
+    rows = [r for r in doc["rows"] if r["backend"] == "declares_peaks"]
+    assert rows and all(r["status"] == "ok" for r in rows)
+    for r in rows:  # % of peak is against the declared 2 GFLOP/s
+        assert r["pct_peak"] == pytest.approx(100 * r["tflops"] / 0.002, rel=1e-3)
+    assert "declared by backend 'declares_peaks'" in bench.output.table(doc)
+    assert bench.runner.default_dtypes(["cpu", "torch"], ["gemm"]) == \
+        ["float32", "bfloat16", "float16"]

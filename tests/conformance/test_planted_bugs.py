@@ -4,31 +4,7 @@ cases that exercise that bug (and only those) failing."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import pytest
-
 import hetero.conformance as conformance
-from hetero import registry
-
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-
-
-@pytest.fixture(scope="module")
-def planted():
-    sys.path.insert(0, str(FIXTURES))
-    judged = []
-
-    def judge(name):
-        judged.append(name)
-        return conformance.run(name, quick=True, plugins=[f"planted_bugs:{name}"],
-                               progress=False, timeout=120)
-
-    yield judge
-    sys.path.remove(str(FIXTURES))
-    for name in judged:  # run() registered them in this process too
-        registry.unregister(name)
 
 
 def _failing(report):

@@ -13,6 +13,7 @@ import pytest
 
 import hetero.conformance as conformance
 from hetero import registry
+from hetero.conformance import declared
 from hetero.cli import main
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -27,8 +28,14 @@ def test_backends_here_are_conformant(backend, quick):
     if registry.get(backend).reasons_unavailable():
         pytest.skip(f"{backend} unavailable: {registry.get(backend).reasons_unavailable()}")
     report = conformance.run(backend, quick=quick, progress=False)
-    assert report.conformant, report.markdown()
+    if backend == "triton" and os.environ.get("TRITON_INTERPRET") == "1":
+        # the interpreter computes bf16 tl.dot wrongly, so the backend refuses bf16 there
+        assert report.verdict == conformance.INCOMPLETE, report.markdown()
+        assert report.coverage["missing"] == ["gemm dtype bfloat16", "attention dtype bfloat16"]
+    else:
+        assert report.conformant, report.markdown()
     assert report.counts["Pass"] > 100
+    assert not report.coverage["missing"] or backend == "triton"
 
 
 def test_case_list_is_versioned_and_stable():
@@ -49,7 +56,10 @@ def test_cli_writes_json_and_markdown(tmp_path, capsys):
     assert status == 0
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["verdict"] == "conformant" and data["suite_version"] == conformance.VERSION
-    assert data["case_hash"] == conformance.case_hash(conformance.all_cases(quick=True))
+    core = conformance.all_cases(quick=True)
+    derived = declared.cases(registry.get("reference"), True, core)
+    assert data["case_hash"] == conformance.case_hash(core + derived)
+    assert data["coverage"]["missing"] == [] and data["coverage"]["declared"] > 10
     assert {"python", "torch", "hetero", "platform"} <= set(data["environment"])
     assert "**conformant**" in (tmp_path / "r.md").read_text()
     assert main(["conformance", "--backend", "nope", "--quick"]) == 2

@@ -28,13 +28,13 @@ class Versioned(hetero.Backend):
 
 
 @pytest.mark.parametrize("version, message", [
-    ("3.0", "was built for hetero plugin API 3.0; this hetero speaks 2.0 (install a hetero "
+    ("3.0", "was built for hetero plugin API 3.0; this hetero speaks 2.1 (install a hetero "
             "that speaks it"),
-    ("2.9", "was built for hetero plugin API 2.9; this hetero speaks 2.0"),
+    ("2.9", "was built for hetero plugin API 2.9; this hetero speaks 2.1"),
     ("1.0", "install a build of the backend for plugin API 2.x); in 2.0 kernels take the "
             "op's argument record"),
     ("0.3", "install a build of the backend for plugin API 2.x"),
-    (None, "declares no api_version; set api_version = \"2.0\""),
+    (None, "declares no api_version; set api_version = \"2.1\""),
     ("one", "has api_version 'one'; expected \"major.minor\""),
 ])
 def test_incompatible_backends_are_refused_whole(version, message):
@@ -45,12 +45,14 @@ def test_incompatible_backends_are_refused_whole(version, message):
 
 
 def test_a_compatible_backend_loads():
-    assert hetero.PLUGIN_API == "2.0"
-    hetero.register_backend(Versioned("current", "2.0"))
-    try:
-        assert Versioned.kernels_asked >= 1 and not registry.get("current").reasons_unavailable()
-    finally:
-        hetero.unregister_backend("current")
+    assert hetero.PLUGIN_API == "2.1"
+    for version in ("2.1", "2.0"):  # 2.0 backends load: 2.1 only added Backend.peaks
+        hetero.register_backend(Versioned("current", version))
+        try:
+            assert Versioned.kernels_asked >= 1
+            assert not registry.get("current").reasons_unavailable()
+        finally:
+            hetero.unregister_backend("current")
 
 
 def test_an_incompatible_entry_point_is_reported_not_loaded(tmp_path):
@@ -77,7 +79,7 @@ def test_an_incompatible_entry_point_is_reported_not_loaded(tmp_path):
             registry.rediscover()
             entry = registry.get("future")
         assert entry.kernels == {} and sys.modules["future_backend"].asked == []
-        assert "this hetero speaks 2.0" in entry.reasons_unavailable()[0]
+        assert "this hetero speaks 2.1" in entry.reasons_unavailable()[0]
         shown = next(b for b in hetero.info()["backends"] if b["name"] == "future")
         assert not shown["available"] and shown["source"] == "future-backend 3.0"
         a = randn(2, 2)

@@ -16,6 +16,7 @@ is looked at.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -24,8 +25,9 @@ from ..kernel import Kernel
 
 #: The backend protocol's version: ``major`` changes break backends, ``minor`` adds
 #: optional things a backend may use.
-PLUGIN_API = "2.0"
+PLUGIN_API = "2.1"
 
+#: Minor versions: 2.1 added the optional :meth:`Backend.peaks`.
 #: What changed for backends at each major version (said when an older one is refused).
 CHANGES = {
     2: "kernels take the op's argument record (fn(args), args.a, args.out, ...) instead "
@@ -33,6 +35,21 @@ CHANGES = {
        "Support.limits; Kernel.training became Kernel.backward "
        "(docs/new_backend.md has the migration)",
 }
+
+
+@dataclass(frozen=True)
+class DevicePeaks:
+    """A device's peaks, as a backend declares them (:meth:`Backend.peaks`).
+
+    tflops: dense matrix throughput per dtype name (``"bfloat16"``, ``"float16"``,
+        ``"float32"``), TFLOP/s; a dtype left out has no "% of peak".
+    tbytes_per_s: memory bandwidth, TB/s (``None``: unknown).
+    source: where the figures come from (a datasheet, a measurement), for the report.
+    """
+
+    tflops: dict[str, float] = field(default_factory=dict)
+    tbytes_per_s: float | None = None
+    source: str = ""
 
 
 def _parse(version: str) -> tuple[int, int]:
@@ -99,6 +116,13 @@ class Backend:
     def kernels(self) -> Sequence[Kernel]:
         """The kernels this backend provides, with their declared support."""
         return ()
+
+    def peaks(self, device: torch.device) -> DevicePeaks | None:
+        """The device's peak dense throughput and memory bandwidth, for the "% of peak"
+        and roofline columns of ``hetero bench`` (``None``: not declared; hetero then
+        measures a CPU or looks a GPU up in :mod:`hetero.devices`). Optional (plugin
+        API 2.1)."""
+        return None
 
     def synchronize(self, device: torch.device | None = None) -> None:
         """Wait for the backend's queued work on ``device`` (no-op on the CPU)."""

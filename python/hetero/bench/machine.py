@@ -1,8 +1,9 @@
 """What a benchmark ran on: the machine and software (so a result file describes itself)
 and the device's peak compute and memory bandwidth (the denominators of "% of peak").
 
-On a GPU the peaks come from the datasheet table in :mod:`hetero.devices`. On the CPU
-they are measured, never looked up, with the best instructions the CPU has (whatever
+A benchmarked backend that declares its device's peaks (``Backend.peaks``) is believed
+first: the vendor knows its device. Otherwise, on a GPU the peaks come from the
+datasheet table in :mod:`hetero.devices`; on the CPU they are measured, never looked up, with the best instructions the CPU has (whatever
 kernel set hetero runs): the fp32 peak by the native ``cpu`` backend's FMA loop on the
 benchmark's threads (best of 3); the bf16 peak by its bf16 pair-dot loop (``vdpbf16ps``)
 where the CPU has AVX512_BF16, else the fp32 peak (bf16 is then widened to fp32 to
@@ -127,7 +128,29 @@ def table_peaks(name: str) -> Peaks:
                  f"datasheet ({spec.name}); see hetero/devices.py for sources")
 
 
-def peaks(device: torch.device, threads: int) -> Peaks:
+def declared_peaks(device: torch.device, backends) -> Peaks | None:
+    """The peaks the first of ``backends`` (names) that declares them gives for
+    ``device``, or ``None``."""
+    from .. import registry
+
+    for name in backends:
+        entry = registry.get(name)
+        if entry is None or entry.backend is None or entry.load_error:
+            continue
+        declared = getattr(entry.backend, "peaks", lambda device: None)(device)
+        if declared is not None:
+            return Peaks(dict(declared.tflops), declared.tbytes_per_s,
+                         f"declared by backend {name!r}" +
+                         (f" ({declared.source})" if declared.source else ""))
+    return None
+
+
+def peaks(device: torch.device, threads: int, backends=()) -> Peaks:
+    """The peaks "% of peak" is measured against: declared by one of ``backends``, else
+    measured (CPU) or from the datasheet table."""
+    declared = declared_peaks(device, backends)
+    if declared is not None:
+        return declared
     if device.type == "cpu":
         return measure_cpu_peaks(threads)
     return table_peaks(tuned.device_name(device))

@@ -68,11 +68,25 @@ def default_backends(device: torch.device) -> list[str]:
             if name != dispatch.REFERENCE and not registry.get(name).reasons_unavailable()]
 
 
+def default_dtypes(backends: list[str], ops: list[str]) -> list[str]:
+    """The dtypes the benchmarked ``backends`` (other than ``torch``) declare for
+    ``ops``, float32 and the 16-bit ones, in that order (float64 only where nothing
+    else is declared); float32 and bfloat16 when none declares any."""
+    declared = {str(dtype).removeprefix("torch.")
+                for name in backends if name != TORCH and registry.get(name) is not None
+                for op in ops for kernel in registry.get(name).kernels.get(op, ())
+                for dtype in kernel.support.dtypes}
+    chosen = [d for d in ("float32", "bfloat16", "float16") if d in declared]
+    if not chosen:
+        chosen = ["float64"] if "float64" in declared else ["float32", "bfloat16"]
+    return chosen
+
+
 def plan(op: str = "all", *, device: str = "cpu", backends=None, dtypes=None,
          shapes: str = "llm", quick: bool = False, budget_s: float | None = None) -> Plan:
     """Validate a request. ``op``: an op with benchmark cases, or ``all``. ``backends``:
     names (``torch`` = the PyTorch baseline, always added); default
-    :func:`default_backends`. ``dtypes``: names, default float32 and bfloat16.
+    :func:`default_backends`. ``dtypes``: names, default :func:`default_dtypes`.
     ``shapes``: a suite (``llm``, ``square``) or a JSON/YAML file
     (:func:`hetero.bench.suites.from_file`). ``budget_s``: seconds of timing per
     participant and case, beyond the minimum of 3 rounds (CPU) or 10 (GPU)."""
@@ -88,7 +102,8 @@ def plan(op: str = "all", *, device: str = "cpu", backends=None, dtypes=None,
             raise ValueError(f"--backends: no backend named {name!r} is installed "
                              f"(installed: {', '.join(sorted(registry.entries()))})")
     names = [n for n in names if n != TORCH] + [TORCH]
-    dtypes = ["float32", "bfloat16"] if dtypes is None else list(dtypes)
+    ops = benchmarked if op == "all" else [op]
+    dtypes = default_dtypes(names, ops) if dtypes is None else list(dtypes)
     for d in dtypes:
         if d not in DTYPES:
             raise ValueError(f"--dtypes: expected some of {sorted(DTYPES)}, got {d!r}")
@@ -278,7 +293,7 @@ def run(p: Plan, *, progress: bool = True, command: list[str] | None = None) -> 
     started = time.perf_counter()
     bar = Progress(len(p.cases) * len(p.dtypes), enabled=progress)
     bar.note(f"measuring the peaks of {device_name}")
-    peaks = machine.peaks(p.device, p.threads)
+    peaks = machine.peaks(p.device, p.threads, p.backends)
     inputs = Inputs()
     rows: list[dict] = []
     for case in p.cases:

@@ -3,8 +3,9 @@
 A :class:`Case` is plain data (JSON-friendly) and its ``id`` is stable, so reports from
 different runs and machines line up. Each op brings its own cases through its
 :class:`ConformanceSpec` (``hetero.ops.spec(op).conformance``); :func:`all_cases` lists
-every registered op's. :data:`VERSION` changes whenever a list or a check changes;
-:func:`case_hash` fingerprints the exact list a report used.
+every registered op's: the fixed core every backend runs. A backend's own declarations
+add the cases of :mod:`.declared`. :data:`VERSION` changes whenever a list or a check
+changes; :func:`case_hash` fingerprints the exact list a report used.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable, Sequence
 
 from ..ops import registry as op_registry
 
-VERSION = "1.0"
+VERSION = "1.1"
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
@@ -32,6 +33,8 @@ class Case:
         for a bad input, ``what`` is wrong.
     layout: ``contiguous`` or a view the op's inputs are given as.
     features: what the case exercises (the op's features, ``nan``, ``inf``, ...).
+    origin: ``core`` (the fixed list) or ``declared`` (derived from the backend's
+        declared support, :mod:`.declared`).
     """
 
     op: str
@@ -43,6 +46,7 @@ class Case:
     expect: str | None = None
     argument: str | None = None
     quick: bool = field(default=False, compare=False)
+    origin: str = "core"
 
     @property
     def id(self) -> str:
@@ -71,6 +75,13 @@ class ConformanceSpec:
         refuse before any kernel runs, with a message that starts with the argument.
     bad_input: ``bad_input(case) -> (args, kwargs)`` for one of them
         (``case.params["what"]``: ``what`` with spaces made underscores).
+    declared_case: ``declared_case(dtype, values, features, limits) -> Case or None``:
+        a small numeric case in ``dtype`` using exactly ``features`` (op feature names),
+        with the traits or sizes in ``values`` (``{"head_dim": 72}``, ``{"K": 4096}``)
+        and every other limited one at an allowed value (``limits``: the kernel's
+        ``{name: Range}``); ``None`` when no such case can be built (a feature the op
+        cannot combine, sizes beyond what the suite allocates). Without it, the suite
+        derives no cases for the op from declarations.
 
     The values are judged against the op's ``reference`` within its ``error_bound``.
     """
@@ -79,6 +90,7 @@ class ConformanceSpec:
     inputs: Callable[[Case], tuple[tuple, dict]]
     bad_inputs: Sequence[tuple[str, str, str]] = ()
     bad_input: Callable[[Case], tuple[tuple, dict]] | None = None
+    declared_case: Callable[..., Case | None] | None = None
 
     def bad_input_cases(self, op: str) -> list[Case]:
         return [Case(op, "float32", {"what": what.replace(" ", "_")}, kind="bad_input",

@@ -15,6 +15,9 @@ dispatch with a reason (NotSupported); a covered case must pass every check:
 
 A bad-input case must raise the expected exception with a message that starts with the
 argument's name, before any kernel runs.
+
+A numeric Pass also says which declared items it exercised (:mod:`.declared`): the
+dtype, features, traits and sizes dispatch saw.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from ..explain import explain
 from ..ops import registry as op_registry
 from ..testing import check_within, poison_
 from .cases import Case
+from .declared import Item, exercised_items
 
 PASS, NOT_SUPPORTED, FAIL, CRASH = "Pass", "NotSupported", "Fail", "Crash"
+NOTHING: frozenset[Item] = frozenset()  # exercised by a case that did not pass
 
 
 def _same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
@@ -38,7 +43,7 @@ def _same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
         x.isnan(), y.isnan())
 
 
-def judge_numeric(case: Case, backend: str) -> tuple[str, str]:
+def judge_numeric(case: Case, backend: str) -> tuple[str, str, frozenset[Item]]:
     spec = op_registry.spec(case.op)
     args, kwargs = spec.conformance.inputs(case)
     decision = explain(case.op, *args, **kwargs, backend=backend)
@@ -48,8 +53,8 @@ def judge_numeric(case: Case, backend: str) -> tuple[str, str]:
             with hetero.use(policy="error"):
                 spec.function(*args, **kwargs, backend=backend)
         except hetero.DispatchError:
-            return NOT_SUPPORTED, reasons
-        return FAIL, f"declared unsupported ({reasons}) but the call ran"
+            return NOT_SUPPORTED, reasons, NOTHING
+        return FAIL, f"declared unsupported ({reasons}) but the call ran", NOTHING
     _, record = spec.bind(*args, **kwargs)  # the output's shape and dtype
     out = kwargs.pop("out", None)
     saved = [t.clone() for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
@@ -62,20 +67,21 @@ def judge_numeric(case: Case, backend: str) -> tuple[str, str]:
         fresh = (spec.function(*args, **kwargs, backend=backend)
                  if out.dtype == args[0].dtype else None)
     if result is not out:
-        return FAIL, "out=: the result is not the tensor given"
+        return FAIL, "out=: the result is not the tensor given", NOTHING
     try:
         exact = spec.reference(record, torch.float64)
         check_within(out, exact, spec.error_bound(record, exact))
     except AssertionError as exc:
-        return FAIL, str(exc)
+        return FAIL, str(exc), NOTHING
     now = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
     if not all(_same_bits(x, y) for x, y in zip(saved, now)):
-        return FAIL, "an input was modified"
+        return FAIL, "an input was modified", NOTHING
     if not _same_bits(out, again):
-        return FAIL, "not deterministic: a second run differs bitwise"
+        return FAIL, "not deterministic: a second run differs bitwise", NOTHING
     if fresh is not None and not _same_bits(out, fresh):
-        return FAIL, "the result without out= differs from the result with out="
-    return PASS, f"ran {decision.chosen.qualname}"
+        return FAIL, "the result without out= differs from the result with out=", NOTHING
+    return PASS, f"ran {decision.chosen.qualname}", frozenset(
+        exercised_items(case.op, decision.traits))
 
 
 def judge_bad_input(case: Case, backend: str) -> tuple[str, str]:
@@ -92,12 +98,13 @@ def judge_bad_input(case: Case, backend: str) -> tuple[str, str]:
     return FAIL, f"expected {case.expect}, the call returned"
 
 
-def judge(case: Case, backend: str) -> tuple[str, str]:
-    """``(status, detail)`` for ``case`` on ``backend``; an exception from the backend
+def judge(case: Case, backend: str) -> tuple[str, str, frozenset[Item]]:
+    """``(status, detail, exercised)`` for ``case`` on ``backend``: ``exercised`` the
+    declared items a numeric Pass exercised (else empty). An exception from the backend
     is a Fail carrying its message."""
     try:
         if case.kind == "bad_input":
-            return judge_bad_input(case, backend)
+            return (*judge_bad_input(case, backend), NOTHING)
         return judge_numeric(case, backend)
     except Exception as exc:  # noqa: BLE001
-        return FAIL, f"raised {type(exc).__name__}: {exc}"
+        return FAIL, f"raised {type(exc).__name__}: {exc}", NOTHING

@@ -1,6 +1,16 @@
 """Running the suite: cases in a child process (so a segfault or a hang becomes a Crash
 row, not a dead run), the verdict, and the report.
 
+Verdicts (as a conformance test's are read: nothing is green that did not run):
+
+- **not run**: the backend is unavailable here (its probe's reasons are the report);
+- **not conformant**: some case failed or crashed;
+- **incomplete**: nothing failed, but something the backend declares (a dtype, a
+  feature, an end of a limit) was never exercised by a passing case, or no numeric
+  case ran at all;
+- **conformant**: every case passed or was refused by the backend's declaration, and
+  every declared item was exercised.
+
 The child is one long-lived worker: the parent sends a case, waits up to ``timeout``
 seconds for its verdict, and when the worker dies or hangs records a Crash for that
 case, starts a new worker and goes on.
@@ -20,10 +30,15 @@ import torch
 from .. import registry
 from ..ops import registry as op_registry
 from ..progress import Progress
+from . import declared
 from .cases import VERSION, Case, all_cases, case_hash
-from .checks import CRASH, FAIL, NOT_SUPPORTED, PASS, judge
+from .checks import CRASH, FAIL, NOT_SUPPORTED, NOTHING, PASS, judge
 
 STATUSES = (PASS, NOT_SUPPORTED, FAIL, CRASH)
+CONFORMANT, NOT_CONFORMANT, INCOMPLETE, NOT_RUN = \
+    "conformant", "not conformant", "incomplete", "not run"
+#: ``hetero conformance``'s exit status per verdict.
+EXIT_STATUS = {CONFORMANT: 0, NOT_CONFORMANT: 1, NOT_RUN: 2, INCOMPLETE: 3}
 
 
 @dataclass
@@ -32,24 +47,46 @@ class Result:
     status: str
     detail: str
     seconds: float
+    exercised: frozenset = NOTHING  # the declared items a Pass exercised
 
 
 @dataclass
 class Report:
-    """The outcome of a run: ``conformant`` iff every case is Pass or NotSupported."""
+    """The outcome of a run; :attr:`verdict` says what it means (module docstring).
+
+    ``declared_items``: the backend's declared items (:mod:`.declared`); ``unavailable``: why
+    the backend could not run here (then there are no results).
+    """
 
     backend: str
     quick: bool
     results: list[Result]
     environment: dict = field(default_factory=dict)
+    declared_items: list[declared.Item] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
         return {s: sum(r.status == s for r in self.results) for s in STATUSES}
 
     @property
+    def coverage(self) -> dict:
+        """Declared items, how many a passing case exercised, and which it did not."""
+        exercised = set().union(*(r.exercised for r in self.results))
+        return declared.coverage(self.declared_items, exercised)
+
+    @property
+    def verdict(self) -> str:
+        if self.unavailable:
+            return NOT_RUN
+        if not all(r.status in (PASS, NOT_SUPPORTED) for r in self.results):
+            return NOT_CONFORMANT
+        ran = any(r.status == PASS and r.case.kind == "numeric" for r in self.results)
+        return CONFORMANT if ran and not self.coverage["missing"] else INCOMPLETE
+
+    @property
     def conformant(self) -> bool:
-        return all(r.status in (PASS, NOT_SUPPORTED) for r in self.results)
+        return self.verdict == CONFORMANT
 
     def failures(self) -> list[Result]:
         return [r for r in self.results if r.status in (FAIL, CRASH)]
@@ -57,20 +94,36 @@ class Report:
     def as_dict(self) -> dict:
         cases = [r.case for r in self.results]
         return {"suite_version": VERSION, "case_hash": case_hash(cases),
-                "backend": self.backend, "quick": self.quick,
-                "verdict": "conformant" if self.conformant else "not conformant",
-                "counts": self.counts, "environment": self.environment,
+                "backend": self.backend, "quick": self.quick, "verdict": self.verdict,
+                "unavailable": self.unavailable, "counts": self.counts,
+                "coverage": self.coverage, "derived_seed": declared.seed(self.backend),
+                "environment": self.environment,
                 "results": [{**r.case.as_dict(), "status": r.status, "detail": r.detail,
                              "seconds": round(r.seconds, 4)} for r in self.results]}
 
     def markdown(self) -> str:
         d = self.as_dict()
-        lines = [f"# Conformance: `{self.backend}` — **{d['verdict']}**", "",
-                 f"Suite {VERSION} ({'quick' if self.quick else 'full'}), case list sha256 "
-                 f"`{d['case_hash'][:16]}`; " +
-                 ", ".join(f"{n} {s}" for s, n in self.counts.items()) + ".", "",
-                 "Environment: " + ", ".join(f"{k} {v}" for k, v in self.environment.items()),
-                 ""]
+        lines = [f"# Conformance: `{self.backend}` — **{d['verdict']}**", ""]
+        environment = "Environment: " + ", ".join(f"{k} {v}"
+                                                  for k, v in self.environment.items())
+        if self.unavailable:
+            lines += ["The backend is unavailable here, so nothing was run:", ""]
+            return "\n".join(lines + [f"- {reason}" for reason in self.unavailable] +
+                             ["", environment]) + "\n"
+        derived = sum(r.case.origin == "declared" for r in self.results)
+        cover = d["coverage"]
+        if not any(r.status == PASS and r.case.kind == "numeric" for r in self.results):
+            covered = "No numeric case ran a kernel."
+        else:
+            covered = (f"Coverage of the declared support: {cover['exercised']} of "
+                       f"{cover['declared']} items exercised by a passing case" +
+                       (f"; never exercised: {', '.join(cover['missing'])}."
+                        if cover["missing"] else "."))
+        lines += [f"Suite {VERSION} ({'quick' if self.quick else 'full'}), case list sha256 "
+                  f"`{d['case_hash'][:16]}`, {len(self.results) - derived} core and "
+                  f"{derived} derived from the declared support (seed {d['derived_seed']}); " +
+                  ", ".join(f"{n} {s}" for s, n in self.counts.items()) + ".", "",
+                  covered, "", environment, ""]
         failures = self.failures()
         if failures:
             lines += ["| case | status | detail |", "|---|---|---|"]
@@ -134,7 +187,7 @@ class _Worker:
         self.process.start()
         child.close()
 
-    def run(self, case: Case, backend: str, timeout: float) -> tuple[str, str]:
+    def run(self, case: Case, backend: str, timeout: float) -> tuple[str, str, frozenset]:
         try:
             self.conn.send((case, backend))
             if self.conn.poll(timeout):
@@ -145,11 +198,11 @@ class _Worker:
         if hung:
             self.process.kill()
             self.process.join()
-            return CRASH, f"hung: no verdict within {timeout:g} s"
+            return CRASH, f"hung: no verdict within {timeout:g} s", NOTHING
         self.process.join(30)
         code = self.process.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return CRASH, f"the process died ({how})"
+        return CRASH, f"the process died ({how})", NOTHING
 
     def close(self) -> None:
         if self.process.is_alive():
@@ -176,14 +229,14 @@ class Session:
     def judge(self, case: Case) -> Result:
         start = time.perf_counter()
         if not self.isolate:
-            status, detail = judge(case, self.backend)
+            status, detail, exercised = judge(case, self.backend)
         else:
             if self._worker is None:
                 self._worker = _Worker(self.plugins)
-            status, detail = self._worker.run(case, self.backend, self.timeout)
+            status, detail, exercised = self._worker.run(case, self.backend, self.timeout)
             if status == CRASH:
                 self._worker = None  # a fresh one for the next case
-        return Result(case, status, detail, time.perf_counter() - start)
+        return Result(case, status, detail, time.perf_counter() - start, exercised)
 
     def close(self) -> None:
         if self._worker is not None:
@@ -193,11 +246,13 @@ class Session:
 
 def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
         timeout: float = 300, ops=None, progress: bool = True) -> Report:
-    """Run the suite on ``backend`` and return the :class:`Report`.
+    """Run the suite on ``backend`` and return the :class:`Report`: the core cases and
+    the cases derived from the backend's declared support (:mod:`.declared`); nothing
+    when the backend is unavailable here (verdict "not run").
 
     Args:
         backend: a registered backend name (``hetero info`` lists them).
-        quick: the marked subset (272 of the 790 cases of suite 1.0).
+        quick: the marked subset of the core, and fewer derived cases.
         plugins: ``"module:attribute"`` backends to register first.
         isolate: run cases in a worker process (Crash rows instead of a dead run).
         timeout: seconds a case may take before it counts as hung.
@@ -212,7 +267,13 @@ def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
     if unknown:
         raise ValueError(f"ops: no op named {unknown[0]!r} is registered "
                          f"(registered: {', '.join(op_registry.list_ops())})")
+    entry = registry.get(backend)
+    items = [i for i in declared.declared_items(entry) if ops is None or i.op in ops]
+    if entry.reasons_unavailable():
+        return Report(backend, quick, [], environment(backend), items,
+                      entry.reasons_unavailable())
     cases = all_cases(quick, None if ops is None else tuple(ops))
+    cases += [c for c in declared.cases(entry, quick, cases) if ops is None or c.op in ops]
     session = Session(backend, plugins, isolate, timeout)
     results = []
     counts = dict.fromkeys(STATUSES, 0)
@@ -225,4 +286,4 @@ def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
     finally:
         session.close()
         bar.done()
-    return Report(backend, quick, results, environment(backend))
+    return Report(backend, quick, results, environment(backend), items)

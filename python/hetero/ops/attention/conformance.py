@@ -116,4 +116,46 @@ def bad_input(case: Case) -> tuple[tuple, dict]:
     }[case.params["what"]]
 
 
-SPEC = ConformanceSpec(numeric_cases, inputs, BAD_INPUTS, bad_input)
+#: Derived cases allocate at most this many elements for q, k, v and the scores.
+MAX_ELEMENTS = 1 << 23
+_INPUT_FEATURES = {"causal", "mask_bool", "mask_additive"}  # what inputs() reads
+
+
+def declared_case(dtype, values, features, limits) -> Case | None:
+    """A small attention call in ``dtype`` using ``features``, with the head dims or
+    sizes in ``values`` (``head_dim``, ``head_dim_v``, ``Sq``, ``Sk``) and the others at
+    allowed values near D = 32, Sq = 7, Sk = 11; ``head_dim_v`` makes Dv differ from D."""
+    if not features <= _INPUT_FEATURES | {"gqa", "head_dim_v"} or \
+            {"mask_bool", "mask_additive"} <= features:
+        return None
+
+    def allowed(name, value):
+        return name not in limits or limits[name].allows(value)
+
+    def pick(name, default):
+        if name in values:
+            return values[name]
+        return limits[name].nearest(default) if name in limits else default
+
+    head = pick("head_dim", values.get("head_dim_v", 32))
+    if "head_dim_v" in features:
+        wanted = (head * 2, head // 2, head + 1, head - 1)  # Dv > D first: the rarer
+        near = [limits["head_dim_v"].nearest(w) if "head_dim_v" in limits else w
+                for w in wanted]
+        head_v = next((d for d in near if d is not None and d > 0 and d != head), None)
+    else:
+        head_v = values.get("head_dim_v", head)
+    sq, sk = pick("Sq", 7), pick("Sk", 11)
+    if None in (head, head_v, sq, sk) or head < 1 or head_v < 1 or (head_v != head) != (
+            "head_dim_v" in features) or not (allowed("head_dim", head)
+                                              and allowed("head_dim_v", head_v)):
+        return None
+    hq, hkv = (4, 2) if "gqa" in features else (2, 2)
+    if hq * sq * (head + sk) + hkv * sk * (head + head_v) > MAX_ELEMENTS:
+        return None
+    params = dict(zip(_NAMES, (1, hq, hkv, sq, sk, head, head_v)))
+    return Case("attention", dtype, params, "contiguous",
+                tuple(sorted(features & _INPUT_FEATURES)))
+
+
+SPEC = ConformanceSpec(numeric_cases, inputs, BAD_INPUTS, bad_input, declared_case)

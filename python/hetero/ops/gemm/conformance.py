@@ -98,4 +98,29 @@ def bad_input(case: Case) -> tuple[tuple, dict]:
     }[case.params["what"]]
 
 
-SPEC = ConformanceSpec(numeric_cases, inputs, BAD_INPUTS, bad_input)
+#: Derived cases allocate at most this many elements for a, b and the output together.
+MAX_ELEMENTS = 1 << 23
+
+
+def declared_case(dtype, values, features, limits) -> Case | None:
+    """A small gemm in ``dtype`` using ``features``, with the sizes in ``values``
+    (``M``, ``N``, ``K``) and the others at their allowed values nearest 13×7×29."""
+    if "float32_out" in features and dtype not in ("float16", "bfloat16"):
+        return None
+    dims = {}
+    for name, default in (("M", 13), ("N", 7), ("K", 29)):
+        value = values.get(name)
+        if value is None:
+            value = limits[name].nearest(default) if name in limits else default
+        if value is None:
+            return None
+        dims[name] = value
+    m, n, k = dims["M"], dims["N"], dims["K"]
+    if m * k + k * n + m * n > MAX_ELEMENTS:
+        return None
+    if "batch" in features:
+        dims["batch"] = 3
+    return Case("gemm", dtype, dims, "contiguous", tuple(sorted(features)))
+
+
+SPEC = ConformanceSpec(numeric_cases, inputs, BAD_INPUTS, bad_input, declared_case)
