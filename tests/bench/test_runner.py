@@ -171,3 +171,17 @@ def test_a_backend_declares_its_peaks_and_its_dtypes_are_the_default(tiny_shapes
     assert "declared by backend 'declares_peaks'" in bench.output.table(doc)
     assert bench.runner.default_dtypes(["cpu", "torch"], ["gemm"]) == \
         ["float32", "bfloat16", "float16"]
+
+
+def test_bandwidth_measured_again_after_the_sweep_clears_a_false_flag(monkeypatch):
+    peaks = machine.Peaks({"float32": 1.0}, 0.040, "measured on 2 threads")  # 40 GB/s
+    row = runner.new_row(GemmCase(1, 4096, 4096), "float32", "cpu", "dev")
+    runner._metrics(row, timing.Samples((row["bytes"] / 44e9,)), peaks)  # reads 44 GB/s
+    assert row["flag"] and row["pct_roofline"] > 100
+    plan = bench.plan("gemm", shapes="square", quick=True)
+    monkeypatch.setattr(machine, "measure_bandwidth", lambda threads: (45e9, "triad"))
+    later = runner._bandwidth_again(plan, peaks, [row])
+    assert later.tbytes_per_s == 0.045 and "40.0 GB/s before the sweep" in later.source
+    assert row["flag"] is None and 97 < row["pct_roofline"] < 98
+    monkeypatch.setattr(machine, "measure_bandwidth", lambda threads: (30e9, "triad"))
+    assert runner._bandwidth_again(plan, later, [row]) is later  # a slower one is ignored

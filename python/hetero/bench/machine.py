@@ -10,7 +10,7 @@ where the CPU has AVX512_BF16, else the fp32 peak (bf16 is then widened to fp32 
 multiply); fp16 the fp32 peak (no CPU here multiplies fp16 faster). The bandwidth is the
 fastest of a STREAM-style triad ``a = b + s·c`` (12 bytes per element: two reads and one
 write) and a read-only dot product ``b·c`` (8 bytes per element) over 128 MiB float32
-arrays, best of 5 each, and hetero's own GEMV streaming a 128 MiB weight. Memory-bound
+arrays, best of 10 each, and hetero's own GEMV streaming a 128 MiB weight. Memory-bound
 kernels such as decode GEMVs only read, and reading alone runs faster than the triad's
 mix, so the triad alone would put them above 100% of the roofline; PyTorch's reductions
 read more slowly than hetero's GEMV does.
@@ -61,6 +61,18 @@ def measure_cpu_peaks(threads: int) -> Peaks:
                f"fp32 FMA loop" + (", bf16 dot loop (vdpbf16ps)" if bf16 else ""))
     except (ImportError, AttributeError):  # native backend not built
         gflops, bf16, how = None, 0.0, "FMA peak unknown (hetero._C not built)"
+    bandwidth, which = measure_bandwidth(threads)
+    tflops = None if gflops is None else gflops / 1e3
+    per_dtype = {"float32": tflops, "bfloat16": max(tflops, bf16 / 1e3) if tflops else None,
+                 "float16": tflops}
+    return Peaks(per_dtype, bandwidth / 1e12,
+                 f"{how}; bandwidth: {which} over 128 MiB arrays (the fastest of a triad, "
+                 "a read-only dot and hetero's own GEMV)")
+
+
+def measure_bandwidth(threads: int) -> tuple[float, str]:
+    """This machine's read bandwidth in bytes/s on ``threads`` threads, and which pass
+    reached it: the fastest of a triad, a read-only dot and hetero's GEMV, best of 10."""
     n = 1 << 25  # 128 MiB per array: far beyond any last-level cache
     b, c, a = torch.rand(n), torch.rand(n), torch.empty(n)
     passes = {"triad": (lambda: torch.add(b, c, alpha=1.5, out=a), 12 * n),
@@ -74,7 +86,7 @@ def measure_cpu_peaks(threads: int) -> Peaks:
     try:
         for name, (run, nbytes) in passes.items():
             best = float("inf")
-            for _ in range(5):
+            for _ in range(10):
                 start = time.perf_counter()
                 run()
                 best = min(best, time.perf_counter() - start)
@@ -82,12 +94,7 @@ def measure_cpu_peaks(threads: int) -> Peaks:
                 bandwidth, which = nbytes / best, name
     finally:
         torch.set_num_threads(previous)
-    tflops = None if gflops is None else gflops / 1e3
-    per_dtype = {"float32": tflops, "bfloat16": max(tflops, bf16 / 1e3) if tflops else None,
-                 "float16": tflops}
-    return Peaks(per_dtype, bandwidth / 1e12,
-                 f"{how}; bandwidth: {which} over 128 MiB arrays (the fastest of a triad, "
-                 "a read-only dot and hetero's own GEMV)")
+    return bandwidth, which
 
 
 def _native_gemv(weights: torch.Tensor, threads: int):
