@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from .auditing import AuditReport, audit
 from .backends.base import PLUGIN_API, Backend, DevicePeaks
 from .counters import Stats, reset_stats, stats
 from .dispatch import (Decision, fallback_policy, reload, set_fallback_policy, set_tuned_table,
@@ -36,11 +37,11 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
-    "PLUGIN_API", "Backend", "Decision", "DevicePeaks", "DispatchError", "FallbackError", "HeteroConfigWarning",
-    "HeteroError", "HeteroFallbackWarning", "HeteroWarning", "Kernel", "OpSpec", "Range",
-    "Stats", "Support", "attention", "disable", "enable", "enabled", "explain",
-    "fallback_policy", "gemm", "info", "is_enabled", "list_ops", "reference_attention",
-    "reference_gemm", "register_backend", "register_op", "reload", "reset_stats",
-    "set_fallback_policy", "set_tuned_table", "stats", "tuned_table", "unregister_backend",
-    "unregister_op", "use",
+    "PLUGIN_API", "AuditReport", "Backend", "Decision", "DevicePeaks", "DispatchError",
+    "FallbackError", "HeteroConfigWarning", "HeteroError", "HeteroFallbackWarning",
+    "HeteroWarning", "Kernel", "OpSpec", "Range", "Stats", "Support", "attention", "audit",
+    "disable", "enable", "enabled", "explain", "fallback_policy", "gemm", "info",
+    "is_enabled", "list_ops", "reference_attention", "reference_gemm", "register_backend",
+    "register_op", "reload", "reset_stats", "set_fallback_policy", "set_tuned_table", "stats",
+    "tuned_table", "unregister_backend", "unregister_op", "use",
 ]

@@ -130,6 +130,23 @@ def main(argv: list[str] | None = None) -> int:
     p_conf.add_argument("--no-isolate", action="store_true",
                         help="run cases in this process (a crash ends the run)")
 
+    p_audit = sub.add_parser("audit", help="run a model on a backend; find the calls that "
+                                           "cost accuracy")
+    p_audit.add_argument("model", metavar="MODEL_SPEC",
+                         help="a preset (llama, mistral, qwen2, gemma, gpt2, bert: small "
+                              "random-weight models), a local path or a cached model id")
+    p_audit.add_argument("--backend", help="the backend to audit (default: the default order)")
+    p_audit.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p_audit.add_argument("--tokens", type=int, default=32, help="input length (default 32)")
+    p_audit.add_argument("--sample", type=int, default=1,
+                         help="check one routed call in N (default: every call)")
+    p_audit.add_argument("--train", action="store_true",
+                         help="also compare every parameter's gradient")
+    p_audit.add_argument("--json", help="write the report as JSON here")
+    p_audit.add_argument("--markdown", help="write the report as Markdown here")
+    p_audit.add_argument("--plot", help="write error/bound per layer and op here (PNG)")
+    p_audit.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
     p_new = sub.add_parser("new-backend", help="write a new out-of-tree backend package "
                                                "(kernels, declared support, tests)")
     p_new.add_argument("name", help="the backend's name (a lower-case identifier)")
@@ -279,6 +296,31 @@ def _conformance(args) -> int:
     return conformance.EXIT_STATUS[report.verdict]
 
 
+def _audit(args) -> int:
+    """Exit status 0: every checked call within its bound, 1: some out of bound, 2: could
+    not run (bad options, a model that does not load or raises)."""
+    from .auditing import audit, presets
+
+    if args.tokens < 1:
+        raise ValueError(f"--tokens: expected a positive int, got {args.tokens}")
+    model = presets.build(args.model)
+    try:
+        report = audit(model, presets.example_inputs(model, args.tokens),
+                       backend=args.backend, dtype=args.dtype, train=args.train,
+                       sample=args.sample, progress=not args.quiet, name=args.model)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(str(exc)) from exc
+    print(report.markdown())
+    for path, write in ((args.json, report.write_json), (args.plot, report.plot)):
+        if path:
+            print(f"wrote {write(path)}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report.markdown())
+        print(f"wrote {args.markdown}")
+    return 1 if report.out_of_bound() else 0
+
+
 def _new_backend(args) -> int:
     from .scaffold import new_backend
 
@@ -291,7 +333,7 @@ def _new_backend(args) -> int:
 
 
 _COMMANDS = {"conformance": _conformance, "bench": _bench, "report": _report, "tune": _tune,
-             "new-backend": _new_backend}
+             "new-backend": _new_backend, "audit": _audit}
 
 
 def run() -> int:

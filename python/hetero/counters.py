@@ -55,6 +55,14 @@ class Stats:
 
 _current = Stats()
 
+#: Callables ``observer(op, served_by, args, reason)``, told of every counted call while
+#: they are here (:func:`hetero.audit` checks calls this way): ``served_by`` is the
+#: kernel's qualname, or ``None`` when PyTorch computed the call; ``reason`` why the
+#: call did not run on the first choice (``None`` when it did); ``args`` the op's record
+#: when the caller has one (then the kernel has written ``args.out``, and the observer
+#: may overwrite it).
+observers: list = []
+
 
 def _count(table: dict, op: str, name: str, flops: float) -> None:
     count = table.setdefault(op, {}).get(name)
@@ -64,14 +72,19 @@ def _count(table: dict, op: str, name: str, flops: float) -> None:
     count.flops += flops
 
 
-def record(op: str, kernel: str, flops: float) -> None:
-    """Count one call of ``op`` that ``kernel`` served."""
+def record(op: str, kernel: str, flops: float, args=None, skipped: str | None = None) -> None:
+    """Count one call of ``op`` that ``kernel`` served (on the record ``args``; the
+    backends ahead of it skipped for the reason ``skipped``)."""
     _count(_current.served, op, kernel, flops)
+    for observer in observers:
+        observer(op, kernel, args, skipped)
 
 
 def record_fallback(op: str, reason: str, flops: float) -> None:
     """Count one call of ``op`` that PyTorch computed, and why."""
     _count(_current.fallbacks, op, reason, flops)
+    for observer in observers:
+        observer(op, None, None, reason)
 
 
 def stats() -> Stats:

@@ -292,10 +292,11 @@ def resolve_bridge(key: tuple, record=None) -> tuple[Kernel | None, str | None]:
     """Like :func:`resolve`, for the torch ops (``torch.ops.hetero.*``, used by
     :func:`hetero.enable`), whose last resort is PyTorch itself rather than the
     reference backend: ``reference`` serves a bridge call only when asked for by name
-    (``backend=``, ``hetero.use``, ``HETERO_BACKENDS``). Returns ``(kernel, None)``, or
-    ``(None, reason)`` when PyTorch should compute the call. The fallback policy
-    applies as for :func:`resolve`; an exclusive order that cannot serve the call
-    raises :class:`~hetero.errors.DispatchError`."""
+    (``backend=``, ``hetero.use``, ``HETERO_BACKENDS``). Returns ``(kernel, why the
+    backends ahead of it were skipped, or None)``, or ``(None, reason)`` when PyTorch
+    should compute the call. The fallback policy applies as for :func:`resolve`; an
+    exclusive order that cannot serve the call raises
+    :class:`~hetero.errors.DispatchError`."""
     traits, backend, scope = split_key(key)
     decision = decide(traits, backend, scope, record)
     chosen = decision.chosen
@@ -310,9 +311,9 @@ def resolve_bridge(key: tuple, record=None) -> tuple[Kernel | None, str | None]:
         _enforce(decision, True, "PyTorch", why)
         result = (None, why)
     else:
-        _enforce(decision, decision.fallback, chosen.qualname,
-                 _why_skipped(decision, chosen.backend))
-        result = (chosen, None)
+        why = _why_skipped(decision, chosen.backend) if decision.fallback else None
+        _enforce(decision, decision.fallback, chosen.qualname, why)
+        result = (chosen, why)
     bridge_decisions[key] = result
     return result
 

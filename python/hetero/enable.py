@@ -91,7 +91,7 @@ class _Routing(TorchFunctionMode):
         if torch.compiler.is_compiling():
             return result
         if native is not None:
-            counters.record(route.op, native, route.flops(args, result))
+            counters.record(route.op, native, route.flops(args, result), skipped=why)
         elif verdict is not None:
             counters.record_fallback(route.op, f"{func.__name__}: {verdict}",
                                      route.flops(args, result))

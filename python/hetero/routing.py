@@ -64,7 +64,8 @@ class Call(NamedTuple):
         record), counted as the operator counts it."""
         record = real_out(record)  # prepare's record holds a stand-in output
         kernel.fn(record)
-        counters.record(kernel.op, kernel.qualname, op_registry.spec(kernel.op).flops(record))
+        counters.record(kernel.op, kernel.qualname, op_registry.spec(kernel.op).flops(record),
+                        record)
         return self._finished(record.out)
 
     def _finished(self, result):

@@ -31,8 +31,9 @@ def plain_torch():
 
 
 def decide(key: tuple, args=None) -> tuple[Kernel | None, str | None]:
-    """``(kernel, None)``, or ``(None, why PyTorch computes the call)``, for ``key`` (the
-    call's record ``args`` lets an unmeasured bucket be calibrated)."""
+    """``(kernel, why earlier backends were skipped or None)``, or ``(None, why PyTorch
+    computes the call)``, for ``key`` (the call's record ``args`` lets an unmeasured
+    bucket be calibrated)."""
     return _bridge_decisions.get(key) or dispatch.resolve_bridge(key, args)
 
 
@@ -44,5 +45,5 @@ def serve(key: tuple, args, flops: float) -> Kernel | None:
         counters.record_fallback(key[0], why, flops)
         return None
     kernel.fn(args)
-    counters.record(key[0], kernel.qualname, flops)
+    counters.record(key[0], kernel.qualname, flops, args, why)
     return kernel

@@ -17,7 +17,9 @@ from .work import TORCH
 _MARKERS = "o^sDv<>p*h"  # one per op, in order of first appearance
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the file-only backend; ``ValueError`` for ``--plot`` when
+    matplotlib is not installed."""
     try:
         import matplotlib
     except ImportError:
@@ -114,7 +116,7 @@ def _bars(ax, docs: list[dict], colors: dict) -> None:
 def plot(docs: list[dict], path: str | Path) -> Path:
     """Write the rooflines and the speed-up bars of ``docs`` to ``path`` (PNG, or any
     format matplotlib infers from the suffix)."""
-    plt = _pyplot()
+    plt = pyplot()
     backends = sorted({r["backend"] for d in docs for r in d["rows"]})
     palette = plt.get_cmap("tab10")
     colors = {name: palette(i % 10) for i, name in enumerate(backends)}
@@ -124,6 +126,11 @@ def plot(docs: list[dict], path: str | Path) -> Path:
     for i, (doc, label) in enumerate(zip(docs, labels(docs))):
         _roofline(fig.add_subplot(grid[0, i]), doc, label, colors)
     _bars(fig.add_subplot(grid[1, :]), docs, colors)
+    return save(plt, fig, path)
+
+
+def save(plt, fig, path: str | Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (its directory made if needed), close it."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

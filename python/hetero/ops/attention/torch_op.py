@@ -51,7 +51,7 @@ def attention_forward(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tenso
             kernel.fn(args)
             lse = reference_attention_forward(args.q, args.k, args.v, args.mask, args.causal,
                                               args.scale, compute_dtype=compute_dtype(q.dtype))[1]
-        counters.record("attention", kernel.qualname, work)
+        counters.record("attention", kernel.qualname, work, args)
         return args.out, lse
 
 
@@ -98,7 +98,7 @@ def attention_backward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tenso
         kernel, why = decide(key, args)
         work = BACKWARD_FLOPS_FACTOR * flops(args)
         if kernel is None or kernel.backward is None:
-            reason = why or f"{kernel.qualname} has no backward kernel"
+            reason = why if kernel is None else f"{kernel.qualname} has no backward kernel"
             counters.record_fallback("attention_backward", reason, work)
             grads = reference_backward(args, dout)
         else:
