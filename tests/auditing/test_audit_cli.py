@@ -45,3 +45,14 @@ def test_bad_specs_and_options_exit_2_naming_the_argument(argv, message, capsys)
     assert main([*argv, "--quiet"]) == 2
     assert message in capsys.readouterr().err
     assert not hetero.is_enabled()
+
+
+def test_a_local_model_directory_is_a_model_spec(tmp_path, capsys):
+    from hetero.auditing import presets
+
+    presets.build("qwen2").save_pretrained(tmp_path / "qwen2-tiny")
+    status = main(["audit", str(tmp_path / "qwen2-tiny"), "--backend", "cpu", "--tokens", "8",
+                   "--quiet", "--json", str(tmp_path / "a.json")])
+    assert status == 0, capsys.readouterr().err
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert data["model"] == str(tmp_path / "qwen2-tiny") and data["calls"]
