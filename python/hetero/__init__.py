@@ -30,6 +30,9 @@ from .registry import register as register_backend
 from .registry import unregister as unregister_backend
 
 from . import calibration  # noqa: E402,I001 - installs self-calibration in dispatch
+from . import distributed  # noqa: E402,I001
+
+distributed.install_if_loaded()  # DTensor already in use: the ops' sharding rules now
 
 try:
     __version__ = _metadata.version("hetero")

@@ -12,6 +12,8 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from . import shards
+
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
            "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float64": torch.float64, "fp64": torch.float64}
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds before a case counts as hung (default 300)")
     p_conf.add_argument("--no-isolate", action="store_true",
                         help="run cases in this process (a crash ends the run)")
+    p_conf.add_argument("--shard", metavar="I/N", help="run shard I of N of the case list "
+                                                       "(merge the JSON files: hetero report)")
 
     p_audit = sub.add_parser("audit", help="run a model on a backend; find the calls that "
                                            "cost accuracy")
@@ -159,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p_bench.add_argument("--plot", help="write the roofline and speed-up chart here (PNG)")
 
     p_report = sub.add_parser("report", help="merge result files into a Markdown report")
-    p_report.add_argument("files", nargs="+", help="files written by `hetero bench --json`")
+    p_report.add_argument("files", nargs="+", help="files written by `hetero bench --json` "
+                                                   "or `hetero conformance --json`")
     p_report.add_argument("--markdown", help="write the report here (default: stdout only)")
     p_report.add_argument("--plot", help="write the rooflines and speed-up bars here (PNG)")
 
@@ -207,6 +212,8 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, help="seconds of timing per participant and case "
                                                 "beyond the minimum rounds")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--shard", metavar="I/N", help="run shard I of N of the cases (merge the "
+                                                  "JSON files with hetero report)")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -218,7 +225,7 @@ def _run_bench(args) -> dict:
 
     plan = bench.plan(args.op, device=args.device, backends=_split(args.backends),
                       dtypes=_split(args.dtypes), shapes=args.shapes, quick=args.quick,
-                      budget_s=args.budget)
+                      budget_s=args.budget, shard=shards.parse(args.shard))
     return bench.run(plan, progress=not args.quiet, command=["hetero", *sys.argv[1:]])
 
 
@@ -236,18 +243,32 @@ def _bench(args) -> int:
 
 
 def _report(args) -> int:
+    """Bench results: the merged report (exit 0). Conformance reports: the merged verdict
+    of each sweep (exit 0 when every one is conformant, 1 otherwise)."""
     from .bench import output, plots, report
+    from .conformance import merge
 
-    docs = [output.load(path) for path in args.files]
-    text = report.markdown(docs)
+    loaded = [_load_json(path) for path in args.files]
+    sweeps = merge.merge([d for d in loaded if merge.is_report(d)])
+    docs = [output.load(path) for path, d in zip(args.files, loaded) if not merge.is_report(d)]
+    text = "\n".join(([report.markdown(docs)] if docs else []) +
+                     ([merge.markdown(sweeps)] if sweeps else []))
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
         print(f"wrote {args.markdown}")
-    if args.plot:
-        print(f"wrote {plots.plot(docs, args.plot)}")
-    return 0
+    if args.plot and docs:
+        print(f"wrote {plots.plot(report.merge_shards(docs)[0], args.plot)}")
+    return 0 if all(s["verdict"] == "conformant" for s in sweeps) else 1
+
+
+def _load_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read a bench or conformance result ({exc})") from None
 
 
 def _tune(args) -> int:
@@ -281,7 +302,7 @@ def _conformance(args) -> int:
     try:
         report = conformance.run(args.backend, quick=args.quick, plugins=args.plugin,
                                  isolate=not args.no_isolate, timeout=args.timeout,
-                                 ops=_split(args.ops))
+                                 ops=_split(args.ops), shard=shards.parse(args.shard))
     except (ImportError, AttributeError, ValueError) as exc:
         print(f"hetero conformance: {exc}", file=sys.stderr)
         return 2

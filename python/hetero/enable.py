@@ -20,18 +20,23 @@ tolerances rather than bitwise equal; a query row that may see no key gives zero
 (PyTorch gives NaN). ``is_causal=True`` with ``Sq != Sk`` keeps PyTorch's top-left
 alignment (it becomes a mask; hetero's own ``causal`` is bottom-right).
 
+DTensor calls (tensor parallel, FSDP2) go to the operators where the op declares how
+they shard (:mod:`hetero.distributed`); DTensor then runs each rank's shards through
+hetero's kernels. Calls of an op without such rules stay with PyTorch, counted.
+
 Torch function modes are per thread: enabling affects the calling thread.
 """
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager, nullcontext
 from typing import Iterable, Iterator
 
 import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 
-from . import counters, dispatch, registry, torch_ops
+from . import counters, dispatch, distributed, registry, torch_ops
 from .backends.pytorch import NAME as TORCH_BACKEND
 from .dispatch import REFERENCE
 from .ops import registry as op_registry
@@ -72,6 +77,12 @@ class _Routing(TorchFunctionMode):
         verdict = "unsupported arguments (out=, ...)" if bound is None \
             else route.route(self, *bound)
         native = None
+        if isinstance(verdict, Call) and _dtensors(verdict.args):
+            if not distributed.has_rules(route.op):
+                verdict = f"DTensor arguments: {route.op} has no sharding rule"
+            else:  # DTensor shards the call by the op's rules; the operator decides
+                distributed.install()
+                return verdict.run()
         if isinstance(verdict, Call):
             if torch.compiler.is_compiling():  # the operator decides when the graph runs
                 return verdict.run()
@@ -99,6 +110,12 @@ class _Routing(TorchFunctionMode):
 
 
 # ---------------------------------------------------------------- switching it on and off
+def _dtensors(args) -> bool:
+    """Whether any argument is a DTensor (no cost while DTensor is not loaded)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and any(isinstance(a, module.DTensor) for a in args)
+
+
 def served_device_types() -> frozenset[str]:
     """Device types that some available backend with kernels of its own serves by
     default (not the reference, nor backends of any device such as ``torch``): what

@@ -40,7 +40,7 @@ def test_bad_options_are_one_line_errors(capsys):
     assert main(["bench", "--backends", "nope"]) == 2
     assert "no backend named 'nope'" in capsys.readouterr().err
     assert main(["report", "missing.json"]) == 2
-    assert "missing.json: cannot read a bench result" in capsys.readouterr().err
+    assert "missing.json: cannot read a bench or conformance result" in capsys.readouterr().err
 
 
 def test_report_merges_files(tiny_shapes, tmp_path, capsys):

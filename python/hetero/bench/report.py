@@ -3,9 +3,15 @@
 Per machine a header (device, host, threads, versions, git revision, peaks); then a
 summary per machine, backend, op and dtype (cases, geometric-mean speed-up vs PyTorch,
 best % of peak, wrong results), then every row. Plots: :func:`hetero.bench.plots.plot`.
+The shards of one sweep (``hetero bench --shard I/N`` on one machine) are merged into
+one run first, and what they miss or repeat is reported (:func:`merge_shards`).
 """
 
 from __future__ import annotations
+
+import json
+
+from .. import shards
 
 from .plots import labels, speedups
 from .work import TORCH
@@ -22,10 +28,42 @@ def _machine_line(doc: dict) -> str:
             f"shapes `{s['shapes']}`{' (quick)' if s['quick'] else ''}")
 
 
+def merge_shards(docs: list[dict]) -> tuple[list[dict], list[str]]:
+    """``docs`` with the shards of each sweep (same machine and settings) merged into one
+    document, and a line per merged sweep saying what its shards miss or repeat."""
+    out, groups, notes = [], {}, []
+    for doc in docs:
+        settings = doc["settings"]
+        if settings.get("shard") is None:
+            out.append(doc)
+            continue
+        same = {k: v for k, v in settings.items() if k != "shard"}
+        key = (doc["machine"].get("host"), doc["machine"].get("device_name"),
+               json.dumps(same, sort_keys=True))
+        groups.setdefault(key, []).append(doc)
+    for parts in groups.values():
+        merged = {**parts[0], "rows": [r for p in parts for r in p["rows"]],
+                  "settings": {**parts[0]["settings"], "shard": None}}
+        found = shards.check(parts[0]["settings"]["all_cases"],
+                             [sorted({f"{r['op']}/{r['case']}" for r in p["rows"]})
+                              for p in parts])
+        names = ", ".join(p["settings"]["shard"] for p in parts)
+        problems = [f"{len(found[k])} {k} ({', '.join(found[k][:5])})"
+                    for k in ("missing", "duplicated", "unknown") if found[k]]
+        notes.append(f"{merged['machine']['device_name']}: shards {names} of "
+                     f"{len(parts[0]['settings']['all_cases'])} cases merged; " +
+                     ("; ".join(problems) if problems else "complete: every case once"))
+        out.append(merged)
+    return out, notes
+
+
 def markdown(docs: list[dict]) -> str:
-    """The merged report of ``docs`` (each a result document)."""
+    """The merged report of ``docs`` (each a result document; shards merged first)."""
+    docs, notes = merge_shards(docs)
     lines = ["# hetero bench report", "", "## Machines", ""]
     lines += [_machine_line(d) for d in docs]
+    if notes:
+        lines += ["", "## Shards", ""] + [f"- {n}" for n in notes]
     lines += ["", "## Summary", "",
               "| run | op dtype | backend | geomean vs torch | cases | best % peak | wrong |",
               "|---|---|---|---|---|---|---|"]

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from .. import dispatch, env, registry, tuned
+from .. import dispatch, env, registry, shards, tuned
 from ..explain import explain
 from ..ops import registry as op_registry
 from ..progress import Progress
@@ -60,6 +60,8 @@ class Plan:
     budget_s: float
     threads: int
     cases: list = field(default_factory=list)
+    shard: tuple[int, int] | None = None
+    all_cases: list = field(default_factory=list)  # the whole sweep's, when sharded
 
 
 def default_backends(device: torch.device) -> list[str]:
@@ -83,13 +85,15 @@ def default_dtypes(backends: list[str], ops: list[str]) -> list[str]:
 
 
 def plan(op: str = "all", *, device: str = "cpu", backends=None, dtypes=None,
-         shapes: str = "llm", quick: bool = False, budget_s: float | None = None) -> Plan:
+         shapes: str = "llm", quick: bool = False, budget_s: float | None = None,
+         shard: tuple[int, int] | None = None) -> Plan:
     """Validate a request. ``op``: an op with benchmark cases, or ``all``. ``backends``:
     names (``torch`` = the PyTorch baseline, always added); default
     :func:`default_backends`. ``dtypes``: names, default :func:`default_dtypes`.
     ``shapes``: a suite (``llm``, ``square``) or a JSON/YAML file
     (:func:`hetero.bench.suites.from_file`). ``budget_s``: seconds of timing per
-    participant and case, beyond the minimum of 3 rounds (CPU) or 10 (GPU)."""
+    participant and case, beyond the minimum of 3 rounds (CPU) or 10 (GPU). ``shard``:
+    ``(I, N)``, only that shard of the cases (:mod:`hetero.shards`)."""
     benchmarked = [s.name for s in op_registry.specs() if s.bench is not None]
     if op not in (*benchmarked, "all"):
         raise ValueError(f"op: expected one of {benchmarked} or all, got {op!r}")
@@ -112,7 +116,8 @@ def plan(op: str = "all", *, device: str = "cpu", backends=None, dtypes=None,
     found = suites.cases(op, shapes, dev.type, quick)
     if not found:
         raise ValueError(f"--shapes {shapes}: no {op} cases")
-    return Plan(op, dev, names, dtypes, shapes, quick, budget, threads, found)
+    return Plan(op, dev, names, dtypes, shapes, quick, budget, threads,
+                shards.select(found, shard), shard, found if shard is not None else [])
 
 
 # ---------------------------------------------------------------- calls and checks
@@ -221,6 +226,11 @@ def _cold_copies(case, dtype: str, device: torch.device, peaks: machine.Peaks) -
         return 1
     wanted = -(-4 * machine.last_level_cache_bytes() // int(nbytes))
     return max(1, min(wanted, MAX_COLD_COPIES, MAX_COLD_BYTES // int(nbytes)))
+
+
+def case_id(case) -> str:
+    """``op/label``: a case's name across shards and files."""
+    return f"{case.op}/{case.label}"
 
 
 def _rotating(case, works: list[Work], participant: str):
@@ -340,6 +350,8 @@ def run(p: Plan, *, progress: bool = True, command: list[str] | None = None) -> 
         "peaks": peaks.as_dict(),
         "settings": {"op": p.op, "device": str(p.device), "backends": p.backends,
                      "dtypes": p.dtypes, "shapes": p.shapes, "quick": p.quick,
+                     "shard": shards.label(p.shard),
+                     **({"all_cases": [case_id(c) for c in p.all_cases]} if p.shard else {}),
                      "budget_s": p.budget_s, "threads": p.threads},
         "formulas": {**{f"{s.name}_flops": s.bench.flops_formula for s in op_registry.specs()
                         if s.bench is not None}, **FORMULAS},

@@ -9,7 +9,9 @@ Verdicts (as a conformance test's are read: nothing is green that did not run):
   feature, an end of a limit) was never exercised by a passing case, or no numeric
   case ran at all;
 - **conformant**: every case passed or was refused by the backend's declaration, and
-  every declared item was exercised.
+  every declared item was exercised;
+- **partial**: one shard of the sweep (``shard=(I, N)``) without failures; the verdict
+  belongs to the merged shards (:mod:`.merge`, ``hetero report``).
 
 The child is one long-lived worker: the parent sends a case, waits up to ``timeout``
 seconds for its verdict, and when the worker dies or hangs records a Crash for that
@@ -18,6 +20,7 @@ case, starts a new worker and goes on.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import multiprocessing
 import platform
@@ -27,7 +30,7 @@ from importlib import metadata
 
 import torch
 
-from .. import registry
+from .. import registry, shards
 from ..ops import registry as op_registry
 from ..progress import Progress
 from . import declared
@@ -35,10 +38,10 @@ from .cases import VERSION, Case, all_cases, case_hash
 from .checks import CRASH, FAIL, NOT_SUPPORTED, NOTHING, PASS, judge
 
 STATUSES = (PASS, NOT_SUPPORTED, FAIL, CRASH)
-CONFORMANT, NOT_CONFORMANT, INCOMPLETE, NOT_RUN = \
-    "conformant", "not conformant", "incomplete", "not run"
+CONFORMANT, NOT_CONFORMANT, INCOMPLETE, NOT_RUN, PARTIAL = \
+    "conformant", "not conformant", "incomplete", "not run", "partial"
 #: ``hetero conformance``'s exit status per verdict.
-EXIT_STATUS = {CONFORMANT: 0, NOT_CONFORMANT: 1, NOT_RUN: 2, INCOMPLETE: 3}
+EXIT_STATUS = {CONFORMANT: 0, NOT_CONFORMANT: 1, NOT_RUN: 2, INCOMPLETE: 3, PARTIAL: 0}
 
 
 @dataclass
@@ -55,7 +58,8 @@ class Report:
     """The outcome of a run; :attr:`verdict` says what it means (module docstring).
 
     ``declared_items``: the backend's declared items (:mod:`.declared`); ``unavailable``: why
-    the backend could not run here (then there are no results).
+    the backend could not run here (then there are no results); ``shard``: ``(I, N)``
+    when this run is one shard of the sweep whose case ids are ``all_case_ids``.
     """
 
     backend: str
@@ -64,6 +68,8 @@ class Report:
     environment: dict = field(default_factory=dict)
     declared_items: list[declared.Item] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
+    shard: tuple[int, int] | None = None
+    all_case_ids: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -81,6 +87,8 @@ class Report:
             return NOT_RUN
         if not all(r.status in (PASS, NOT_SUPPORTED) for r in self.results):
             return NOT_CONFORMANT
+        if self.shard is not None:
+            return PARTIAL
         ran = any(r.status == PASS and r.case.kind == "numeric" for r in self.results)
         return CONFORMANT if ran and not self.coverage["missing"] else INCOMPLETE
 
@@ -97,9 +105,16 @@ class Report:
                 "backend": self.backend, "quick": self.quick, "verdict": self.verdict,
                 "unavailable": self.unavailable, "counts": self.counts,
                 "coverage": self.coverage, "derived_seed": declared.seed(self.backend),
+                "declared_items": [i.label for i in self.declared_items],
+                "shard": shards.label(self.shard),
+                **({"all_case_hash": hashlib.sha256("\n".join(
+                    self.all_case_ids).encode()).hexdigest(),
+                    "all_case_ids": self.all_case_ids} if self.shard else {}),
                 "environment": self.environment,
                 "results": [{**r.case.as_dict(), "status": r.status, "detail": r.detail,
-                             "seconds": round(r.seconds, 4)} for r in self.results]}
+                             "seconds": round(r.seconds, 4),
+                             "exercised": sorted(i.label for i in r.exercised)}
+                            for r in self.results]}
 
     def markdown(self) -> str:
         d = self.as_dict()
@@ -119,6 +134,9 @@ class Report:
                        f"{cover['declared']} items exercised by a passing case" +
                        (f"; never exercised: {', '.join(cover['missing'])}."
                         if cover["missing"] else "."))
+        if self.shard is not None:
+            lines += [f"Shard {shards.label(self.shard)} of {len(self.all_case_ids)} cases: "
+                      "merge the shards' JSON with `hetero report` for the verdict.", ""]
         lines += [f"Suite {VERSION} ({'quick' if self.quick else 'full'}), case list sha256 "
                   f"`{d['case_hash'][:16]}`, {len(self.results) - derived} core and "
                   f"{derived} derived from the declared support (seed {d['derived_seed']}); " +
@@ -245,7 +263,8 @@ class Session:
 
 
 def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
-        timeout: float = 300, ops=None, progress: bool = True) -> Report:
+        timeout: float = 300, ops=None, progress: bool = True,
+        shard: tuple[int, int] | None = None) -> Report:
     """Run the suite on ``backend`` and return the :class:`Report`: the core cases and
     the cases derived from the backend's declared support (:mod:`.declared`); nothing
     when the backend is unavailable here (verdict "not run").
@@ -258,6 +277,7 @@ def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
         timeout: seconds a case may take before it counts as hung.
         ops: which ops' cases to run (default: every registered op's).
         progress: a progress line on stderr.
+        shard: ``(I, N)``: run only that shard of the case list (:mod:`hetero.shards`).
     """
     load_plugins(plugins)
     if backend not in registry.entries():
@@ -274,6 +294,8 @@ def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
                       entry.reasons_unavailable())
     cases = all_cases(quick, None if ops is None else tuple(ops))
     cases += [c for c in declared.cases(entry, quick, cases) if ops is None or c.op in ops]
+    all_ids = [c.id for c in cases] if shard is not None else []
+    cases = shards.select(cases, shard)
     session = Session(backend, plugins, isolate, timeout)
     results = []
     counts = dict.fromkeys(STATUSES, 0)
@@ -286,4 +308,5 @@ def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
     finally:
         session.close()
         bar.done()
-    return Report(backend, quick, results, environment(backend), items)
+    return Report(backend, quick, results, environment(backend), items, shard=shard,
+                  all_case_ids=all_ids)

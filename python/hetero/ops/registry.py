@@ -55,6 +55,10 @@ class OpSpec:
         routes: ``{torch function: hetero.routing.Route}``: the PyTorch calls
             :func:`hetero.enable` routes to this op.
         cli: a :class:`hetero.cli.ExplainCli`: ``hetero explain OP``'s options.
+        sharding: ``{torch operator overload: strategies}``: how the op's torch
+            operators shard over a DTensor mesh dimension (``register_sharding``'s
+            form), registered by :mod:`hetero.distributed`. Without it, DTensor calls
+            stay with PyTorch.
     """
 
     name: str
@@ -75,6 +79,7 @@ class OpSpec:
     bench: Any = None
     routes: Any = None
     cli: Any = None
+    sharding: Any = None
 
     def __post_init__(self):
         if not self.name.isidentifier():
