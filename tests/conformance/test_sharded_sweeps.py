@@ -42,6 +42,7 @@ def test_bench_shards_merge_to_one_run(tmp_path, capsys):
                      "--shard", f"{i}/2", "--json", files[-1]]) == 0
     docs = [json.loads(open(f).read()) for f in files]
     assert docs[0]["settings"]["shard"] == "0/2" and docs[0]["settings"]["all_cases"]
+    assert docs[0]["settings"]["all_case_hash"] == docs[1]["settings"]["all_case_hash"]
     capsys.readouterr()
     assert main(["report", *files]) == 0
     assert "complete: every case once" in capsys.readouterr().out

@@ -65,3 +65,9 @@ def test_every_declared_placement_gives_the_single_device_result(tmp_path):
     assert any("Partial" in c for c in checked)  # the contraction split
     assert sum("attention_backward" in c for c in checked) >= 3
     assert len(checked) >= 15 and ranks[1]["checked"] == checked
+
+
+def test_a_dtensor_call_of_an_op_without_rules_stays_with_pytorch(tmp_path):
+    for rank in _spawn("without_rules", tmp_path):
+        assert rank["served"] == {}
+        assert rank["fallbacks"]["gemm"] == ["linear: DTensor arguments: gemm has no sharding rule"]

@@ -12,6 +12,7 @@ but never ranked, never a speed-up, never tuned for.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -351,7 +352,10 @@ def run(p: Plan, *, progress: bool = True, command: list[str] | None = None) -> 
         "settings": {"op": p.op, "device": str(p.device), "backends": p.backends,
                      "dtypes": p.dtypes, "shapes": p.shapes, "quick": p.quick,
                      "shard": shards.label(p.shard),
-                     **({"all_cases": [case_id(c) for c in p.all_cases]} if p.shard else {}),
+                     **({"all_cases": [case_id(c) for c in p.all_cases],
+                         "all_case_hash": hashlib.sha256("\n".join(
+                             case_id(c) for c in p.all_cases).encode()).hexdigest()}
+                        if p.shard else {}),
                      "budget_s": p.budget_s, "threads": p.threads},
         "formulas": {**{f"{s.name}_flops": s.bench.flops_formula for s in op_registry.specs()
                         if s.bench is not None}, **FORMULAS},
