@@ -286,6 +286,10 @@ def resolve(key: tuple, record=None):
 #: key -> ``(kernel, None)`` or ``(None, why PyTorch serves the call)``, for the torch
 #: ops (``torch.ops.hetero.*``).
 bridge_decisions: dict[tuple, tuple[Kernel | None, str | None]] = {}
+#: For :func:`hetero.enable`: a routed PyTorch call's signature (function, arguments'
+#: types, shapes, strides, dtypes, devices, grad flags, scope) -> how it was counted when
+#: PyTorch computed it; such a call then skips the routing.
+passthrough: dict[tuple, tuple] = {}
 
 
 def resolve_bridge(key: tuple, record=None) -> tuple[Kernel | None, str | None]:
@@ -378,6 +382,7 @@ def clear_cache() -> None:
     """Forget all cached decisions (and which fallbacks were already warned about)."""
     decisions.clear()
     bridge_decisions.clear()
+    passthrough.clear()
     _warned.clear()
 
 

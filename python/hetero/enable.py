@@ -20,6 +20,12 @@ tolerances rather than bitwise equal; a query row that may see no key gives zero
 (PyTorch gives NaN). ``is_causal=True`` with ``Sq != Sk`` keeps PyTorch's top-left
 alignment (it becomes a mask; hetero's own ``causal`` is bottom-right).
 
+A call PyTorch ends up computing (the ``torch`` backend measured fastest, or a reason to
+leave it) is decided once per signature — the function, the arguments' types, shapes,
+strides, dtypes, devices and grad flags, the other arguments, the scope — and later
+calls with that signature go straight to PyTorch, counted as the first was
+(:data:`hetero.dispatch.passthrough`, cleared with every other cached decision).
+
 DTensor calls (tensor parallel, FSDP2) go to the operators where the op declares how
 they shard (:mod:`hetero.distributed`); DTensor then runs each rank's shards through
 hetero's kernels. Calls of an op without such rules stay with PyTorch, counted.
@@ -73,6 +79,14 @@ class _Routing(TorchFunctionMode):
         route = self.routes.get(func)
         if route is None or route.op not in self.ops:
             return func(*args, **kwargs)
+        # Only functions with a call PyTorch computed pay for the signature.
+        signature = self._signature(func, route.op, args, kwargs) \
+            if func in _passthrough_funcs else None
+        known = _passthrough.get(signature) if signature is not None else None
+        if known is not None:  # decided before: PyTorch computes it, counted as then
+            result = func(*args, **kwargs)
+            _count(route.op, *known)
+            return result
         bound = bind(args, kwargs, route.names, route.defaults)
         verdict = "unsupported arguments (out=, ...)" if bound is None \
             else route.route(self, *bound)
@@ -101,12 +115,57 @@ class _Routing(TorchFunctionMode):
         result = func(*args, **kwargs)
         if torch.compiler.is_compiling():
             return result
-        if native is not None:
-            counters.record(route.op, native, route.flops(args, result), skipped=why)
-        elif verdict is not None:
-            counters.record_fallback(route.op, f"{func.__name__}: {verdict}",
-                                     route.flops(args, result))
+        counted = (None, None, None) if native is None and verdict is None else (
+            native, why if native is not None else f"{func.__name__}: {verdict}",
+            route.flops(args, result))
+        _count(route.op, *counted)
+        if signature is None:
+            signature = self._signature(func, route.op, args, kwargs)
+        if signature is not None:
+            if len(_passthrough) >= _PASSTHROUGH_MAX:
+                _passthrough.clear()
+            _passthrough[signature] = counted
+            _passthrough_funcs.add(func)
         return result
+
+    def _signature(self, func, op: str, args, kwargs) -> tuple | None:
+        """What decides how a call is served, as a dict key (``None``: not cacheable —
+        compiling, an argument that does not hash, or an op whose kernels look at data
+        pointers)."""
+        if _wants_alignment.get(op, True) or torch.compiler.is_compiling():
+            return None
+        key = (func, self.ops, self.devices, dispatch.current_scope.get(),
+               torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+               *map(_described, args), *((k, _described(v)) for k, v in kwargs.items()))
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
+
+_passthrough = dispatch.passthrough
+_passthrough_funcs: set = set()  # functions with an entry there (the set only grows)
+_wants_alignment = dispatch.wants_alignment
+_PASSTHROUGH_MAX = 4096  # signatures kept (a model has a few hundred)
+
+
+def _described(value):
+    """A tensor as what routing looks at (type, shape, strides, dtype, device, grad);
+    anything else as itself."""
+    if isinstance(value, torch.Tensor):
+        return (type(value), value.shape, value.stride(), value.dtype, value.device,
+                value.requires_grad)
+    return value
+
+
+def _count(op: str, served_by: str | None, why: str | None, flops: float | None) -> None:
+    """Count a call PyTorch computed: as the ``torch`` backend's (``served_by``), as a
+    fallback with its reason, or not at all (both ``None``)."""
+    if served_by is not None:
+        counters.record(op, served_by, flops, skipped=why)
+    elif why is not None:
+        counters.record_fallback(op, why, flops)
 
 
 # ---------------------------------------------------------------- switching it on and off
