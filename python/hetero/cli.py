@@ -1,5 +1,6 @@
-"""The ``hetero`` command: ``info``, ``explain``, ``conformance``, ``bench``, ``report``
-and ``tune``. ``hetero COMMAND --help`` tells each one's options."""
+"""The ``hetero`` command: ``info``, ``explain``, ``conformance``, ``audit``,
+``new-backend``, ``bench``, ``report`` and ``tune``. ``hetero COMMAND --help`` tells each
+one's options."""
 
 from __future__ import annotations
 
