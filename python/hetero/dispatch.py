@@ -119,8 +119,7 @@ def _check_backend_names(names: Sequence[str], argument: str) -> tuple[str, ...]
         if not isinstance(name, str):
             raise TypeError(f"{argument}: backend names must be str, got {name!r}")
         if name != "*" and name not in known:
-            raise ValueError(f"{argument}: no backend named {name!r} is installed "
-                             f"(installed: {', '.join(sorted(known))})")
+            registry.require(name, argument)
     return names
 
 
@@ -196,9 +195,7 @@ def _order(traits, backend, scope: Scope | None) -> tuple[list[str], str, bool]:
 def _candidates(traits, name: str) -> list[Candidate]:
     entry = registry.get(name)
     if entry is None:
-        return [Candidate(name, None, [
-            f"no backend named {name!r} is installed "
-            f"(installed: {', '.join(sorted(registry.entries()))})"])]
+        return [Candidate(name, None, [registry.unknown_name(name)])]
     unavailable = entry.reasons_unavailable()
     if unavailable:
         return [Candidate(name, None, [f"unavailable: {r}" for r in unavailable])]

@@ -133,6 +133,21 @@ def get(name: str) -> BackendEntry | None:
     return entries().get(name)
 
 
+def unknown_name(name: str) -> str:
+    """What to say of a backend name nothing is installed under."""
+    return (f"no backend named {name!r} is installed "
+            f"(installed: {', '.join(sorted(entries()))})")
+
+
+def require(name: str, argument: str) -> BackendEntry:
+    """The backend installed as ``name``; ``ValueError`` naming ``argument`` and the
+    installed backends when there is none."""
+    entry = entries().get(name)
+    if entry is None:
+        raise ValueError(f"{argument}: {unknown_name(name)}")
+    return entry
+
+
 def discovered_kernels() -> list[Kernel] | None:
     """Every kernel of every loaded backend, or ``None`` before discovery."""
     if _entries is None:

@@ -22,6 +22,7 @@ import torch
 
 from .. import counters, registry
 from ..ops import registry as op_registry
+from ..ops._checks import dtype_name
 
 #: Where calls made outside any module's forward (a backward pass) are attributed.
 OUTSIDE = "(outside forward)"
@@ -135,7 +136,7 @@ class Recorder:
         if args is None or op_registry.get(op) is None:
             return
         with torch._C.DisableTorchFunction(), torch.no_grad():
-            call.shapes, call.dtype = _shapes(args), str(args.out.dtype).removeprefix("torch.")
+            call.shapes, call.dtype = _shapes(args), dtype_name(args.out.dtype)
             sampled = self.check and (len(self.calls) - 1) % self.check == 0
             if sampled and (self.ops is None or op in self.ops):
                 call.error, call.bound, call.ratio = shadow_check(op, args)

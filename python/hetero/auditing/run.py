@@ -27,6 +27,7 @@ from .. import enable as enabling
 from .. import registry
 from ..dispatch import use
 from ..ops import registry as op_registry
+from ..ops._checks import dtype_name
 from ..progress import Progress
 from .recorder import Recorder
 from .report import AuditReport
@@ -47,10 +48,9 @@ def _check_inputs(inputs) -> dict:
 def _check_backend(backend: str | None) -> None:
     if backend is None:
         return
-    entry = registry.get(backend) if isinstance(backend, str) else None
-    if entry is None:
-        raise ValueError(f"backend: no backend named {backend!r} is installed "
-                         f"(installed: {', '.join(sorted(registry.entries()))})")
+    if not isinstance(backend, str):
+        raise TypeError(f"backend: expected a backend's name, got {type(backend).__name__}")
+    entry = registry.require(backend, "backend")
     if entry.reasons_unavailable():
         raise ValueError(f"backend: {backend!r} is unavailable here: "
                          f"{'; '.join(entry.reasons_unavailable())}")
@@ -206,7 +206,7 @@ def audit(model: torch.nn.Module, inputs, *, backend: str | None = None, dtype=N
     bar.step("the model in float64")
     exact, logits, exact_grads = _run(copy.deepcopy(model).eval().double(), inputs,
                                       torch.float64, train)
-    bar.step(f"the model in {str(dtype).removeprefix('torch.')}, plain PyTorch")
+    bar.step(f"the model in {dtype_name(dtype)}, plain PyTorch")
     plain, _, _ = _run(copy.deepcopy(work), inputs, dtype, train)
 
     def on_backend(check, move=frozenset()):
@@ -218,10 +218,10 @@ def audit(model: torch.nn.Module, inputs, *, backend: str | None = None, dtype=N
 
     bar.step(f"the model on {backend or 'the default backends'}, every call checked")
     out, grads, calls = on_backend(sample)
-    report = AuditReport(name or type(model).__name__, backend or "default", str(
-        dtype).removeprefix("torch."), calls, {"torch": _drift(plain, exact, logits),
-                                               "hetero": _drift(out, exact, logits)},
-        sample=sample)
+    report = AuditReport(name or type(model).__name__, backend or "default",
+                         dtype_name(dtype), calls, {"torch": _drift(plain, exact, logits),
+                                                    "hetero": _drift(out, exact, logits)},
+                         sample=sample)
     if train:
         report.gradients = _gradient_errors(grads, exact_grads)
     _attribute(report, steps, lambda move: _drift(on_backend(0, move)[0], exact, logits), bar)

@@ -23,6 +23,7 @@ import torch
 from .. import dispatch, env, registry, shards, tuned
 from ..explain import explain
 from ..ops import registry as op_registry
+from ..ops._checks import dtype_name
 from ..progress import Progress
 from ..testing import check_within, poison_
 from . import machine, suites, timing, tune
@@ -75,7 +76,7 @@ def default_dtypes(backends: list[str], ops: list[str]) -> list[str]:
     """The dtypes the benchmarked ``backends`` (other than ``torch``) declare for
     ``ops``, float32 and the 16-bit ones, in that order (float64 only where nothing
     else is declared); float32 and bfloat16 when none declares any."""
-    declared = {str(dtype).removeprefix("torch.")
+    declared = {dtype_name(dtype)
                 for name in backends if name != TORCH and registry.get(name) is not None
                 for op in ops for kernel in registry.get(name).kernels.get(op, ())
                 for dtype in kernel.support.dtypes}
@@ -103,9 +104,8 @@ def plan(op: str = "all", *, device: str = "cpu", backends=None, dtypes=None,
         raise ValueError(f"--device: {device} requested but torch sees no CUDA/ROCm device")
     names = default_backends(dev) if backends is None else list(backends)
     for name in names:
-        if name != TORCH and registry.get(name) is None:
-            raise ValueError(f"--backends: no backend named {name!r} is installed "
-                             f"(installed: {', '.join(sorted(registry.entries()))})")
+        if name != TORCH:
+            registry.require(name, "--backends")
     names = [n for n in names if n != TORCH] + [TORCH]
     ops = benchmarked if op == "all" else [op]
     dtypes = default_dtypes(names, ops) if dtypes is None else list(dtypes)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 
 from ..kernel import limit_names, limited_value
 from ..ops import registry as op_registry
+from ..ops._checks import dtype_name
 from .cases import DTYPES, VERSION, Case
 
 #: Inside a range: every allowed value from its low end up to this many steps.
@@ -59,10 +60,6 @@ def seed(backend: str) -> int:
     return zlib.crc32(f"{backend}/{VERSION}".encode())
 
 
-def _dtype_name(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def _kernels(entry) -> dict[str, list]:
     """The backend's kernels by op, for the ops registered with derivable cases."""
     return {op: kernels for op, kernels in entry.kernels.items()
@@ -76,7 +73,7 @@ def declared_items(entry) -> list[Item]:
     for op, kernels in _kernels(entry).items():
         for kernel in kernels:
             support = kernel.support
-            for dtype in sorted(map(_dtype_name, support.dtypes)):
+            for dtype in sorted(map(dtype_name, support.dtypes)):
                 if dtype in DTYPES:
                     items[Item(op, "dtype", dtype)] = None
             for feature in sorted(support.features):
@@ -92,7 +89,7 @@ def declared_items(entry) -> list[Item]:
 
 def exercised_items(op: str, traits) -> set[Item]:
     """The items one passing call exercised, from the traits dispatch saw."""
-    out = {Item(op, "dtype", _dtype_name(traits.dtype))}
+    out = {Item(op, "dtype", dtype_name(traits.dtype))}
     out |= {Item(op, "feature", f) for f in traits.features}
     for name in limit_names(type(traits)):
         value = limited_value(traits, name)
@@ -147,7 +144,7 @@ def cases(entry, quick: bool = False, core: list[Case] | None = None) -> list[Ca
             continue
         for kernel in kernels:
             support = kernel.support
-            dtypes = [d for d in sorted(map(_dtype_name, support.dtypes)) if d in DTYPES]
+            dtypes = [d for d in sorted(map(dtype_name, support.dtypes)) if d in DTYPES]
             if not dtypes:
                 continue  # nothing the suite has inputs for
             for dtype in dtypes:

@@ -280,14 +280,11 @@ def run(backend: str, *, quick: bool = False, plugins=(), isolate: bool = True,
         shard: ``(I, N)``: run only that shard of the case list (:mod:`hetero.shards`).
     """
     load_plugins(plugins)
-    if backend not in registry.entries():
-        raise ValueError(f"backend: no backend named {backend!r} is installed "
-                         f"(installed: {', '.join(sorted(registry.entries()))})")
+    entry = registry.require(backend, "backend")
     unknown = [op for op in ops or () if op_registry.get(op) is None]
     if unknown:
         raise ValueError(f"ops: no op named {unknown[0]!r} is registered "
                          f"(registered: {', '.join(op_registry.list_ops())})")
-    entry = registry.get(backend)
     items = [i for i in declared.declared_items(entry) if ops is None or i.op in ops]
     if entry.reasons_unavailable():
         return Report(backend, quick, [], environment(backend), items,
