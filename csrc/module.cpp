@@ -12,6 +12,7 @@
 #include "backends/cpu/attention.h"
 #include "backends/cpu/gemm.h"
 #include "backends/cpu/kernels.h"
+#include "backends/cpu/scaled_gemm.h"
 #include "backends/cpu/thread_pool.h"
 #include "py_views.h"
 #include "hetero/dtype.h"
@@ -38,6 +39,23 @@ void gemm(py::handle a, py::handle b, py::handle out, py::handle bias, double al
   {
     py::gil_scoped_release release;
     s = hetero::cpu::gemm(av, bv, ov, bias.is_none() ? nullptr : &cv, alpha, beta, num_threads);
+  }
+  raise_if_error(s);
+}
+
+void scaled_gemm(py::handle a, py::handle b, py::handle scale_a, py::handle scale_b, int recipe,
+                 py::handle bias, py::handle out, int num_threads) {
+  const TensorView av = to_view(a, "a"), bv = to_view(b, "b"), ov = to_view(out, "out");
+  TensorView sa_slot, sb_slot, bias_slot;
+  const TensorView* sa = optional_view(scale_a, "scale_a", &sa_slot);
+  const TensorView* sb = optional_view(scale_b, "scale_b", &sb_slot);
+  const TensorView* cv = optional_view(bias, "bias", &bias_slot);
+  if (recipe < 0 || recipe > 2) throw py::value_error("recipe: expected 0 (tensor), 1 (row) or 2 (block)");
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = hetero::cpu::scaled_gemm(av, bv, sa, sb, static_cast<hetero::cpu::ScaleRecipe>(recipe), cv,
+                                 ov, num_threads);
   }
   raise_if_error(s);
 }
@@ -115,7 +133,13 @@ PYBIND11_MODULE(_C, m) {
       .value("float16", DType::float16)
       .value("bfloat16", DType::bfloat16)
       .value("float64", DType::float64)
-      .value("bool", DType::boolean);
+      .value("bool", DType::boolean)
+      .value("float8_e4m3fn", DType::float8_e4m3fn)
+      .value("float8_e5m2", DType::float8_e5m2)
+      .value("float8_e4m3fnuz", DType::float8_e4m3fnuz)
+      .value("float8_e5m2fnuz", DType::float8_e5m2fnuz)
+      .value("int8", DType::int8)
+      .value("int32", DType::int32);
 
   m.attr("MAX_DIMS") = hetero::kMaxDims;
 
@@ -128,6 +152,13 @@ PYBIND11_MODULE(_C, m) {
         "Raises ValueError for malformed or inconsistent views, TypeError for\n"
         "unsupported dtypes. Runs on up to num_threads threads with the GIL released.");
 
+  m.def("scaled_gemm", &scaled_gemm, py::arg("a"), py::arg("b"), py::arg("scale_a"),
+        py::arg("scale_b"), py::arg("recipe"), py::arg("bias"), py::arg("out"),
+        py::arg("num_threads") = 1,
+        "out = (a * scale_a) @ (b * scale_b) + bias, in place into out, for float8 or int8\n"
+        "a (M, K) and b (K, N). recipe: 0 tensor-wise, 1 row-wise, 2 block-wise scales\n"
+        "(backends/cpu/scaled_gemm.h gives the shapes); scale_a and scale_b both None for\n"
+        "an int8 call with an int32 out. Tensors as for gemm.");
   m.def("attention_forward", &attention_forward, py::arg("q"), py::arg("k"), py::arg("v"),
         py::arg("mask"), py::arg("causal"), py::arg("scale"), py::arg("out"),
         py::arg("lse") = py::none(), py::arg("num_threads") = 1,

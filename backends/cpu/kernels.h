@@ -73,6 +73,69 @@ struct DotAttention {
                 bool accumulate);
 };
 
+// Scaled GEMMs on byte-coded inputs (float8, int8; csrc/hetero/quantized.h):
+// every value is exact in bf16, so they are decoded through a 256-entry table
+// of bf16 codes and multiplied as bf16.
+//
+// Decode-shaped products (a few rows of a) stream the byte-coded weight once:
+// column j of b is row j of w (b = w.t(), the layout of a Linear weight),
+// w[j * ldw + k]. For each output, the fp32 sum runs over `block` values of k
+// at a time (a multiple of 64; 0: all of K) and each block's sum is folded
+// into the total: times scale_a(i, kb) * scale_b(kb, j / 128) where scale_a
+// is given (the block recipe, block = 128), converted to int32 and added where
+// exact_int (int8: a block of 512 sums stays below 2^24, so it is exact), else
+// added. c is rows x cols of float32 totals, or int32 ones with exact_int.
+struct QuantizedSmallM {
+  const uint8_t* a;
+  int64_t lda;  // a: rows x depth bytes, unit k stride
+  const uint8_t* w;
+  int64_t ldw;
+  int64_t rows, depth, block;
+  DType dtype;            // of a and w
+  const uint16_t* table;  // the dtype's 256 bf16 codes
+  const float* scale_a;   // null: no block scales
+  int64_t sa_rows, sa_cols;  // strides of scale_a (rows x K/128)
+  const float* scale_b;
+  int64_t sb_rows, sb_cols;  // strides of scale_b (K/128 x ceil(N/128))
+  bool exact_int;
+  void* c;
+  int64_t ldc;
+};
+
+// Exact int8 GEMMs with vpdpbusd (u8 x s8, four products per int32 lane):
+// a goes in as a + 128 (unsigned) and 128 times each column's sum of b comes
+// off afterwards. Packed A ("Ap"): row slivers of mr rows; within a sliver,
+// for each quad of k, the mr 4-byte words (a[i][k..k+3] + 128). Packed B
+// ("Bp"): column slivers of nr columns; for each quad of k, the nr words
+// b[k..k+3][j]. Depth is padded to whole quads (a with 128, b with 0), rows
+// and columns to whole slivers (zeros).
+struct Int8Gemm {
+  int64_t mr, nr;
+  // src(i, k) = src[i * rs + k * cs] for i < rows, k < depth, into slivers.
+  void (*pack_a)(const uint8_t* src, int64_t rs, int64_t cs, int64_t rows, int64_t depth,
+                 uint8_t* dst);
+  // src(k, j) = src[k * rs + j * cs] for k < depth, j < cols, into slivers;
+  // colsum[j] += the sum over k of column j (for every padded column too).
+  void (*pack_b)(const uint8_t* src, int64_t rs, int64_t cs, int64_t depth, int64_t cols,
+                 uint8_t* dst, int32_t* colsum);
+  // c[mr x nr] (row stride ldc) = (accumulate ? c : 0) + a_sliver . b_sliver
+  // over `quads` quads of k.
+  void (*micro)(int64_t quads, const uint8_t* a, const uint8_t* b, int32_t* c, int64_t ldc,
+                bool accumulate);
+};
+
+struct QuantizedKernels {
+  // dst[i * ld_dst + k] = table[src[i * ld_src + k]] for i < rows, k < cols.
+  void (*decode_rows)(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t cols,
+                      const uint16_t* table, uint16_t* dst, int64_t ld_dst);
+  // Columns [col0, col1) of a QuantizedSmallM product (rows <= kQuantizedRows);
+  // nullptr where the set has none: callers decode and run the bf16 GEMM.
+  void (*small_m)(const QuantizedSmallM& p, int64_t col0, int64_t col1);
+  // Exact int8 GEMMs; nullptr: int8 is decoded to bf16 like float8.
+  const Int8Gemm* int8_gemm;
+};
+constexpr int64_t kQuantizedRows = 4;
+
 struct KernelSet {
   const char* isa;
   // Packs src[0:rows, 0:depth] into ceil(rows / kMR) slivers at dst.
@@ -132,6 +195,8 @@ struct KernelSet {
   const DotGemm* bf16_gemm;
   // Attention forward on bf16 q, k, v; nullptr: they are widened to fp32.
   const DotAttention* bf16_attention;
+  // Byte-coded inputs of scaled GEMMs; never null (the portable decode).
+  const QuantizedKernels* quantized;
 };
 
 // Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
@@ -146,6 +211,16 @@ const KernelSet* avx512_kernels();
 // check the CPU has AVX512_BF16.
 const DotGemm* avx512_bf16_gemm();
 const DotAttention* avx512_bf16_attention();
+// The table decode and the streaming decode-shaped product of the avx512 set
+// (kernels_avx512_quantized.cpp: vpermi2b + vdpbf16ps, vpdpbusd for int8);
+// nullptr when this build has no x86 path. Callers check AVX512_BF16,
+// AVX512_VBMI and AVX512_VNNI.
+const QuantizedKernels* avx512_quantized_kernels();
+// The vpdpbusd int8 GEMM of the avx512 set (kernels_avx512_int8.cpp);
+// nullptr when this build has no x86 path.
+const Int8Gemm* avx512_int8_gemm();
+// The portable table decode, with no small-M product.
+const QuantizedKernels* portable_quantized_kernels();
 
 // The kernels used now: the best this CPU supports unless overridden.
 const KernelSet& active_kernels();

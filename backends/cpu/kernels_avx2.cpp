@@ -351,7 +351,8 @@ int64_t fma_loop(int64_t iterations) {
 
 const KernelSet* avx2_kernels() {
   static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, avx2::small_m_dot,
-                                 avx2::small_m_axpy, avx2::order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr};
+                                 avx2::small_m_axpy, avx2::order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr,
+                                 portable_quantized_kernels()};
   return &kernels;
 }
 

@@ -28,6 +28,15 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
+bool cpu_has_avx512_vbmi_vnni() {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
 // Hands lane 0 of the accumulators' sum (which depends on every chain) to a
 // volatile, so the loop that made it is not optimised away. (Through memory:
 // GCC 12 at -O2 warns inside _mm512_reduce_add_ps and _mm512_castps512_ps128
@@ -82,6 +91,7 @@ const KernelSet* avx512_kernels() {
     k.bf16_dot_loop = bf16 ? bf16_dot_loop : nullptr;
     k.bf16_gemm = bf16 ? avx512_bf16_gemm() : nullptr;
     k.bf16_attention = bf16 ? avx512_bf16_attention() : nullptr;
+    if (bf16 && cpu_has_avx512_vbmi_vnni()) k.quantized = avx512_quantized_kernels();
     return k;
   }();
   return &kernels;

@@ -160,10 +160,23 @@ int64_t fma_loop(int64_t iterations) {
   return iterations * kMR * kNR * 2;
 }
 
+// Byte-coded inputs through their table (kernels.h QuantizedKernels).
+void decode_rows(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t cols,
+                 const uint16_t* table, uint16_t* dst, int64_t ld_dst) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t k = 0; k < cols; ++k) dst[i * ld_dst + k] = table[src[i * ld_src + k]];
+  }
+}
+
 }  // namespace
 
+const QuantizedKernels* portable_quantized_kernels() {
+  static const QuantizedKernels kernels{decode_rows, nullptr, nullptr};
+  return &kernels;
+}
+
 const KernelSet& portable_kernels() {
-  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr};
+  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr, portable_quantized_kernels()};
   return kernels;
 }
 

@@ -21,12 +21,22 @@
 namespace hetero {
 
 // The numeric codes are part of the Python-facing ABI: never renumber.
-// boolean: one byte, 0 or 1 (torch.bool), for attention masks.
-enum class DType : int32_t { float32 = 0, float16 = 1, bfloat16 = 2, float64 = 3, boolean = 4 };
+// boolean: one byte, 0 or 1 (torch.bool), for attention masks. The float8
+// codes and int8 are the byte-coded inputs of scaled GEMMs (quantized.h
+// decodes them); int32 is their exact integer result.
+enum class DType : int32_t {
+  float32 = 0, float16 = 1, bfloat16 = 2, float64 = 3, boolean = 4,
+  float8_e4m3fn = 5, float8_e5m2 = 6, float8_e4m3fnuz = 7, float8_e5m2fnuz = 8,
+  int8 = 9, int32 = 10
+};
 
 inline bool is_known(DType dt) {
-  return dt == DType::float32 || dt == DType::float16 || dt == DType::bfloat16 ||
-         dt == DType::float64 || dt == DType::boolean;
+  return static_cast<int32_t>(dt) >= 0 && static_cast<int32_t>(dt) <= 10;
+}
+
+// One byte per element, decoded through a table: the float8 formats and int8.
+inline bool is_byte_coded(DType dt) {
+  return static_cast<int32_t>(dt) >= 5 && static_cast<int32_t>(dt) <= 9;
 }
 
 // Bytes per element; 0 for a code outside the enum.
@@ -37,6 +47,12 @@ inline int64_t element_size(DType dt) {
     case DType::bfloat16: return 2;
     case DType::float64: return 8;
     case DType::boolean: return 1;
+    case DType::float8_e4m3fn:
+    case DType::float8_e5m2:
+    case DType::float8_e4m3fnuz:
+    case DType::float8_e5m2fnuz:
+    case DType::int8: return 1;
+    case DType::int32: return 4;
   }
   return 0;
 }
@@ -48,6 +64,12 @@ inline const char* dtype_name(DType dt) {
     case DType::bfloat16: return "bfloat16";
     case DType::float64: return "float64";
     case DType::boolean: return "bool";
+    case DType::float8_e4m3fn: return "float8_e4m3fn";
+    case DType::float8_e5m2: return "float8_e5m2";
+    case DType::float8_e4m3fnuz: return "float8_e4m3fnuz";
+    case DType::float8_e5m2fnuz: return "float8_e5m2fnuz";
+    case DType::int8: return "int8";
+    case DType::int32: return "int32";
   }
   return "unknown";
 }

@@ -3,7 +3,7 @@
 >>> import hetero, torch
 >>> y = hetero.gemm(torch.randn(8, 16), torch.randn(16, 4))   # best backend for cpu
 >>> print(hetero.explain("gemm", torch.randn(8, 16), torch.randn(16, 4)))
->>> hetero.list_ops()                                          # ['gemm', 'attention']
+>>> hetero.list_ops()                                          # ['gemm', 'attention', 'scaled_gemm']
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from .explain import explain
 from .info import info
 from .kernel import Kernel, Range, Support
 from .ops import OpSpec, list_ops, register_op, unregister_op
-# The built-in ops register as they are imported: gemm, then attention (the order of
-# list_ops() and of the conformance suite's cases).
+# The built-in ops register as they are imported: gemm, attention, scaled_gemm (the
+# order of list_ops() and of the conformance suite's cases).
 from .ops.gemm import gemm, reference_gemm  # noqa: I001
 from .ops.attention import attention, reference_attention
+from .ops.scaled_gemm import scaled_gemm
 from .registry import register as register_backend
 from .registry import unregister as unregister_backend
 
@@ -45,6 +46,7 @@ __all__ = [
     "HeteroWarning", "Kernel", "OpSpec", "Range", "Stats", "Support", "attention", "audit",
     "disable", "enable", "enabled", "explain", "fallback_policy", "gemm", "info",
     "is_enabled", "list_ops", "reference_attention", "reference_gemm", "register_backend",
-    "register_op", "reload", "reset_stats", "set_fallback_policy", "set_tuned_table", "stats",
+    "register_op", "reload", "reset_stats", "scaled_gemm", "set_fallback_policy",
+    "set_tuned_table", "stats",
     "tuned_table", "unregister_backend", "unregister_op", "use",
 ]

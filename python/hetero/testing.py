@@ -40,8 +40,9 @@ def randn(*shape: int, dtype: torch.dtype = torch.float32, device="cpu",
 
 
 def poison_(t: torch.Tensor) -> torch.Tensor:
-    """Fill ``t`` with NaN so that any element a kernel forgets to write is caught."""
-    return t.fill_(float("nan"))
+    """Fill ``t`` with NaN (an integer tensor with its most negative value) so that any
+    element a kernel forgets to write is caught."""
+    return t.fill_(float("nan") if t.is_floating_point() else torch.iinfo(t.dtype).min)
 
 
 def check_within(out: torch.Tensor, ref: torch.Tensor, bound, what: str = "out") -> None:

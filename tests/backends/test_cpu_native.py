@@ -252,7 +252,7 @@ def operands(M=3, N=4, K=5, dtype=torch.float32):
         (16, 0, (5, 4), (4,)),  # strides shorter than sizes
         (16, 0, (1,) * 9, (1,) * 9),  # more than 8 dims
         (-16, 0, (5, 4), (4, 1)),  # negative pointer
-        (16, 7, (5, 4), (4, 1)),  # unknown dtype code
+        (16, 11, (5, 4), (4, 1)),  # unknown dtype code
         (16, 0, (2**70, 4), (4, 1)),  # size beyond int64
     ],
 )
@@ -319,7 +319,12 @@ def test_module_surface():
     assert _C.MAX_DIMS == 8
     from hetero.backends.views import DTYPE_CODES  # what every native launcher is sent
     assert DTYPE_CODES == {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2,
-                           torch.float64: 3, torch.bool: int(_C.DType.bool)}
+                           torch.float64: 3, torch.bool: int(_C.DType.bool),
+                           torch.float8_e4m3fn: 5, torch.float8_e5m2: 6,
+                           torch.float8_e4m3fnuz: 7, torch.float8_e5m2fnuz: 8, torch.int8: 9,
+                           torch.int32: 10}
+    assert all(int(getattr(_C.DType, str(t).removeprefix("torch.").replace("bool", "bool")))
+               == code for t, code in DTYPE_CODES.items())
     info = _C.build_info()
     assert {"compiler", "cxx_standard", "pybind11", "max_dims"} <= info.keys()
     assert info["cxx_standard"] >= 201703

@@ -99,7 +99,7 @@ def test_plan_rejects_bad_requests():
     with pytest.raises(ValueError, match="no backend named 'nope'"):
         bench.plan(backends=["nope"])
     with pytest.raises(ValueError, match="--dtypes"):
-        bench.plan(dtypes=["int8"])
+        bench.plan(dtypes=["int4"])
     with pytest.raises(ValueError, match="op: expected"):
         bench.plan("conv")
     if not torch.cuda.is_available():

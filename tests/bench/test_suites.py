@@ -73,7 +73,7 @@ def test_shape_file_json_and_yaml(tmp_path):
     ({"gemm": [{"m": 4, "n": 5, "k": -1}]}, r"gemm\[0\]: k must be an integer >= 0"),
     ({"gemm": [{"m": 4, "n": 5, "k": 6, "bias": 1}]}, r"gemm\[0\]: unexpected \['bias'\]"),
     ({"attention": [{"hq": 3, "hkv": 2, "sq": 4, "d": 8}]}, r"attention\[0\]: hkv 2 must divide hq 3"),
-    ({"conv": []}, r"expected a mapping with keys among \['attention', 'gemm'\]"),
+    ({"conv": []}, r"expected a mapping with keys among \['attention', 'gemm', 'scaled_gemm'\]"),
 ])
 def test_bad_shape_files_name_the_entry(tmp_path, spec, message):
     path = tmp_path / "bad.json"

@@ -16,15 +16,16 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 @pytest.fixture(scope="module")
 def planted():
-    """``planted(name, isolate=True)`` -> the quick suite's report on backend ``name``
+    """``planted(name, isolate=True, ops=None)`` -> the quick suite's report (on
+    ``ops``, default all) on backend ``name``
     of ``planted_bugs`` (unregistered again after the module's tests)."""
     sys.path.insert(0, str(FIXTURES))
     judged = []
 
-    def judge(name, isolate=True):
+    def judge(name, isolate=True, ops=None):
         judged.append(name)
         return conformance.run(name, quick=True, plugins=[f"planted_bugs:{name}"],
-                               progress=False, timeout=120, isolate=isolate)
+                               progress=False, timeout=120, isolate=isolate, ops=ops)
 
     yield judge
     sys.path.remove(str(FIXTURES))

@@ -41,8 +41,9 @@ def test_over_declarations_are_caught_by_derived_cases(planted, name, wrong):
     in_reach = [r.case for r in report.results if r.case.kind == "numeric"
                 and r.case.op == failing[0].op and wrong(r.case)]
     assert {c.id for c in in_reach} == {c.id for c in failing}
-    assert all(r.status == conformance.PASS for r in report.results
-               if r.case.origin == "core" and r.case.dtype != "float64")
+    assert all(r.status == conformance.PASS for r in report.results  # the ops it declares
+               if r.case.origin == "core" and r.case.dtype != "float64"
+               and r.case.op in ("gemm", "attention"))
     text = report.markdown()
     assert all(f"`{c.id}`" in text for c in failing)  # named in the report
 

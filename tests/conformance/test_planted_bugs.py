@@ -68,3 +68,21 @@ def test_a_crash_is_a_crash_row_and_the_run_goes_on(planted):
     assert all("died" in r.detail for r in crashed)
     assert {r.case.id for r in crashed} == _failing(report)  # everything else passed
     assert report.results[-1].status == conformance.PASS  # the run reached the end
+
+
+def test_scaled_gemm_planted_bugs_are_caught_and_only_where_they_act(planted):
+    """Each scaled_gemm bug fails exactly cases of its kind, and the correct reference
+    with the same declaration passes them all."""
+    def judge(name):
+        return planted(name, ops=["scaled_gemm"])
+
+    correct = judge("scaled_correct")
+    assert correct.conformant and correct.counts["Pass"] > 50
+    for name, acts_on in (
+            ("row_scale_per_column", lambda c: "row" in c.features),
+            ("block_scale_off_by_one", lambda c: "block" in c.features),
+            ("e4m3fn_as_fnuz", lambda c: c.dtype == "float8_e4m3fn")):
+        report = judge(name)
+        assert not report.conformant, name
+        failing = _failing(report)
+        assert failing and failing <= _numeric(report, acts_on), name

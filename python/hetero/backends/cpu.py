@@ -7,6 +7,10 @@ twice the fp32 rate; subnormals read as zero, as in PyTorch's oneDNN); otherwise
 bf16/fp16 are widened while packing and run at fp32 speed.
 Attention: flash attention forward and backward with float32 accumulation; the forward
 on bf16 uses the same bf16 pair products where the kernel set has them.
+Scaled GEMM (fp8, int8): every value decoded exactly to bf16 through a table and
+multiplied as bf16; decode-shaped calls (M <= 16, ``b = w.t()``) stream the byte-coded
+weight once, decoding in registers, where the set has AVX512_BF16 and AVX512_VBMI;
+int8 sums are exact (int32).
 Both run on ``num_threads()`` threads.
 
 The Python side only turns tensors into ``(data_ptr, dtype code, sizes, strides)``
@@ -25,6 +29,8 @@ from ..kernel import Kernel, Support
 from ..ops.attention.api import FEATURES as ATTENTION_FEATURES
 from ..ops.attention.api import head_dims
 from ..ops.gemm.api import FEATURES as GEMM_FEATURES
+from ..ops.scaled_gemm.api import FEATURES as SCALED_GEMM_FEATURES
+from ..ops.scaled_gemm.api import INPUT_DTYPES as SCALED_GEMM_DTYPES
 from .base import Backend
 from .views import optional_view as _optional
 from .views import view
@@ -60,6 +66,16 @@ def _select_isa(isa: str) -> None:
 def _gemm(args):
     _C.gemm(view(args.a), view(args.b), view(args.out), _optional(args.bias), args.alpha,
             args.beta, num_threads())
+
+
+_RECIPES = {"tensor": 0, "row": 1, "block": 2}
+
+
+def _scaled_gemm(args):
+    unscaled = args.out.dtype is torch.int32  # int8 without scales (torch._int_mm)
+    _C.scaled_gemm(view(args.a), view(args.b), None if unscaled else view(args.scale_a),
+                   None if unscaled else view(args.scale_b), _RECIPES[args.recipe],
+                   _optional(args.bias), view(args.out), num_threads())
 
 
 def attention_forward(q, k, v, mask, causal: bool, scale: float, out) -> torch.Tensor:
@@ -129,6 +145,9 @@ class CpuBackend(Backend):
                 features=frozenset(ATTENTION_FEATURES),
                 limits=head_dims(1, 256)),
                 backward=_attention_backward),
+            Kernel("scaled_gemm", "scaled_gemm", _scaled_gemm, Support(
+                dtypes=frozenset(SCALED_GEMM_DTYPES), device_types=frozenset({"cpu"}),
+                features=frozenset(SCALED_GEMM_FEATURES))),
         )
 
 

@@ -2,21 +2,17 @@
 every registered op.
 
 It is the last resort of every default order and the oracle the others are checked
-against. Each op's kernel here is the op's own ``reference_kernel`` (or, by default,
+against; it takes every dtype an op declares (``OpSpec.dtypes``). Each op's kernel here is the op's own ``reference_kernel`` (or, by default,
 its ``reference`` computed in float32 — float64 for float64 inputs — and rounded once
 into ``out``).
 """
 
 from __future__ import annotations
 
-import torch
-
 from ..kernel import Kernel, Support
 from ..ops._checks import compute_dtype
 from ..ops import registry as op_registry
 from .base import Backend
-
-_ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torch.float64})
 
 
 def _default_kernel(spec):
@@ -34,7 +30,7 @@ class ReferenceBackend(Backend):
 
     def kernels(self):
         return [Kernel(spec.name, "torch", spec.reference_kernel or _default_kernel(spec),
-                       Support(dtypes=_ALL_DTYPES, features=frozenset(spec.features)),
+                       Support(dtypes=frozenset(spec.dtypes), features=frozenset(spec.features)),
                        backward=spec.reference_backward)
                 for spec in op_registry.specs()]
 

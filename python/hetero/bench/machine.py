@@ -48,7 +48,8 @@ class Peaks:
 
 def measure_cpu_peaks(threads: int) -> Peaks:
     """This CPU's fp32 and bf16 peaks and memory bandwidth on ``threads`` threads,
-    measured."""
+    measured. fp8 products run on the bf16 instructions (every fp8 value is exact in
+    bf16), so the fp8 dtypes get the bf16 peak; int8 (vpdpbusd) has no measured peak."""
     try:
         from .. import _C
         active = _C.set_cpu_isa("auto")  # the CPU's best instructions, whatever runs
@@ -65,6 +66,8 @@ def measure_cpu_peaks(threads: int) -> Peaks:
     tflops = None if gflops is None else gflops / 1e3
     per_dtype = {"float32": tflops, "bfloat16": max(tflops, bf16 / 1e3) if tflops else None,
                  "float16": tflops}
+    per_dtype.update(dict.fromkeys(("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
+                                    "float8_e5m2fnuz"), per_dtype["bfloat16"]))
     return Peaks(per_dtype, bandwidth / 1e12,
                  f"{how}; bandwidth: {which} over 128 MiB arrays (the fastest of a triad, "
                  "a read-only dot and hetero's own GEMV)")

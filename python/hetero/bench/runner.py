@@ -31,13 +31,17 @@ from .work import TORCH, Inputs, Work
 
 FORMAT = "hetero-bench/1"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-          "float64": torch.float64}
+          "float64": torch.float64, "float8_e4m3fn": torch.float8_e4m3fn,
+          "float8_e5m2": torch.float8_e5m2, "float8_e4m3fnuz": torch.float8_e4m3fnuz,
+          "float8_e5m2fnuz": torch.float8_e5m2fnuz, "int8": torch.int8}
+# What an op of quantised inputs (scaled_gemm) is measured in when none are named.
+_QUANTIZED_DEFAULTS = ("float8_e4m3fn", "int8")
 FORMULAS = {  # and "<op>_flops" from each op's BenchSpec
     "bytes": "minimum traffic: every operand read once and the result written once",
     "tflops": "flops / median_s / 1e12",
     "gbps": "bytes / median_s / 1e9",
     "pct_peak": "100 · tflops / the device's peak for the dtype",
-    "pct_roofline": "100 · max(flops / peak, bytes / bandwidth) / median_s",
+    "pct_roofline": "100 · max(flops / peak, bytes / bandwidth) / median_s (bytes / bandwidth alone where the dtype has no peak)",
     "speedup": "PyTorch's median_s / this median_s (same inputs, same run)",
     "error": "max |out - float64 reference| over the checked sample; error_ratio = max of "
              "|out - ref| / bound (≤ 1 passes)",
@@ -75,7 +79,9 @@ def default_backends(device: torch.device) -> list[str]:
 def default_dtypes(backends: list[str], ops: list[str]) -> list[str]:
     """The dtypes the benchmarked ``backends`` (other than ``torch``) declare for
     ``ops``, float32 and the 16-bit ones, in that order (float64 only where nothing
-    else is declared); float32 and bfloat16 when none declares any."""
+    else is declared; float32 and bfloat16 when none declares any); then, for ops of
+    quantised inputs, float8_e4m3fn and int8 where declared. Each op is measured in
+    the dtypes it takes (:func:`op_dtypes`)."""
     declared = {dtype_name(dtype)
                 for name in backends if name != TORCH and registry.get(name) is not None
                 for op in ops for kernel in registry.get(name).kernels.get(op, ())
@@ -83,7 +89,13 @@ def default_dtypes(backends: list[str], ops: list[str]) -> list[str]:
     chosen = [d for d in ("float32", "bfloat16", "float16") if d in declared]
     if not chosen:
         chosen = ["float64"] if "float64" in declared else ["float32", "bfloat16"]
-    return chosen
+    return chosen + [d for d in _QUANTIZED_DEFAULTS if d in declared]
+
+
+def op_dtypes(p: Plan, op: str) -> list[str]:
+    """The plan's dtypes that ``op`` takes (``OpSpec.dtypes``)."""
+    taken = op_registry.spec(op).dtypes
+    return [d for d in p.dtypes if DTYPES[d] in taken]
 
 
 def plan(op: str = "all", *, device: str = "cpu", backends=None, dtypes=None,
@@ -114,7 +126,8 @@ def plan(op: str = "all", *, device: str = "cpu", backends=None, dtypes=None,
             raise ValueError(f"--dtypes: expected some of {sorted(DTYPES)}, got {d!r}")
     threads = env.settings().num_threads or torch.get_num_threads()
     budget = budget_s if budget_s is not None else (0.3 if dev.type == "cpu" else 0.2)
-    found = suites.cases(op, shapes, dev.type, quick)
+    found = [case for case in suites.cases(op, shapes, dev.type, quick)
+             if any(DTYPES[d] in op_registry.spec(case.op).dtypes for d in dtypes)]
     if not found:
         raise ValueError(f"--shapes {shapes}: no {op} cases")
     return Plan(op, dev, names, dtypes, shapes, quick, budget, threads,
@@ -219,11 +232,12 @@ def _cold_copies(case, dtype: str, device: torch.device, peaks: machine.Peaks) -
     """How many copies of the operands a memory-bound case (by the roofline) on a CPU is
     timed on, in turn: together four times the last-level cache, so that what one call
     reads is gone by the next (as a GPU's L2 is flushed) and a kernel pays for memory,
-    as in a model whose weights do not stay cached between two uses. 1 for the rest."""
+    as in a model whose weights do not stay cached between two uses. 1 for the rest.
+    A dtype without a known peak counts as memory-bound (its roofline is bandwidth's)."""
     peak, bandwidth = peaks.for_dtype(dtype), peaks.tbytes_per_s
     nbytes = case.min_bytes(DTYPES[dtype].itemsize)
-    if device.type != "cpu" or not peak or not bandwidth or nbytes == 0 \
-            or nbytes / bandwidth <= case.flops / peak:
+    if device.type != "cpu" or not bandwidth or nbytes == 0 \
+            or (peak and nbytes / bandwidth <= case.flops / peak):
         return 1
     wanted = -(-4 * machine.last_level_cache_bytes() // int(nbytes))
     return max(1, min(wanted, MAX_COLD_COPIES, MAX_COLD_BYTES // int(nbytes)))
@@ -254,17 +268,20 @@ def _metrics(row: dict, s: timing.Samples, peaks: machine.Peaks) -> None:
 
 
 def _percentages(row: dict, peaks: machine.Peaks) -> None:
-    """% of peak and of the roofline bound for a timed row, and the flag above 100%."""
+    """% of peak and of the roofline bound for a timed row (the memory bound alone where
+    the dtype has no known peak), and the flag above 100%."""
     median = row["median_s"]
     row["flag"] = None
     peak = peaks.for_dtype(row["dtype"])
     if peak:
         row["pct_peak"] = 100 * row["tflops"] / peak
-        if peaks.tbytes_per_s:
-            floor = max(row["flops"] / (peak * 1e12), row["bytes"] / (peaks.tbytes_per_s * 1e12))
-            row["pct_roofline"] = 100 * floor / median
-        if max(row["pct_peak"], row["pct_roofline"] or 0) > 100:
-            row["flag"] = "above 100% of the peak or roofline: a measurement error"
+    if peaks.tbytes_per_s:
+        floor = row["bytes"] / (peaks.tbytes_per_s * 1e12)
+        if peak:
+            floor = max(floor, row["flops"] / (peak * 1e12))
+        row["pct_roofline"] = 100 * floor / median
+    if max(row.get("pct_peak") or 0, row.get("pct_roofline") or 0) > 100:
+        row["flag"] = "above 100% of the peak or roofline: a measurement error"
 
 
 def _bandwidth_again(p: Plan, peaks: machine.Peaks, rows: list[dict]) -> machine.Peaks:
@@ -318,7 +335,7 @@ def _mark_dispatch(p: Plan, rows: list[dict], inputs: Inputs) -> None:
     for r in rows:
         by_case.setdefault((r["op"], r["case"], r["dtype"]), []).append(r)
     for case in p.cases:
-        for dtype in p.dtypes:
+        for dtype in op_dtypes(p, case.op):
             work = make_work(case, DTYPES[dtype], p.device, inputs)
             chosen = explain(case.op, *work.args, **work.kwargs).chosen
             for r in by_case.get((case.op, case.label, dtype), ()):
@@ -329,13 +346,13 @@ def run(p: Plan, *, progress: bool = True, command: list[str] | None = None) -> 
     """Run plan ``p``; returns the result document (see ``FORMAT``)."""
     device_name = tuned.device_name(p.device)
     started = time.perf_counter()
-    bar = Progress(len(p.cases) * len(p.dtypes), enabled=progress)
+    bar = Progress(sum(len(op_dtypes(p, case.op)) for case in p.cases), enabled=progress)
     bar.note(f"measuring the peaks of {device_name}")
     peaks = machine.peaks(p.device, p.threads, p.backends)
     inputs = Inputs()
     rows: list[dict] = []
     for case in p.cases:
-        for dtype in p.dtypes:
+        for dtype in op_dtypes(p, case.op):
             bar.step(f"{case.op} {case.label} {dtype}")
             rows += measure_case(case, dtype, p.device, p.backends, budget_s=p.budget_s,
                                  peaks=peaks, inputs=inputs, device_name=device_name)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import torch
+
 from .. import fingerprint
 from ..backends.pytorch import NAME as TORCH_BACKEND
 from ..ops import registry as op_registry
@@ -22,11 +24,14 @@ from .work import TORCH
 
 def row_kernel(row: dict) -> str | None:
     """The kernel a result row measured: its own, or for the PyTorch baseline the
-    ``torch`` backend's kernel of the op (``None`` where there is none)."""
+    ``torch`` backend's first kernel of the op that takes the row's dtype (``None``
+    where there is none)."""
     if row["backend"] != TORCH:
         return row["kernel"]
     spec = op_registry.get(row["op"])
-    kernels = spec.torch_kernels if spec is not None else ()
+    dtype = getattr(torch, row["dtype"], None)
+    kernels = [k for k in (spec.torch_kernels if spec is not None else ())
+               if dtype in k.support.dtypes]
     return f"{TORCH_BACKEND}.{kernels[0].name}" if kernels else None
 
 

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from ..ops import registry as op_registry
 
-VERSION = "1.1"
+VERSION = "1.2"
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 

@@ -13,6 +13,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ._checks import FLOAT_DTYPES
+
 
 @dataclass(frozen=True)
 class OpSpec:
@@ -34,6 +36,8 @@ class OpSpec:
             declare the ones they serve.
         bucket_dims: names of the sizes the tuned table buckets a call by (the traits'
             ``bucket`` field holds them rounded up to powers of two).
+        dtypes: the input dtypes the op takes (its traits' ``dtype``); the
+            ``reference`` backend serves them all. Default: the float dtypes.
 
     Numbers:
         reference: ``reference(record, compute_dtype) -> result`` in ``compute_dtype``,
@@ -72,6 +76,7 @@ class OpSpec:
     min_bytes: Callable
     features: tuple[str, ...] = ()
     bucket_dims: tuple[str, ...] = ()
+    dtypes: tuple = FLOAT_DTYPES
     reference_kernel: Callable | None = None
     reference_backward: Callable | None = None
     torch_kernels: tuple = ()

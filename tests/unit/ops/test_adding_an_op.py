@@ -34,7 +34,7 @@ def rms_norm():
 
 
 def test_listed_with_its_kernels(rms_norm):
-    assert hetero.list_ops() == ["gemm", "attention", "rms_norm"]
+    assert hetero.list_ops() == ["gemm", "attention", "scaled_gemm", "rms_norm"]
     listed = {op["name"]: op for op in hetero.info()["ops"]}["rms_norm"]
     assert listed["kernels"] == ["reference.torch", "rows.rows"]  # the oracle serves it too
 

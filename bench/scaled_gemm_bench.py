@@ -1,0 +1,132 @@
+"""Scaled low-precision GEMM on the CPU: hetero's ``cpu`` kernels against what a user
+would otherwise run, interleaved in one process, operands rotated through copies larger
+than the last-level cache (so decode reads its weight from memory, as a served model
+does).
+
+For each Llama-3-8B linear layer (N, K) and M in ``--rows``:
+  fp8   hetero.scaled_gemm (e4m3fn, row-wise scales, bf16 out) vs torch._scaled_mm,
+        and vs hetero's own bf16 GEMM of the same shape (the weight in bf16);
+  int8  hetero.scaled_gemm (int32 out) vs torch._int_mm.
+Prints GFLOP/s, GB/s, % of the measured memory bandwidth (decode rows) and ratios, the
+CPU named; ``--json`` keeps the numbers.
+
+    python bench/scaled_gemm_bench.py [--rows 1,16,64] [--shapes 4096x4096] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+import hetero
+from hetero.bench import machine
+
+LLAMA = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336)}
+LLC_BYTES = 32 << 20
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def copies_for(nbytes: int) -> int:
+    """Copies whose total is at least three times the last-level cache."""
+    return max(1, -(-3 * LLC_BYTES // max(nbytes, 1)))
+
+
+def timed(calls, rounds: int) -> list[list[float]]:
+    """Median seconds of each call, interleaved: round r runs every call once."""
+    samples = [[] for _ in calls]
+    for call in calls:
+        call(0)  # warm-up (and first-call decisions)
+    for r in range(rounds):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            call(r + 1)
+            samples[i].append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
+
+
+def measure(m: int, n: int, k: int, rounds: int) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    w32 = torch.randn(n, k, generator=gen)
+    x32 = torch.randn(m, k, generator=gen)
+    fp8, bf16, int8 = torch.float8_e4m3fn, torch.bfloat16, torch.int8
+    copies = copies_for(n * k * 2)  # the bf16 weight is the largest
+    w8 = [(w32 * 4).to(fp8) for _ in range(copies)]
+    wb = [w.to(bf16) for w in w8]
+    wi = [(w32 * 40).round().clamp(-128, 127).to(int8) for _ in range(copies)]
+    x8, xb = (x32 * 4).to(fp8), (x32 * 4).to(fp8).to(bf16)
+    xi = (x32 * 40).round().clamp(-128, 127).to(int8)
+    sx, sw = torch.rand(m, 1, generator=gen) + 0.5, torch.rand(1, n, generator=gen) + 0.5
+
+    def pick(ws, r):
+        return ws[r % len(ws)]
+
+    calls = {
+        "hetero fp8": lambda r: hetero.scaled_gemm(x8, pick(w8, r).t(), sx, sw, backend="cpu"),
+        "torch._scaled_mm": lambda r: torch._scaled_mm(x8, pick(w8, r).t(), sx, sw,
+                                                       out_dtype=bf16),
+        "hetero bf16": lambda r: hetero.gemm(xb, pick(wb, r).t(), backend="cpu"),
+        "hetero int8": lambda r: hetero.scaled_gemm(xi, pick(wi, r).t(), None, None,
+                                                    out_dtype=torch.int32, backend="cpu"),
+        "torch._int_mm": lambda r: torch._int_mm(xi, pick(wi, r).t()),
+    }
+    slow = m > 1 and m * n * k > 1 << 28  # torch._scaled_mm at ~20 GFLOP/s: fewer rounds
+    seconds = dict(zip(calls, timed(list(calls.values()), 3 if slow else rounds)))
+    weight_bytes = {"hetero fp8": n * k, "torch._scaled_mm": n * k, "hetero bf16": 2 * n * k,
+                    "hetero int8": n * k, "torch._int_mm": n * k}
+    return {"m": m, "n": n, "k": k, "copies": copies,
+            "seconds": seconds,
+            "gflops": {c: 2 * m * n * k / s / 1e9 for c, s in seconds.items()},
+            "weight_gbps": {c: weight_bytes[c] / s / 1e9 for c, s in seconds.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", default="1,16,64", help="comma-separated M")
+    parser.add_argument("--shapes", default="llama",
+                        help="'llama' (Llama-3-8B's layers) or NxK[,NxK...]")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    shapes = LLAMA if args.shapes == "llama" else {
+        s: tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")}
+    threads = torch.get_num_threads()
+    bandwidth = machine.measure_cpu_peaks(threads).tbytes_per_s * 1e12
+    print(f"{cpu_name()}, {threads} threads, hetero kernel set "
+          f"{hetero._C.cpu_isa()}, measured bandwidth {bandwidth / 1e9:.1f} GB/s")
+    print(f"{'case':<26}{'fp8 GF/s':>9}{'vs _scaled_mm':>14}{'vs bf16':>8}{'fp8 % bw':>9}"
+          f"{'int8 GF/s':>10}{'vs _int_mm':>11}")
+    results = []
+    for m in (int(v) for v in args.rows.split(",")):
+        for name, (n, k) in shapes.items():
+            r = measure(m, n, k, args.rounds)
+            s, g = r["seconds"], r["gflops"]
+            r["fp8_pct_bandwidth"] = 100 * r["weight_gbps"]["hetero fp8"] * 1e9 / bandwidth
+            print(f"{f'M={m} {name} {n}x{k}':<26}{g['hetero fp8']:>9.1f}"
+                  f"{s['torch._scaled_mm'] / s['hetero fp8']:>13.1f}x"
+                  f"{s['hetero bf16'] / s['hetero fp8']:>7.2f}x"
+                  f"{r['fp8_pct_bandwidth']:>8.0f}%{g['hetero int8']:>10.1f}"
+                  f"{s['torch._int_mm'] / s['hetero int8']:>10.2f}x", flush=True)
+            results.append(r)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu": cpu_name(), "threads": threads, "isa": hetero._C.cpu_isa(),
+                       "bandwidth_gbps": bandwidth / 1e9, "torch": torch.__version__,
+                       "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
