@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything GPU-side in one run: build hetero, run the full test suite on the GPU,
-# benchmark the GPU backends against PyTorch, time dispatch overhead, print a table last.
+# benchmark the GPU backends against PyTorch (and the Triton fp8 scaled GEMM against
+# torch._scaled_mm: bench/gpu_scaled_gemm.py), time dispatch overhead, print a table last.
 #   OUT=results/gpu bash bench/gpu_check.sh [--quick]
 # `harness` instead builds and runs `hetero bench --device cuda` (JSON + PNG under $OUT):
 #   OUT=results/gpu bash bench/gpu_check.sh harness [--quick]
@@ -62,5 +63,10 @@ $PY -m pytest bench/test_dispatch_overhead.py -q -s -p no:cacheprovider \
 echo "== benchmark"
 timeout 330 $PY bench/gpu_bench.py --out "$OUT/gpu_bench.json" "$@" 2>&1 | tee "$OUT/bench.log"
 bench_rc=${PIPESTATUS[0]}
-echo "tests rc=$tests_rc bench rc=$bench_rc"
-exit $(( tests_rc || bench_rc ))
+
+echo "== fp8 scaled GEMM (triton) vs torch._scaled_mm"
+timeout 300 $PY bench/gpu_scaled_gemm.py --out "$OUT/gpu_scaled_gemm.json" "$@" 2>&1 \
+  | tee "$OUT/scaled-gemm.log"
+scaled_rc=${PIPESTATUS[0]}
+echo "tests rc=$tests_rc bench rc=$bench_rc scaled_gemm rc=$scaled_rc"
+exit $(( tests_rc || bench_rc || scaled_rc ))

@@ -1,4 +1,5 @@
-"""The Triton backend: GEMM and flash attention from ``hetero/kernels/triton/``.
+"""The Triton backend: GEMM, flash attention and scaled (fp8/int8) GEMM from
+``hetero/kernels/triton/``.
 
 Serves CUDA and ROCm torch devices (both have device type ``"cuda"``). With
 ``TRITON_INTERPRET=1`` it serves CPU tensors instead, through Triton's interpreter —
@@ -7,6 +8,11 @@ Triton itself is imported on the first kernel call, not with hetero.
 
 fp32 inputs: exact fp32 products unless ``torch.backends.cuda.matmul.allow_tf32`` is
 set, the same switch PyTorch's own matmul obeys.
+
+scaled_gemm: two kernels. fp8 (all four encodings) on NVIDIA sm89+ (tensor-core fp8
+dots for e4m3fn/e5m2, the FNUZ types decoded to float16 in the kernel) and on ROCm
+(fp8 dots where the GPU has them, else decoded); int8 on sm80+ and ROCm, with int32
+results for ``torch._int_mm`` calls.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from ..kernels.triton import interpreting
 from ..ops.attention.api import FEATURES as ATTENTION_FEATURES
 from ..ops.attention.api import head_dims
 from ..ops.gemm.api import FEATURES as GEMM_FEATURES
+from ..ops.scaled_gemm.api import FEATURES as SCALED_GEMM_FEATURES
+from ..ops.scaled_gemm.api import FP8_DTYPES
 from .base import Backend
 
 _DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
@@ -53,6 +61,12 @@ def _attention_backward(args, dout):
     a = args
     return attention_backward(dout, a.q, a.k, a.v, a.out, a.lse, a.mask, a.causal, a.scale,
                               allow_tf32=_allow_tf32())
+
+
+def _scaled_gemm(args):
+    from ..kernels.triton.scaled_gemm import scaled_gemm
+
+    scaled_gemm(args.a, args.b, args.scale_a, args.scale_b, args.out, args.recipe, args.bias)
 
 
 def _interpreter_limits(traits):
@@ -95,6 +109,13 @@ class TritonBackend(Backend):
                 features=frozenset(ATTENTION_FEATURES), limits=head_dims(16, 256),
                 predicate=_interpreter_limits),
                 backward=_attention_backward),
+            Kernel("scaled_gemm", "tiled_fp8", _scaled_gemm, Support(
+                dtypes=frozenset(FP8_DTYPES), device_types=devices,
+                features=frozenset(SCALED_GEMM_FEATURES) - {"int32_out"},
+                min_compute_capability=(8, 9))),
+            Kernel("scaled_gemm", "tiled_int8", _scaled_gemm, Support(
+                dtypes=frozenset({torch.int8}), device_types=devices,
+                features=frozenset(SCALED_GEMM_FEATURES), min_compute_capability=(8, 0))),
         )
 
 

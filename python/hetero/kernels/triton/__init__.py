@@ -1,7 +1,7 @@
 """Triton kernels: GEMM (``gemm.py``; its tuning configs in ``gemm_configs.py``, the
 planning of a call in ``gemm_plan.py``) and flash attention (``attention.py``,
 ``attention_backward.py``; their shared device helpers in ``common.py``, configs in
-``attention_configs.py``). Every kernel launches through ``launch.py``: the interpreter,
+``attention_configs.py``) and scaled fp8/int8 GEMM (``scaled_gemm.py``). Every kernel launches through ``launch.py``: the interpreter,
 fixed configs, autotuning over a config table, the first fitting config.
 
 They run on CUDA and ROCm GPUs, and on the CPU under ``TRITON_INTERPRET=1`` (slow;
