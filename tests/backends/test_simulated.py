@@ -185,3 +185,124 @@ def test_hetero_info_shows_the_models_and_their_support():
         assert "tile (m, n, k)" in b["details"] and "real device" in b["details"]
         attention = next(k for k in b["kernels"] if k["op"] == "attention")
         assert [f for f in attention["support"]["features"] if f.startswith("mask")] == masks
+
+
+# scaled_gemm: the low-precision encodings each unit takes, as its model lists them
+
+SERVED = [("ascend_sim", torch.int8), ("ascend_sim", torch.float8_e4m3fn),
+          ("ascend_sim", torch.float8_e5m2), ("mlu_sim", torch.int8)]
+# 1, primes, K around the 32-deep (ascend_sim) and 64-deep (mlu_sim) 8-bit tiles
+SCALED_SHAPES = [(1, 1, 1), (3, 5, 31), (17, 13, 33), (7, 31, 65), (37, 19, 257)]
+
+
+def _scaled_inputs(dtype, recipe, m, n, k, seed):
+    from hetero.ops.scaled_gemm.conformance import quantized, scales
+    a = quantized((m, k), dtype, seed)
+    b = quantized((k, n), dtype, seed + 1, layout_t=True)  # w.t(), as torch._scaled_mm wants
+    return (a, b, *scales(recipe, m, n, k, seed + 2))
+
+
+@pytest.mark.parametrize("recipe", ["tensor", "row"])
+@pytest.mark.parametrize("backend,dtype", SERVED)
+def test_scaled_gemm_meets_the_ops_bound_on_awkward_shapes(backend, dtype, recipe):
+    for i, (m, n, k) in enumerate(SCALED_SHAPES):
+        a, b, sa, sb = _scaled_inputs(dtype, recipe, m, n, k, seed=20 + i)
+        for out_dtype in (torch.bfloat16, torch.float16, torch.float32):
+            # int8 sums reach 1e5, beyond float16's range
+            small = sa / 64 if out_dtype is torch.float16 and dtype is torch.int8 else sa
+            hetero.testing.check_against_oracle("scaled_gemm", a, b, small, sb,
+                                                backend=backend, out_dtype=out_dtype)
+        bias = randn(n, seed=i).to(torch.bfloat16)
+        hetero.testing.check_against_oracle("scaled_gemm", a, b, sa, sb, bias=bias,
+                                            backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["ascend_sim", "mlu_sim"])
+def test_int8_without_scales_is_the_int32_accumulator_exactly(backend):
+    for i, (m, n, k) in enumerate(SCALED_SHAPES):
+        a, b, _, _ = _scaled_inputs(torch.int8, "tensor", m, n, k, seed=40 + i)
+        out = hetero.testing.check_against_oracle("scaled_gemm", a, b, None, None,
+                                                  out_dtype=torch.int32, backend=backend)
+        assert torch.equal(out, (a.long() @ b.long()).int())
+
+
+def test_fp8_accumulation_is_tiled_as_the_model_says():
+    """ascend_sim adds fp8 products into float32 once per 32-deep k tile: two 3/8-ulp
+    terms in different tiles are each rounded away, in one tile they round up."""
+    from hetero.ops.scaled_gemm import ScaledGemmArgs
+    e4m3, one = torch.float8_e4m3fn, torch.ones(1, 1)
+    assert ASCEND.low_precision_for(e4m3).tile[2] == 32
+    big, tiny = 448.0 * 448.0, 3 * 2.0**-9  # ulp(big) is 2^-6; tiny * 1 is 3/8 of it
+    b = torch.ones(64, 1)
+    b[0, 0] = 448.0
+    for second, expected in ((32, big), (2, big + 2.0**-6)):
+        a = torch.zeros(1, 64)
+        a[0, 0], a[0, 1], a[0, second] = 448.0, tiny, tiny
+        args = ScaledGemmArgs(a.to(e4m3), b.to(e4m3), one, one, torch.empty(1, 1))
+        numerics.scaled_gemm(ASCEND, args)
+        assert args.out.item() == expected
+
+
+def test_the_int32_accumulator_wraps():
+    from hetero.ops.scaled_gemm import ScaledGemmArgs
+    k = 140_000  # 127 * 127 * k > 2^31
+    a, b = torch.full((1, k), 127, dtype=torch.int8), torch.full((k, 1), 127, dtype=torch.int8)
+    args = ScaledGemmArgs(a, b, torch.ones(1, 1), torch.ones(1, 1),
+                          torch.empty(1, 1, dtype=torch.int32))
+    numerics.scaled_gemm(MLU, args)
+    assert args.out.item() == (127 * 127 * k + 2**31) % 2**32 - 2**31
+
+
+def test_scaled_gemm_refusals_carry_reasons():
+    a, b, sa, sb = _scaled_inputs(torch.float8_e4m3fn, "block", 5, 7, 128, seed=50)
+    assert "feature block not supported" in _reasons("scaled_gemm", a, b, sa, sb,
+                                                     backend="ascend_sim")
+    assert "dtype float8_e4m3fn not in ['int8']" in _reasons("scaled_gemm", a, b, sa, sb,
+                                                            backend="mlu_sim")
+    for fnuz in (torch.float8_e4m3fnuz, torch.float8_e5m2fnuz):
+        a, b, sa, sb = _scaled_inputs(fnuz, "row", 5, 7, 33, seed=51)
+        assert (f"dtype {str(fnuz).removeprefix('torch.')} not in "
+                f"['float8_e4m3fn', 'float8_e5m2', 'int8']") in _reasons(
+            "scaled_gemm", a, b, sa, sb, backend="ascend_sim")
+    a, b, sa, sb = _scaled_inputs(torch.int8, "block", 5, 7, 256, seed=52)
+    assert "feature block not supported" in _reasons("scaled_gemm", a, b, sa, sb,
+                                                     backend="mlu_sim")
+    a, b, sa, sb = _scaled_inputs(torch.float8_e5m2, "row", 5, 7, 33, seed=53)
+    assert hetero.explain("scaled_gemm", a, b, sa, sb,
+                          backend="ascend_sim").chosen.qualname == "ascend_sim.cube"
+    assert hetero.explain("scaled_gemm", a.view(torch.int8), b.view(torch.int8), sa, sb,
+                          backend="mlu_sim").chosen.qualname == "mlu_sim.matmul"
+
+
+def test_the_low_precision_data_drives_support_and_numerics():
+    """A vendor's edit of the data: block scales on int8, tensor-wise only on fp8."""
+    custom = simulated.DeviceModel(**{**ASCEND.__dict__, "name": "quant_sim", "low_precision": (
+        simulated.LowPrecision(torch.int8, (16, 16, 64), torch.int32,
+                               frozenset({"tensor", "row", "block"})),
+        simulated.LowPrecision(torch.float8_e5m2, (16, 16, 32), torch.float32,
+                               frozenset({"tensor"})))})
+    hetero.register_backend(simulated.SimulatedBackend(custom))
+    try:
+        for i, (m, n, k) in enumerate([(1, 1, 128), (5, 7, 256), (13, 131, 384)]):
+            a, b, sa, sb = _scaled_inputs(torch.int8, "block", m, n, k, seed=60 + i)
+            hetero.testing.check_against_oracle("scaled_gemm", a, b, sa, sb,
+                                                backend="quant_sim", out_dtype=torch.float32)
+        a, b, sa, sb = _scaled_inputs(torch.float8_e5m2, "row", 5, 7, 33, seed=63)
+        assert ("row-wise scales on float8_e5m2: the cube unit's dequantisation applies "
+                "tensor-wise scales only") in _reasons("scaled_gemm", a, b, sa, sb,
+                                                       backend="quant_sim")
+        a, b, sa, sb = _scaled_inputs(torch.float8_e5m2, "tensor", 5, 7, 33, seed=64)
+        hetero.testing.check_against_oracle("scaled_gemm", a, b, sa, sb, backend="quant_sim")
+    finally:
+        hetero.unregister_backend("quant_sim")
+
+
+def test_hetero_info_shows_the_low_precision_inputs():
+    backends = {b["name"]: b for b in hetero.info()["backends"]}
+    assert backends["ascend_sim"]["details"]["scaled_gemm inputs"].startswith(
+        "int8: 16×16×32 tiles, int32 accumulator, tensor/row-wise scales; float8_e4m3fn:")
+    assert backends["mlu_sim"]["details"]["scaled_gemm inputs"] == \
+        "int8: 32×32×64 tiles, int32 accumulator, tensor/row-wise scales"
+    kernel = next(k for k in backends["mlu_sim"]["kernels"] if k["op"] == "scaled_gemm")
+    assert kernel["support"]["dtypes"] == ["int8"]
+    assert "block" not in kernel["support"]["features"]

@@ -6,8 +6,12 @@ each chunk's products summed exactly (float64) and added into a float32 accumula
 one rounding — and the result is rounded once to the output dtype. Attention is the
 FlashAttention-2 recurrence over key blocks as long as the core's memory allows, with
 float32 running max / sum / output and the probabilities rounded to the input dtype
-before they meet V, as a matrix unit consumes them. Slow by design: the point is the
-error a model would see on the target, not speed.
+before they meet V, as a matrix unit consumes them. ``scaled_gemm`` follows the model's
+:class:`~.models.LowPrecision` entry for the input encoding: exact products, ``k``-chunked
+sums into an int32 (wrapping) or float32 accumulator, then the dequantisation stage —
+float32 conversion, ``scale_a``, ``scale_b``, bias, one rounding each — and one rounding
+to the output dtype. Slow by design: the point is the error a model would see on the
+target, not speed.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from contextvars import ContextVar
 import torch
 import torch.nn.functional as F
 
-from .models import DeviceModel
+from ...ops.scaled_gemm.api import BLOCK
+from .models import DeviceModel, LowPrecision
 
 _mode: ContextVar[str | None] = ContextVar("hetero_sim_fp32_mode", default=None)
 FP32_MODES = ("reduced", "exact")
@@ -80,6 +85,49 @@ def gemm(model: DeviceModel, args) -> None:
     if args.bias is not None and args.beta != 0:
         acc = acc + args.beta * args.bias.float()
     args.out.copy_(acc)
+
+
+def tiled_int_matmul(a: torch.Tensor, b: torch.Tensor, tile_k: int) -> torch.Tensor:
+    """int32 ``a @ b`` of integer operands, reduced in ``tile_k`` chunks: each chunk's
+    exact sum added into an int32 accumulator that wraps as two's complement does."""
+    a, b = a.to(torch.int64), b.to(torch.int64)
+    acc = torch.zeros(a.shape[:-1] + b.shape[-1:], dtype=torch.int32)
+    for k0 in range(0, a.shape[-1], tile_k):
+        acc = (acc.to(torch.int64) + a[..., k0:k0 + tile_k] @ b[..., k0:k0 + tile_k, :]
+               ).to(torch.int32)
+    return acc
+
+
+def accumulate(unit: LowPrecision, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The unit's accumulator after ``a @ b`` (low-precision operands, as stored)."""
+    if unit.accumulator is torch.int32:
+        return tiled_int_matmul(a, b, unit.tile[2])
+    return tiled_matmul(a.float().double(), b.float().double(), unit.tile[2])
+
+
+def scaled_gemm(model: DeviceModel, args) -> None:
+    """The scaled_gemm kernel (``args``: :class:`hetero.ops.scaled_gemm.ScaledGemmArgs`)."""
+    unit = model.low_precision_for(args.a.dtype)
+    a, b, out = args.a, args.b, args.out
+    if out.dtype is torch.int32:  # torch._int_mm: the accumulator as it is
+        out.copy_(accumulate(unit, a, b))
+        return
+    k, n = a.shape[1], b.shape[1]
+    sa, sb = args.scale_a.float(), args.scale_b.float()
+    if args.recipe == "block":  # one dequantisation per 128-deep K block
+        blocks = [(k0, sa[:, i:i + 1], sb[i:i + 1].repeat_interleave(BLOCK, 1)[:, :n])
+                  for i, k0 in enumerate(range(0, k, BLOCK))]
+        depth = BLOCK
+    else:
+        blocks, depth = [(0, sa, sb)], max(k, 1)
+    result = torch.zeros(out.shape, dtype=torch.float32) if not blocks else None
+    for k0, block_a, block_b in blocks:
+        part = accumulate(unit, a[:, k0:k0 + depth], b[k0:k0 + depth]).float()
+        part = part * block_a * block_b  # float32: one rounding each
+        result = part if result is None else result + part
+    if args.bias is not None:
+        result = result + args.bias.float()
+    out.copy_(result)
 
 
 def key_block(model: DeviceModel, head_dim: int, dtype: torch.dtype) -> int:
