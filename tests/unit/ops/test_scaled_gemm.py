@@ -99,6 +99,8 @@ def test_zero_and_negative_scales_and_float16_overflow():
       torch.ones(3, 1)), {}, ValueError, "scale_b"),
     ((quantized((4, 8), E4M3, 1), quantized((8, 3), E4M3, 2), torch.ones(3, 1),
       torch.ones(1, 3)), {}, ValueError, "scale_a"),
+    ((quantized((4, 256), E4M3, 1), quantized((256, 3), E4M3, 2), torch.ones(4, 1),
+      torch.ones(2, 1)), {}, ValueError, "scale_a"),  # block scale_b, row-like scale_a
     ((quantized((4, 8), E4M3, 1), quantized((8, 3), E4M3, 2), torch.ones(1, dtype=torch.half),
       torch.ones(1)), {}, TypeError, "scale_a"),
     ((quantized((4, 8), E4M3, 1), quantized((8, 3), torch.float8_e4m3fnuz, 2), torch.ones(1),
@@ -114,6 +116,8 @@ def test_zero_and_negative_scales_and_float16_overflow():
     ((quantized((4, 8), E4M3, 1)[0], quantized((8, 3), E4M3, 2), torch.ones(1),
       torch.ones(1)), {}, ValueError, "a"),
     ((quantized((4, 8), E4M3, 1), "b", torch.ones(1), torch.ones(1)), {}, TypeError, "b"),
+    ((quantized((4, 8), E4M3, 1), quantized((8, 3), E4M3, 2), torch.ones(1), torch.ones(1)),
+     {"bias": [1.0, 2.0, 3.0]}, TypeError, "bias"),
 ])
 def test_bad_input_names_the_argument(args, kwargs, error, argument):
     with pytest.raises(error, match=f"^{argument}:"):

@@ -132,12 +132,12 @@ def prepare(a, b, scale_a, scale_b, bias, out_dtype, out, backend
     if b.shape[0] != k:
         raise ValueError(f"b: expected {k} rows to match a's K (a is {tuple(a.shape)}), "
                          f"got shape {tuple(b.shape)}")
-    _checks.no_autograd(OP, a, b, scale_a, scale_b, bias)
     unscaled = scale_a is None and scale_b is None
     recipe, scale_a, scale_b = _recipe(scale_a, scale_b, dtype, device, m, n, k)
     out_dtype = _out_dtype(out_dtype, dtype, unscaled and bias is None)
     if bias is not None:
         bias = _check_bias(bias, device, n)
+    _checks.no_autograd(OP, a, b, scale_a, scale_b, bias)
     if out is None:
         out = torch.empty((m, n), dtype=out_dtype, device=device)
     elif out is _checks.STAND_IN:
