@@ -162,14 +162,17 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
   // Float8: bf16 sums (acc) fold into float totals. int8: int32 sums (iacc)
   // and the columns' sums of w (colsum) fold into int32 totals, or scaled
   // into float totals for block scales.
-  __m512 acc[ROWS][COLS], total[ROWS][COLS];
+  // Few accumulators (ROWS * COLS <= 4) cannot hide vdpbf16ps's latency with one
+  // chain each: the two halves of every chunk then go to separate chains.
+  constexpr bool kSplit = ROWS * COLS <= 4;
+  __m512 acc[ROWS][COLS], acc2[ROWS][COLS], total[ROWS][COLS];
   __m512i iacc[ROWS][COLS], exact[ROWS][COLS], colsum[COLS];
   const __m512i ones = _mm512_set1_epi8(1);
 #pragma GCC unroll 4
   for (int r = 0; r < ROWS; ++r) {
 #pragma GCC unroll 4
     for (int c = 0; c < COLS; ++c) {
-      acc[r][c] = total[r][c] = _mm512_setzero_ps();
+      acc[r][c] = acc2[r][c] = total[r][c] = _mm512_setzero_ps();
       iacc[r][c] = exact[r][c] = _mm512_setzero_si512();
     }
   }
@@ -206,7 +209,11 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
 #pragma GCC unroll 4
         for (int c = 0; c < COLS; ++c) {
           acc[r][c] = _mm512_dpbf16_ps(acc[r][c], as_bh(a0), as_bh(w0[c]));
-          acc[r][c] = _mm512_dpbf16_ps(acc[r][c], as_bh(a1), as_bh(w1[c]));
+          if (kSplit) {
+            acc2[r][c] = _mm512_dpbf16_ps(acc2[r][c], as_bh(a1), as_bh(w1[c]));
+          } else {
+            acc[r][c] = _mm512_dpbf16_ps(acc[r][c], as_bh(a1), as_bh(w1[c]));
+          }
         }
       }
     }
@@ -227,14 +234,16 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
             exact[r][c] = _mm512_add_epi32(exact[r][c], sum);
           }
           iacc[r][c] = _mm512_setzero_si512();
-        } else if (p.scale_a != nullptr) {
-          const float s = p.scale_a[r * p.sa_rows + kb * p.sa_cols] *
-                          p.scale_b[kb * p.sb_rows + ((j0 + c) / 128) * p.sb_cols];
-          total[r][c] = _mm512_fmadd_ps(acc[r][c], _mm512_set1_ps(s), total[r][c]);
-          acc[r][c] = _mm512_setzero_ps();
         } else {
-          exact[r][c] = _mm512_add_epi32(exact[r][c], _mm512_cvtps_epi32(acc[r][c]));
-          acc[r][c] = _mm512_setzero_ps();
+          const __m512 sum = kSplit ? _mm512_add_ps(acc[r][c], acc2[r][c]) : acc[r][c];
+          if (p.scale_a != nullptr) {
+            const float s = p.scale_a[r * p.sa_rows + kb * p.sa_cols] *
+                            p.scale_b[kb * p.sb_rows + ((j0 + c) / 128) * p.sb_cols];
+            total[r][c] = _mm512_fmadd_ps(sum, _mm512_set1_ps(s), total[r][c]);
+          } else {
+            exact[r][c] = _mm512_add_epi32(exact[r][c], _mm512_cvtps_epi32(sum));
+          }
+          acc[r][c] = acc2[r][c] = _mm512_setzero_ps();
         }
       }
     }
@@ -251,7 +260,8 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
         static_cast<int32_t*>(p.c)[r * p.ldc + j0 + c] = _mm512_reduce_add_epi32(exact[r][c]);
       } else {
         static_cast<float*>(p.c)[r * p.ldc + j0 + c] =
-            _mm512_reduce_add_ps(block == 0 ? acc[r][c] : total[r][c]);
+            _mm512_reduce_add_ps(block != 0 ? total[r][c]
+                                 : kSplit ? _mm512_add_ps(acc[r][c], acc2[r][c]) : acc[r][c]);
       }
     }
   }
@@ -266,15 +276,16 @@ void columns_by(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_pre
 }
 
 // Columns per tile. Several rows: 2. One row: one column, so that w is read as
-// one sequential stream — unless its prepared row of a outgrows L1 (float8
-// beyond K = 8192: 16 KiB of bf16), when 4 columns share each load of it
-// (measured: K = 14336 ran 1.5x faster with 4 columns, K = 4096 1.3x slower).
+// one sequential stream — unless its prepared row of a takes a large part of
+// L1 (float8 beyond K = 4096: 8 KiB of bf16), when 4 columns share each load
+// of it (measured: K = 8192 and 14336 ran 1.5x faster with 4 columns, K = 4096
+// 1.3x slower).
 template <int ROWS, int KIND>
 void columns(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
              int64_t lda_p, int64_t col0, int64_t col1) {
   if (ROWS > 1) return columns_by<ROWS, 2, KIND>(p, t, a_prepared, lda_p, col0, col1);
   const int64_t a_bytes = lda_p * (KIND == kInt8 ? 1 : 2);
-  if (a_bytes > 16 * 1024) return columns_by<ROWS, 4, KIND>(p, t, a_prepared, lda_p, col0, col1);
+  if (a_bytes > 8 * 1024) return columns_by<ROWS, 4, KIND>(p, t, a_prepared, lda_p, col0, col1);
   columns_by<ROWS, 1, KIND>(p, t, a_prepared, lda_p, col0, col1);
 }
 
