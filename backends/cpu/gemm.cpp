@@ -62,17 +62,48 @@ struct Tiling {
   int64_t bytes;    // of one packed element
   const KernelSet* fp32;
   const DotGemm* dot;
+  const uint16_t* table = nullptr;  // byte-coded operands: their bf16 codes (dot only)
 
   static Tiling of(const KernelSet& ks) { return {kMR, kNR, kMC, kKC, kNC, 1, 4, &ks, nullptr}; }
   static Tiling of(const DotGemm& d) { return {d.mr, d.nr, d.mc, d.kc, d.nc, 2, 2, nullptr, &d}; }
 
-  void pack_a(const MatrixRef& a, int64_t rows, int64_t depth, char* dst) const {
+  // scratch: room for the decoded block (byte-coded operands only).
+  void pack_a(const MatrixRef& a, int64_t rows, int64_t depth, char* dst, uint16_t* scratch) const {
+    if (table) {
+      return dot->pack_a(decoded(a, rows, depth, scratch), rows, depth, reinterpret_cast<uint16_t*>(dst));
+    }
     if (dot) return dot->pack_a(a, rows, depth, reinterpret_cast<uint16_t*>(dst));
     fp32->pack_a(a, rows, depth, reinterpret_cast<float*>(dst));
   }
-  void pack_b(const MatrixRef& b, int64_t depth, int64_t cols, char* dst) const {
+  void pack_b(const MatrixRef& b, int64_t depth, int64_t cols, char* dst, uint16_t* scratch) const {
+    if (table) {
+      return dot->pack_b(decoded(b, depth, cols, scratch), depth, cols, reinterpret_cast<uint16_t*>(dst));
+    }
     if (dot) return dot->pack_b(b, depth, cols, reinterpret_cast<uint16_t*>(dst));
     fp32->pack_b(b, depth, cols, reinterpret_cast<float*>(dst));
+  }
+
+  // src[0:rows, 0:cols] of byte codes as bf16 in out (rows * cols values),
+  // keeping the orientation in which src's lines are contiguous (vector decode)
+  // — the packers take any strides. Decoding the panel being packed, instead of
+  // whole operands beforehand, saves a pass over memory.
+  MatrixRef decoded(const MatrixRef& src, int64_t rows, int64_t cols, uint16_t* out) const {
+    const auto* bytes = static_cast<const uint8_t*>(src.data);
+    const QuantizedKernels& q = *active_kernels().quantized;
+    if (src.row_stride == 1 && src.col_stride != 1) {  // columns contiguous
+      q.decode_rows(bytes, src.col_stride, cols, rows, table, out, rows);
+      return {out, DType::bfloat16, 1, rows};
+    }
+    if (src.col_stride == 1) {
+      q.decode_rows(bytes, src.row_stride, rows, cols, table, out, cols);
+    } else {
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t j = 0; j < cols; ++j) {
+          out[i * cols + j] = table[bytes[i * src.row_stride + j * src.col_stride]];
+        }
+      }
+    }
+    return {out, DType::bfloat16, cols, 1};
   }
   void micro(int64_t depth, const char* a, const char* b, float* c, int64_t ldc, bool acc) const {
     if (dot) {
@@ -128,6 +159,7 @@ struct Buffers {
   char* packed_a;
   float* acc;
   char* packed_b;
+  uint16_t* decoded;  // byte-coded operands: the block being packed, as bf16
 };
 
 inline void prefetch_line(const char* p) {
@@ -173,7 +205,7 @@ void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m
       if (s1 > s0) {
         const MatrixRef b{g.b.at(0, jc + s0 * t.nr), g.b.dtype, g.b.row_stride, g.b.col_stride};
         t.pack_b(b, K, std::min(nc - s0 * t.nr, (s1 - s0) * t.nr),
-                 buf.packed_b + s0 * Kp * t.nr * t.bytes);
+                 buf.packed_b + s0 * Kp * t.nr * t.bytes, buf.decoded);
       }
       if (members > 1) barrier->wait();  // Bp complete
     }
@@ -196,7 +228,7 @@ void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m
       for (int64_t pc = 0; pc < K; pc += t.kc) {  // pc stays a multiple of k_align
         const int64_t kc = std::min(t.kc, K - pc), kcp = round_up(kc, t.k_align);
         const MatrixRef a{g.a.at(ic, pc), g.a.dtype, g.a.row_stride, g.a.col_stride};
-        t.pack_a(a, mc, kc, buf.packed_a);
+        t.pack_a(a, mc, kc, buf.packed_a, buf.decoded);
         for (int64_t jr = 0; jr < slivers; ++jr) {
           if (ic == m0) next_b.step((pc / t.kc) * slivers + jr, ceil_div(K, t.kc) * slivers);
           const char* b_sliver = buf.packed_b + (jr * Kp + pc) * t.nr * t.bytes;
@@ -217,8 +249,12 @@ Tiling tiling_for(const Problem& p, const KernelSet& ks) {
   return bf16 && ks.bf16_gemm != nullptr ? Tiling::of(*ks.bf16_gemm) : Tiling::of(ks);
 }
 
-Status run(const Problem& p, int requested_threads) {
-  const Tiling t = tiling_for(p, active_kernels());
+Status run(const Problem& p, int requested_threads, const uint16_t* table = nullptr) {
+  Tiling t = tiling_for(p, active_kernels());
+  if (table != nullptr) {  // byte-coded operands: decoded while packing, bf16 pairs
+    t = Tiling::of(*active_kernels().bf16_gemm);
+    t.table = table;
+  }
   const Plan plan = make_plan(p, t, requested_threads);
   const int groups = plan.whole_batches ? plan.threads : plan.tn;
   const int64_t floats_a = ceil_div(t.mc * t.kc * t.bytes, sizeof(float));
@@ -226,16 +262,21 @@ Status run(const Problem& p, int requested_threads) {
                                     sizeof(float));
 
   // Reserve everything before the threads start: only this can throw.
-  thread_local std::vector<Workspace> per_thread, per_group;
+  thread_local std::vector<Workspace> per_thread, per_group, per_decode;
   std::vector<Buffers> buffers(static_cast<size_t>(plan.threads));
   try {
     if (per_thread.size() < static_cast<size_t>(plan.threads)) per_thread.resize(plan.threads);
     if (per_group.size() < static_cast<size_t>(groups)) per_group.resize(groups);
+    if (per_decode.size() < static_cast<size_t>(plan.threads)) per_decode.resize(plan.threads);
     for (int i = 0; i < plan.threads; ++i) {
       const int group = plan.whole_batches ? i : i / plan.tm;
       float* scratch = per_thread[i].reserve(round_up(floats_a, 16) + t.mc * t.nc);
       buffers[i] = {reinterpret_cast<char*>(scratch), scratch + round_up(floats_a, 16),
-                    reinterpret_cast<char*>(per_group[group].reserve(floats_b))};
+                    reinterpret_cast<char*>(per_group[group].reserve(floats_b)), nullptr};
+      if (t.table != nullptr) {  // B's share of a panel (K x nc) or an A block (mc x kc)
+        const int64_t values = std::max(std::max<int64_t>(p.K, 1) * t.nc, t.mc * t.kc);
+        buffers[i].decoded = reinterpret_cast<uint16_t*>(per_decode[i].reserve(ceil_div(values, 2)));
+      }
     }
   } catch (const std::exception& e) {
     return Status::Internal(std::string("gemm: cannot allocate workspace: ") + e.what());
@@ -288,6 +329,20 @@ Status gemm_impl(const TensorView& a, const TensorView& b, const TensorView& out
 }
 
 }  // namespace
+
+Status gemm_decoding(const TensorView& a, const TensorView& b, const uint16_t* table,
+                     const TensorView& out, int num_threads) {
+  try {
+    Problem p;
+    p.a = &a, p.b = &b, p.out = &out, p.bias = nullptr;
+    p.alpha = 1.0f, p.beta = 0.0f;
+    p.M = a.sizes[0], p.K = a.sizes[1], p.N = b.sizes[1], p.batches = 1;
+    if (out.numel() == 0) return Status::Ok();
+    return run(p, num_threads, table);
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("gemm: ") + e.what());
+  }
+}
 
 Status gemm(const TensorView& a, const TensorView& b, const TensorView& out, const TensorView* bias,
             double alpha, double beta, int num_threads) {

@@ -1,6 +1,8 @@
 // CPU GEMM: out = alpha * (a @ b) + beta * bias, batched and strided.
 #pragma once
 
+#include <cstdint>
+
 #include "hetero/status.h"
 #include "hetero/tensor_view.h"
 
@@ -17,6 +19,14 @@ namespace cpu {
 // come back as a Status.
 Status gemm(const TensorView& a, const TensorView& b, const TensorView& out, const TensorView* bias,
             double alpha, double beta, int num_threads);
+
+// out (M, N) float32 = a (M, K) @ b (K, N) for byte-coded a and b (float8,
+// int8; any strides), decoded through `table` (their 256 bf16 codes) while
+// packing and multiplied in bf16 pairs: for scaled_gemm.cpp, on a kernel set
+// with a DotGemm and the quantized decode (the caller checks). Views already
+// validated; 2-D only.
+Status gemm_decoding(const TensorView& a, const TensorView& b, const uint16_t* table,
+                     const TensorView& out, int num_threads);
 
 }  // namespace cpu
 }  // namespace hetero

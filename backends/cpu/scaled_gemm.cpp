@@ -10,11 +10,12 @@
 //                  halves the bytes a bf16 weight moves.
 //   int8, no block scales, where the set has vpdpbusd: int8_gemm.cpp, exact
 //                  int32 sums of the bytes as they are.
-//   otherwise      a and b are decoded once to bf16 (rows in parallel), then
-//                  gemm.cpp's bf16 GEMM runs into a float32 tile, K-slice by
-//                  K-slice where the sum must be split: per 128-deep block for
-//                  block scales, per 512 for int8 (whose float32 sums stay
-//                  exact integers below 2^24 and go to int32), else all of K.
+//   otherwise      gemm.cpp's bf16 GEMM into a float32 tile, decoding a and b
+//                  block by block as it packs them (where the kernel set has
+//                  a bf16 pair-dot GEMM; else both are decoded once, before),
+//                  K-slice by K-slice where the sum must be split: per 128-deep
+//                  block for block scales, per 512 for int8 (whose float32 sums
+//                  stay exact integers below 2^24 and go to int32), else all of K.
 // The epilogue scales (tensor/row recipes), adds the bias and rounds once.
 
 #include "scaled_gemm.h"
@@ -202,17 +203,24 @@ Status run_decoded(const Call& c, const uint16_t* table, float* total, int32_t* 
                    int threads) {
   thread_local Workspace a_space, b_space, tile_space;
   const int64_t M = c.M, N = c.N, K = c.K;
-  uint16_t* a16 = reinterpret_cast<uint16_t*>(a_space.reserve(ceil_div(M * K, 2)));
-  uint16_t* b16 = reinterpret_cast<uint16_t*>(b_space.reserve(ceil_div(K * N, 2)));
-  const auto* a = static_cast<const uint8_t*>(c.a->data);
-  const auto* b = static_cast<const uint8_t*>(c.b->data);
-  decode_matrix(a, c.a->strides[0], c.a->strides[1], M, K, table, a16, K, threads);
-  // b16 keeps b's orientation: w.t() stays (N rows of K), else (K rows of N).
+  // With a bf16 pair-dot GEMM, the operands are decoded block by block while it
+  // packs them (gemm_decoding); otherwise whole, here, before the GEMM.
+  const bool in_packing = active_kernels().bf16_gemm != nullptr;
+  uint16_t* a16 = nullptr;
+  uint16_t* b16 = nullptr;
   const bool by_columns = c.b->strides[0] == 1 && c.b->strides[1] != 1;
-  if (by_columns) {
-    decode_matrix(b, c.b->strides[1], 1, N, K, table, b16, K, threads);
-  } else {
-    decode_matrix(b, c.b->strides[0], c.b->strides[1], K, N, table, b16, N, threads);
+  if (!in_packing) {
+    a16 = reinterpret_cast<uint16_t*>(a_space.reserve(ceil_div(M * K, 2)));
+    b16 = reinterpret_cast<uint16_t*>(b_space.reserve(ceil_div(K * N, 2)));
+    const auto* a = static_cast<const uint8_t*>(c.a->data);
+    const auto* b = static_cast<const uint8_t*>(c.b->data);
+    decode_matrix(a, c.a->strides[0], c.a->strides[1], M, K, table, a16, K, threads);
+    // b16 keeps b's orientation: w.t() stays (N rows of K), else (K rows of N).
+    if (by_columns) {
+      decode_matrix(b, c.b->strides[1], 1, N, K, table, b16, K, threads);
+    } else {
+      decode_matrix(b, c.b->strides[0], c.b->strides[1], K, N, table, b16, N, threads);
+    }
   }
   const bool block = c.recipe == ScaleRecipe::block;
   const int64_t slice = block ? kBlock : c.exact_int ? kExactSlice : std::max<int64_t>(K, 1);
@@ -224,15 +232,21 @@ Status run_decoded(const Call& c, const uint16_t* table, float* total, int32_t* 
   }
   for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += slice) {
     const int64_t depth = std::min(slice, K - k0);
-    TensorView av, bv, tv;
-    av.data = a16 + k0, av.dtype = DType::bfloat16, av.ndim = 2;
-    av.sizes[0] = M, av.sizes[1] = depth, av.strides[0] = K, av.strides[1] = 1;
-    bv.dtype = DType::bfloat16, bv.ndim = 2, bv.sizes[0] = depth, bv.sizes[1] = N;
-    if (by_columns) bv.data = b16 + k0, bv.strides[0] = 1, bv.strides[1] = K;
-    else bv.data = b16 + k0 * N, bv.strides[0] = N, bv.strides[1] = 1;
+    TensorView av = *c.a, bv = *c.b, tv;
+    av.sizes[1] = depth, bv.sizes[0] = depth;
+    if (in_packing) {  // the slice of the byte-coded operands themselves
+      av.data = av.element_ptr(k0 * av.strides[1]);
+      bv.data = bv.element_ptr(k0 * bv.strides[0]);
+    } else {
+      av.data = a16 + k0, av.dtype = DType::bfloat16, av.strides[0] = K, av.strides[1] = 1;
+      bv.dtype = DType::bfloat16;
+      if (by_columns) bv.data = b16 + k0, bv.strides[0] = 1, bv.strides[1] = K;
+      else bv.data = b16 + k0 * N, bv.strides[0] = N, bv.strides[1] = 1;
+    }
     tv.data = tile, tv.dtype = DType::float32, tv.ndim = 2;
     tv.sizes[0] = M, tv.sizes[1] = N, tv.strides[0] = N, tv.strides[1] = 1;
-    const Status s = gemm(av, bv, tv, nullptr, 1.0, 0.0, threads);
+    const Status s = in_packing ? gemm_decoding(av, bv, table, tv, threads)
+                                : gemm(av, bv, tv, nullptr, 1.0, 0.0, threads);
     if (!s.ok()) return s;
     if (whole && !c.exact_int) break;
     const int64_t kb = k0 / kBlock;
