@@ -8,9 +8,9 @@ bf16/fp16 are widened while packing and run at fp32 speed.
 Attention: flash attention forward and backward with float32 accumulation; the forward
 on bf16 uses the same bf16 pair products where the kernel set has them.
 Scaled GEMM (fp8, int8): every value decoded exactly to bf16 through a table and
-multiplied as bf16; decode-shaped calls (M <= 16, ``b = w.t()``) stream the byte-coded
-weight once, decoding in registers, where the set has AVX512_BF16 and AVX512_VBMI;
-int8 sums are exact (int32).
+multiplied as bf16; where the set has AVX512_BF16, _VBMI and _VNNI, decode-shaped calls
+(M <= 16, ``b = w.t()``) stream the byte-coded weight, decoding in registers, larger
+ones decode while packing, and int8 runs on ``vpdpbusd``; int8 sums are exact (int32).
 Both run on ``num_threads()`` threads.
 
 The Python side only turns tensors into ``(data_ptr, dtype code, sizes, strides)``
