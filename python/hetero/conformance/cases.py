@@ -98,6 +98,26 @@ class ConformanceSpec:
                 for argument, expect, what in self.bad_inputs]
 
 
+#: A case derived from a declaration allocates at most this many elements for its
+#: inputs and output together.
+MAX_ELEMENTS = 1 << 23
+
+
+def declared_sizes(values: dict, limits: dict, defaults: Sequence[tuple[str, int]]
+                   ) -> dict | None:
+    """For a case derived from a declaration: each size in ``values``, else the allowed
+    value (``limits``) nearest its default; ``None`` where a size has no allowed value."""
+    sizes = {}
+    for name, default in defaults:
+        value = values.get(name)
+        if value is None:
+            value = limits[name].nearest(default) if name in limits else default
+        if value is None:
+            return None
+        sizes[name] = value
+    return sizes
+
+
 def case_seed(case: Case) -> int:
     """The seed of a case's random inputs (stable across runs and machines)."""
     return zlib.crc32(case.id.encode()) % 100_000

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ...conformance.cases import DTYPES, Case, ConformanceSpec, case_seed
+from ...conformance.cases import DTYPES, MAX_ELEMENTS, Case, ConformanceSpec, case_seed
 from ...testing import randn
 
 # (B, Hq, Hkv, Sq, Sk, D, Dv, quick)
@@ -116,8 +116,6 @@ def bad_input(case: Case) -> tuple[tuple, dict]:
     }[case.params["what"]]
 
 
-#: Derived cases allocate at most this many elements for q, k, v and the scores.
-MAX_ELEMENTS = 1 << 23
 _INPUT_FEATURES = {"causal", "mask_bool", "mask_additive"}  # what inputs() reads
 
 

@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from ...conformance.cases import DTYPES, Case, ConformanceSpec, case_seed
+from ...conformance.cases import (DTYPES, MAX_ELEMENTS, Case, ConformanceSpec, case_seed,
+                                  declared_sizes)
 from ...testing import randn
 from .checks import gemm_operands
 
@@ -98,23 +99,14 @@ def bad_input(case: Case) -> tuple[tuple, dict]:
     }[case.params["what"]]
 
 
-#: Derived cases allocate at most this many elements for a, b and the output together.
-MAX_ELEMENTS = 1 << 23
-
-
 def declared_case(dtype, values, features, limits) -> Case | None:
     """A small gemm in ``dtype`` using ``features``, with the sizes in ``values``
     (``M``, ``N``, ``K``) and the others at their allowed values nearest 13×7×29."""
     if "float32_out" in features and dtype not in ("float16", "bfloat16"):
         return None
-    dims = {}
-    for name, default in (("M", 13), ("N", 7), ("K", 29)):
-        value = values.get(name)
-        if value is None:
-            value = limits[name].nearest(default) if name in limits else default
-        if value is None:
-            return None
-        dims[name] = value
+    dims = declared_sizes(values, limits, (("M", 13), ("N", 7), ("K", 29)))
+    if dims is None:
+        return None
     m, n, k = dims["M"], dims["N"], dims["K"]
     if m * k + k * n + m * n > MAX_ELEMENTS:
         return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ...conformance.cases import Case, ConformanceSpec, case_seed
+from ...conformance.cases import MAX_ELEMENTS, Case, ConformanceSpec, case_seed, declared_sizes
 from .api import BLOCK, FP8_DTYPES, INPUT_DTYPES, block_count
 from .numerics import FORMATS
 
@@ -162,17 +162,11 @@ def declared_case(dtype, values, features, limits) -> Case | None:
         return None
     if "row" in features and "block" in features:
         return None
-    dims = {}
-    for name, default in (("M", 13), ("N", 7), ("K", BLOCK)):
-        value = values.get(name)
-        if value is None:
-            value = limits[name].nearest(default) if name in limits else default
-        if value is None:
-            return None
-        dims[name] = value
-    if "block" in features and dims["K"] % BLOCK:
+    dims = declared_sizes(values, limits, (("M", 13), ("N", 7), ("K", BLOCK)))
+    if dims is None or ("block" in features and dims["K"] % BLOCK):
         return None
-    if dims["M"] * dims["K"] + dims["K"] * dims["N"] > 1 << 23:
+    m, n, k = dims["M"], dims["N"], dims["K"]
+    if m * k + k * n + m * n > MAX_ELEMENTS:
         return None
     return Case("scaled_gemm", dtype, dims, "b.T", tuple(sorted(features)))
 
