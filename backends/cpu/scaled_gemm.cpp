@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "gemm_problem.h"
 #include "int8_gemm.h"
 #include "kernels.h"
 #include "thread_pool.h"
@@ -128,14 +129,6 @@ Status validate(const Call& c) {
     }
   }
   return Status::Ok();
-}
-
-inline float load_float(const TensorView& v, int64_t offset) {
-  switch (v.dtype) {
-    case DType::float16: return to_float(static_cast<const Half*>(v.data)[offset]);
-    case DType::bfloat16: return to_float(static_cast<const BFloat16*>(v.data)[offset]);
-    default: return static_cast<const float*>(v.data)[offset];
-  }
 }
 
 inline float scale_at(const TensorView& s, int64_t i, int64_t j) {
@@ -272,6 +265,8 @@ Status run_decoded(const Call& c, const uint16_t* table, float* total, int32_t* 
 void epilogue(const Call& c, const float* total, const int32_t* exact, int64_t ld, int threads) {
   const TensorView& out = *c.out;
   const bool late_scales = c.scale_a != nullptr && c.recipe != ScaleRecipe::block;
+  const BiasMatrix bias = c.bias == nullptr ? BiasMatrix{nullptr, DType::float32, 0, 0}
+                                            : BiasMatrix{c.bias->data, c.bias->dtype, 0, c.bias->strides[0]};
   const int t = threads_for_work(threads, c.M * c.N, kMinBytesPerThread);
   parallel_run(t, [&](int part) {
     int64_t i0, i1;
@@ -286,7 +281,7 @@ void epilogue(const Call& c, const float* total, const int32_t* exact, int64_t l
         }
         float v = c.exact_int ? static_cast<float>(exact[i * ld + j]) : total[i * ld + j];
         if (late_scales) v = v * sa * scale_at(*c.scale_b, 0, c.recipe == ScaleRecipe::row ? j : 0);
-        if (c.bias != nullptr) v += load_float(*c.bias, j * c.bias->strides[0]);
+        if (c.bias != nullptr) v += bias.at(0, j);
         switch (out.dtype) {
           case DType::float16: static_cast<Half*>(out.data)[at] = float_to_half(v); break;
           case DType::bfloat16: static_cast<BFloat16*>(out.data)[at] = float_to_bfloat16(v); break;
