@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import hetero.conformance as conformance
-from hetero import registry
+from hetero import fingerprint, registry
 from hetero.conformance import declared
 from hetero.cli import main
 
@@ -32,6 +32,12 @@ def test_backends_here_are_conformant(backend, quick):
         # the interpreter computes bf16 tl.dot wrongly, so the backend refuses bf16 there
         assert report.verdict == conformance.INCOMPLETE, report.markdown()
         assert report.coverage["missing"] == ["gemm dtype bfloat16", "attention dtype bfloat16"]
+    elif backend == "torch" and "amx_bf16" in fingerprint.cpu_flags():
+        # PyTorch's own answers, reported as they are: on an AMX CPU its bf16 GEMM turns
+        # an inf in row 1 of a into NaNs across row 0 of the result.
+        failed = [r.case.id for r in report.results if r.status == conformance.FAIL]
+        assert failed == [i for i in failed if i.startswith("gemm/bfloat16/")
+                          and i.endswith("/inf")], report.markdown()
     else:
         assert report.conformant, report.markdown()
     assert report.counts["Pass"] > 100

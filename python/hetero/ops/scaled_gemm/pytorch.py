@@ -3,9 +3,15 @@
 scales (its CPU path refuses block scales), ``torch._int_mm`` for int8 (scales and bias
 applied to its int32 result in float32). ``a`` is copied row-major first unless its
 strides are exactly ``(K, 1)``: PyTorch 2.13's CPU ``_int_mm`` returns wrong sums for a
-column-major ``a``, even a one-row one (strides ``(1, 1)``)."""
+column-major ``a``, even a one-row one (strides ``(1, 1)``).
+
+Which fp8 encodings and recipes ``torch._scaled_mm`` takes depends on the machine (on a
+CPU with AMX, PyTorch 2.13 hands them to oneDNN, which refuses the FNUZ encodings):
+the kernel declares what a one-time probe call per (device type, dtype, recipe) ran."""
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -45,10 +51,36 @@ def int_mm(args: ScaledGemmArgs) -> None:
     args.out.copy_(result)
 
 
+@functools.lru_cache(maxsize=None)
+def refusal(device_type: str, dtype: torch.dtype, recipe: str) -> str | None:
+    """Why ``torch._scaled_mm`` on ``device_type`` refuses ``dtype`` inputs with
+    ``recipe`` scales, from a probe call (``None``: it ran)."""
+    if device_type == "meta":
+        return None
+    a = torch.ones((16, 32), device=device_type).to(dtype)
+    b = torch.ones((16, 32), device=device_type).to(dtype).t()
+    rows = recipe == "row"
+    scale_a = torch.ones((16, 1) if rows else (), device=device_type)
+    scale_b = torch.ones((1, 16) if rows else (), device=device_type)
+    try:
+        torch._scaled_mm(a, b, scale_a, scale_b, out_dtype=torch.float32)
+    except (RuntimeError, NotImplementedError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"torch._scaled_mm on {device_type} refuses {dtype} with {recipe} scales " \
+               f"here: {first_line}"
+    return None
+
+
+def _runs_here(traits) -> list[str]:
+    """PyTorch's _scaled_mm must take the encoding and recipe on this machine (a probe)."""
+    reason = refusal(traits.device.type, traits.dtype, traits.recipe)
+    return [] if reason is None else [reason]
+
+
 _FEATURES = frozenset({"row", "bias", "float16_out", "float32_out"})
 KERNELS = (
     Kernel("scaled_gemm", "scaled_mm", scaled_mm,
-           Support(dtypes=frozenset(FP8_DTYPES), features=_FEATURES)),
+           Support(dtypes=frozenset(FP8_DTYPES), features=_FEATURES, predicate=_runs_here)),
     Kernel("scaled_gemm", "int_mm", int_mm,
            Support(dtypes=frozenset({torch.int8}), features=_FEATURES | {"int32_out"})),
 )
