@@ -192,6 +192,14 @@ PYBIND11_MODULE(_C, m) {
       "Measured bf16 pair-dot peak (GFLOP/s, vdpbf16ps) of the active kernel set on\n"
       "num_threads threads; 0.0 where the set (or the CPU) has no bf16 dot.");
 
+  m.def("amx_bf16_peak_gflops", [](int num_threads, double seconds) {
+        if (num_threads < 1) throw py::value_error("num_threads: expected >= 1");
+        py::gil_scoped_release release;
+        return hetero::cpu::measure_amx_bf16_peak(num_threads, seconds);
+      }, py::arg("num_threads"), py::arg("seconds") = 0.2,
+      "Measured AMX bf16 peak (GFLOP/s, tdpbf16ps tile products) on num_threads threads;\n"
+      "0.0 where the CPU, the OS or the compiler gives no AMX.");
+
   m.def("cpu_isa", [] { return std::string(hetero::cpu::active_kernels().isa); },
         "Name of the CPU kernel set in use: 'avx512', 'avx2' or 'portable'.");
   m.def("cpu_bf16_pair_dot", [] { return hetero::cpu::active_kernels().bf16_gemm != nullptr; },

@@ -1,10 +1,11 @@
 // The measured multiply-add peaks that benchmarks report "% of peak" against:
 // every thread runs the active kernel set's fma_loop (fp32) or bf16_dot_loop
-// (bf16 pair dot products) at the same time.
+// (bf16 pair dot products), or the AMX tile loop, at the same time.
 
 #include <chrono>
 #include <vector>
 
+#include "amx_peak.h"
 #include "kernels.h"
 #include "thread_pool.h"
 
@@ -45,6 +46,11 @@ double measure_fma_peak(int num_threads, double seconds) {
 double measure_bf16_dot_peak(int num_threads, double seconds) {
   const KernelSet& ks = active_kernels();
   return ks.bf16_dot_loop == nullptr ? 0.0 : measure_peak(ks.bf16_dot_loop, num_threads, seconds);
+}
+
+double measure_amx_bf16_peak(int num_threads, double seconds) {
+  const AmxLoop loop = amx_bf16_loop();
+  return loop == nullptr ? 0.0 : measure_peak(loop, num_threads, seconds);
 }
 
 }  // namespace cpu

@@ -42,6 +42,8 @@ class Barrier {
 double measure_fma_peak(int num_threads, double seconds);
 // The same for its bf16_dot_loop; 0 where the set has none.
 double measure_bf16_dot_peak(int num_threads, double seconds);
+// The same for the AMX bf16 tile loop (amx_peak.h); 0 without AMX.
+double measure_amx_bf16_peak(int num_threads, double seconds);
 
 // [begin, end) of the i-th of `parts` near-equal chunks of `total` units.
 inline void split_range(int64_t total, int64_t parts, int64_t i, int64_t* begin, int64_t* end) {

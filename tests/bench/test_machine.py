@@ -17,7 +17,11 @@ def test_cpu_peaks_are_measured_and_say_how():
     assert 1e-4 < peaks.tbytes_per_s < 10  # between 0.1 GB/s and 10 TB/s
     assert re.search(r"measured on 1 threads .*: fp32 FMA loop.*; bandwidth: (triad|read-only "
                      r"dot|hetero's GEMV) over 128 MiB", peaks.source)
-    if "avx512_bf16" in fingerprint.cpu_flags():  # bf16 multiplies at twice the fp32 rate
+    flags = fingerprint.cpu_flags()
+    if "amx_bf16" in flags:  # tile products: many times the fp32 rate
+        assert "AMX tile loop" in peaks.source
+        assert peaks.for_dtype("bfloat16") > 4 * peaks.for_dtype("float32")
+    elif "avx512_bf16" in flags:  # bf16 multiplies at twice the fp32 rate
         assert "bf16 dot loop" in peaks.source
         assert peaks.for_dtype("bfloat16") > 1.5 * peaks.for_dtype("float32")
     else:

@@ -5,9 +5,9 @@ A benchmarked backend that declares its device's peaks (``Backend.peaks``) is be
 first: the vendor knows its device. Otherwise, on a GPU the peaks come from the
 datasheet table in :mod:`hetero.devices`; on the CPU they are measured, never looked up, with the best instructions the CPU has (whatever
 kernel set hetero runs): the fp32 peak by the native ``cpu`` backend's FMA loop on the
-benchmark's threads (best of 3); the bf16 peak by its bf16 pair-dot loop (``vdpbf16ps``)
-where the CPU has AVX512_BF16, else the fp32 peak (bf16 is then widened to fp32 to
-multiply); fp16 the fp32 peak (no CPU here multiplies fp16 faster). The bandwidth is the
+benchmark's threads (best of 3); the bf16 peak by the fastest of that loop, its bf16
+pair-dot loop (``vdpbf16ps``, where the CPU has AVX512_BF16) and an AMX tile loop
+(``tdpbf16ps``, where it has AMX-BF16: PyTorch's oneDNN GEMMs run there); fp16 the fp32 peak (no CPU here multiplies fp16 faster). The bandwidth is the
 fastest of a STREAM-style triad ``a = b + s·c`` (12 bytes per element: two reads and one
 write) and a read-only dot product ``b·c`` (8 bytes per element) over 128 MiB float32
 arrays, best of 10 each, and hetero's own GEMV streaming a 128 MiB weight. Memory-bound
@@ -56,10 +56,13 @@ def measure_cpu_peaks(threads: int) -> Peaks:
         try:
             gflops = max(_C.fma_peak_gflops(threads) for _ in range(3))
             bf16 = max(_C.bf16_dot_peak_gflops(threads) for _ in range(3))
+            amx = max(_C.amx_bf16_peak_gflops(threads) for _ in range(3))
         finally:
             _C.set_cpu_isa(active)
         how = (f"measured on {threads} threads (hetero._C {_C.cpu_isas().split(',')[-1]}): "
-               f"fp32 FMA loop" + (", bf16 dot loop (vdpbf16ps)" if bf16 else ""))
+               f"fp32 FMA loop" + (", bf16 dot loop (vdpbf16ps)" if bf16 else "")
+               + (", AMX tile loop (tdpbf16ps)" if amx else ""))
+        bf16 = max(bf16, amx)
     except (ImportError, AttributeError):  # native backend not built
         gflops, bf16, how = None, 0.0, "FMA peak unknown (hetero._C not built)"
     bandwidth, which = measure_bandwidth(threads)
