@@ -10,6 +10,7 @@
 #include <string>
 
 #include "backends/cpu/attention.h"
+#include "backends/cpu/attention_serving.h"
 #include "backends/cpu/gemm.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/scaled_gemm.h"
@@ -88,6 +89,46 @@ void attention_backward(py::handle dout, py::handle q, py::handle k, py::handle 
     py::gil_scoped_release release;
     s = hetero::cpu::attention_backward(dov, qv, kv, vv, ov, lv, mv, causal, scale, dqv, dkv, dvv,
                                         num_threads, score_memory_bytes);
+  }
+  raise_if_error(s);
+}
+
+hetero::cpu::ServingMask serving_mask(double scale, bool causal, int64_t window_left,
+                                      int64_t window_right, double softcap) {
+  return {scale, causal, window_left, window_right, softcap};
+}
+
+void varlen_attention(py::handle q, py::handle k, py::handle v, py::handle cu_q, py::handle cu_k,
+                      double scale, bool causal, int64_t window_left, int64_t window_right,
+                      double softcap, py::handle out, py::handle lse, int num_threads) {
+  const TensorView qv = to_view(q, "q"), kv = to_view(k, "k"), vv = to_view(v, "v");
+  const TensorView cqv = to_view(cu_q, "cu_seqlens_q"), ckv = to_view(cu_k, "cu_seqlens_k");
+  const TensorView ov = to_view(out, "out");
+  TensorView lse_slot;
+  const TensorView* lv = optional_view(lse, "lse", &lse_slot);
+  const auto mask = serving_mask(scale, causal, window_left, window_right, softcap);
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = hetero::cpu::varlen_attention_forward(qv, kv, vv, cqv, ckv, mask, ov, lv, num_threads);
+  }
+  raise_if_error(s);
+}
+
+void paged_attention(py::handle q, py::handle k_cache, py::handle v_cache, py::handle block_table,
+                     py::handle seq_lens, py::handle cu_q, double scale, bool causal,
+                     int64_t window_left, int64_t window_right, double softcap, py::handle out,
+                     int num_threads) {
+  const TensorView qv = to_view(q, "q"), kc = to_view(k_cache, "k_cache");
+  const TensorView vc = to_view(v_cache, "v_cache"), bt = to_view(block_table, "block_table");
+  const TensorView sl = to_view(seq_lens, "seq_lens"), ov = to_view(out, "out");
+  TensorView cu_slot;
+  const TensorView* cqv = optional_view(cu_q, "cu_seqlens_q", &cu_slot);
+  const auto mask = serving_mask(scale, causal, window_left, window_right, softcap);
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = hetero::cpu::paged_attention_forward(qv, kc, vc, bt, sl, cqv, mask, ov, num_threads);
   }
   raise_if_error(s);
 }
@@ -176,6 +217,20 @@ PYBIND11_MODULE(_C, m) {
         "gradients are kept between its two sweeps when B*Hq*Sq*Sk floats fit in\n"
         "score_memory_bytes, else recomputed.");
 
+  m.def("varlen_attention", &varlen_attention, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("cu_seqlens_q"), py::arg("cu_seqlens_k"), py::arg("scale"), py::arg("causal"),
+        py::arg("window_left"), py::arg("window_right"), py::arg("softcap"), py::arg("out"),
+        py::arg("lse"), py::arg("num_threads"),
+        "Attention over packed sequences q (Tq, Hq, D), k (Tk, Hkv, D), v (Tk, Hkv, Dv) split by\n"
+        "int32 cu_seqlens_q/k (B + 1,), into out (Tq, Hq, Dv) and, unless None, the float32\n"
+        "(Hq, Tq) log-sum-exp lse; window -1 = unbounded, softcap 0 = off.");
+  m.def("paged_attention", &paged_attention, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"),
+        py::arg("block_table"), py::arg("seq_lens"), py::arg("cu_seqlens_q"), py::arg("scale"),
+        py::arg("causal"), py::arg("window_left"), py::arg("window_right"), py::arg("softcap"),
+        py::arg("out"), py::arg("num_threads"),
+        "Attention of q (Tq, Hq, D) over caches (num_blocks, block_size, Hkv, D) addressed by an\n"
+        "int32 block_table (B, max_blocks) and seq_lens (B,); cu_seqlens_q None = one query per\n"
+        "sequence. Into out (Tq, Hq, Dv).");
   m.def("fma_peak_gflops", [](int num_threads, double seconds) {
         if (num_threads < 1) throw py::value_error("num_threads: expected >= 1");
         py::gil_scoped_release release;

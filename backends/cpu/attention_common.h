@@ -50,24 +50,41 @@ inline MatrixRef rows_of_transposed(const TensorView& t, int64_t b, int64_t h, i
 }
 
 // Scores of query i against keys [j0, j0 + n), in log2 units (already times
-// scale * log2(e)): adds the additive mask (times log2(e)) and sets what
-// causal or a bool mask hides to -inf.
+// scale * log2(e)): caps them (softcap), adds the additive mask (times
+// log2(e)) and sets what causality, the window or a bool mask hides to -inf.
+// Query i is aligned to key i + causal_offset (bottom-right): it sees keys
+// i + causal_offset - window_left <= j <= i + causal_offset + right_bound().
 struct ScoreMask {
   const TensorView* mask;  // (B, Hq, Sq, Sk) or null
   bool causal;
   int64_t causal_offset;
+  int64_t window_left = -1;   // -1: unbounded
+  int64_t window_right = -1;  // -1: unbounded; causal bounds it by 0
+  float softcap = 0.0f;       // > 0: s = softcap * tanh(s / softcap), in log2 units
 
-  // How many of the keys [j0, j0 + n) causality lets query i see: they are
-  // a prefix (all n without causal).
+  bool bounded_right() const { return causal || window_right >= 0; }
+  int64_t right_bound() const { return causal ? 0 : window_right; }  // a window is never negative
+
+  // How many of the keys [j0, j0 + n) the right bound lets query i see: they
+  // are a prefix (all n when unbounded).
   int64_t visible(int64_t i, int64_t j0, int64_t n) const {
-    if (!causal) return n;
-    const int64_t last = i + causal_offset - j0;  // last visible index in this row
+    if (!bounded_right()) return n;
+    const int64_t last = i + causal_offset + right_bound() - j0;  // last visible index in this row
     return last < 0 ? 0 : (last + 1 < n ? last + 1 : n);
+  }
+
+  // The first of the keys [j0, j0 + n) the left bound lets query i see.
+  int64_t first_visible(int64_t i, int64_t j0, int64_t n) const {
+    if (window_left < 0) return 0;
+    const int64_t first = i + causal_offset - window_left - j0;
+    return first < 0 ? 0 : (first < n ? first : n);
   }
 
   void apply(float* s, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t n) const {
     const int64_t visible = this->visible(i, j0, n);
+    if (softcap > 0.0f) cap_scores(s, visible, softcap);
     for (int64_t j = visible; j < n; ++j) s[j] = -kInf;
+    for (int64_t j = 0, first = first_visible(i, j0, visible); j < first; ++j) s[j] = -kInf;
     if (mask == nullptr) return;
     const int64_t row = b * mask->strides[0] + h * mask->strides[1] + i * mask->strides[2];
     const int64_t col = mask->strides[3];
@@ -81,6 +98,12 @@ struct ScoreMask {
         s[j] += kLog2e * load_float(mask->data, mask->dtype, row + (j0 + j) * col);
       }
     }
+  }
+
+  // s = cap * tanh(s / cap) for s[0:n] (NaN stays NaN).
+  static void cap_scores(float* s, int64_t n, float cap) {
+    const float inv = 1.0f / cap;
+    for (int64_t j = 0; j < n; ++j) s[j] = cap * std::tanh(s[j] * inv);
   }
 };
 
@@ -126,6 +149,11 @@ inline void write_output_row(const ForwardCall& c, int64_t b, int64_t h, int64_t
     static_cast<float*>(c.lse->data)[b * c.lse->strides[0] + h * c.lse->strides[1] + i * c.lse->strides[2]] = value;
   }
 }
+
+// Computes a validated call c of any shape on the best path (decode, bf16 or
+// fp32 flash) on up to num_threads threads (attention_forward.cpp). May throw
+// std::bad_alloc before any thread starts.
+void run_forward(const ForwardCall& c, int num_threads);
 
 }  // namespace cpu
 }  // namespace hetero

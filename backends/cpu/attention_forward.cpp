@@ -181,7 +181,9 @@ void query_block(const KernelSet& ks, const Products& pr, const ForwardCall& c,
   std::memset(w.o, 0, sizeof(float) * static_cast<size_t>(kBQ * w.dv_pad));
 
   int64_t key_end = g.Sk;
-  if (c.mask.causal) key_end = std::max<int64_t>(0, std::min(g.Sk, i0 + bq + g.causal_offset()));
+  if (c.mask.bounded_right()) {
+    key_end = std::max<int64_t>(0, std::min(g.Sk, i0 + bq + g.causal_offset() + c.mask.right_bound()));
+  }
   for (int64_t j0 = 0; j0 < key_end; j0 += kBK) {
     const int64_t bk = std::min(kBK, g.Sk - j0);
     // Keys of this block that a sliver of rows needs: those its last row
@@ -262,6 +264,22 @@ void run(const KernelSet& ks, const Products& pr, const ForwardCall& c, int thre
 
 }  // namespace
 
+void run_forward(const ForwardCall& c, int num_threads) {
+  const AttentionShape& g = c.shape;
+  const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
+  const int threads = threads_for_work(num_threads, work, int64_t{1} << 18);
+  const KernelSet& ks = active_kernels();
+  const bool bf16 = c.q.dtype == DType::bfloat16 && c.k.dtype == DType::bfloat16 &&
+                    c.v.dtype == DType::bfloat16 && ks.bf16_attention != nullptr;
+  if (decode_applies(c)) {
+    attention_decode(ks, c, threads);
+  } else if (bf16) {
+    run(ks, Bf16Products(*ks.bf16_attention), c, threads);
+  } else {
+    run(ks, Fp32Products(ks), c, threads);
+  }
+}
+
 Status attention_forward(const TensorView& q, const TensorView& k, const TensorView& v,
                          const TensorView* mask, bool causal, double scale, const TensorView& out,
                          const TensorView* lse, int num_threads) {
@@ -272,18 +290,7 @@ Status attention_forward(const TensorView& q, const TensorView& k, const TensorV
     if (!s.ok() || g.B * g.Hq * g.Sq == 0 || g.Dv == 0) return s;
     const ForwardCall c{q, k, v, out, lse, g, ScoreMask{mask, causal, g.causal_offset()},
                  static_cast<float>(scale) * kLog2e};
-    const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
-    const int threads = threads_for_work(num_threads, work, int64_t{1} << 18);
-    const KernelSet& ks = active_kernels();
-    const bool bf16 = q.dtype == DType::bfloat16 && k.dtype == DType::bfloat16 &&
-                      v.dtype == DType::bfloat16 && ks.bf16_attention != nullptr;
-    if (decode_applies(c)) {
-      attention_decode(ks, c, threads);
-    } else if (bf16) {
-      run(ks, Bf16Products(*ks.bf16_attention), c, threads);
-    } else {
-      run(ks, Fp32Products(ks), c, threads);
-    }
+    run_forward(c, num_threads);
     return Status::Ok();
   } catch (const std::exception& e) {
     return Status::Internal(std::string("attention: ") + e.what());

@@ -3,7 +3,7 @@
 >>> import hetero, torch
 >>> y = hetero.gemm(torch.randn(8, 16), torch.randn(16, 4))   # best backend for cpu
 >>> print(hetero.explain("gemm", torch.randn(8, 16), torch.randn(16, 4)))
->>> hetero.list_ops()                                          # ['gemm', 'attention', 'scaled_gemm']
+>>> hetero.list_ops()     # ['gemm', 'attention', 'scaled_gemm', 'varlen_attention', 'paged_attention']
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ from .explain import explain
 from .info import info
 from .kernel import Kernel, Range, Support
 from .ops import OpSpec, list_ops, register_op, unregister_op
-# The built-in ops register as they are imported: gemm, attention, scaled_gemm (the
-# order of list_ops() and of the conformance suite's cases).
+# The built-in ops register as they are imported: gemm, attention, scaled_gemm,
+# varlen_attention, paged_attention (the order of list_ops() and of the conformance
+# suite's cases).
 from .ops.gemm import gemm, reference_gemm  # noqa: I001
 from .ops.attention import attention, reference_attention
 from .ops.scaled_gemm import scaled_gemm
+from .ops.varlen_attention import varlen_attention
+from .ops.paged_attention import paged_attention, write_kv_cache
 from .registry import register as register_backend
 from .registry import unregister as unregister_backend
 
@@ -46,7 +49,7 @@ __all__ = [
     "HeteroWarning", "Kernel", "OpSpec", "Range", "Stats", "Support", "attention", "audit",
     "disable", "enable", "enabled", "explain", "fallback_policy", "gemm", "info",
     "is_enabled", "list_ops", "reference_attention", "reference_gemm", "register_backend",
-    "register_op", "reload", "reset_stats", "scaled_gemm", "set_fallback_policy",
-    "set_tuned_table", "stats",
-    "tuned_table", "unregister_backend", "unregister_op", "use",
+    "paged_attention", "register_op", "reload", "reset_stats", "scaled_gemm",
+    "set_fallback_policy", "set_tuned_table", "stats", "tuned_table", "unregister_backend",
+    "unregister_op", "use", "varlen_attention", "write_kv_cache",
 ]

@@ -38,10 +38,12 @@ class BridgeOp(NamedTuple):
     """One of hetero's torch operators, as routes call it: ``run(*args)`` is the operator
     (``torch.ops.hetero.<op>``), ``prepare(*args)`` the dispatch key and record of the
     same call (the op's ``prepare`` with ``out=STAND_IN``: no output is allocated
-    until a kernel runs), so the routing mode can see which kernel will serve it."""
+    until a kernel runs), so the routing mode can see which kernel will serve it;
+    ``result(record)`` what the operator returns, from a served record (its ``out``)."""
 
     run: Callable
     prepare: Callable
+    result: Callable = lambda record: record.out  # what ``run`` returns, from a record
 
 
 class Call(NamedTuple):
@@ -66,7 +68,7 @@ class Call(NamedTuple):
         kernel.fn(record)
         counters.record(kernel.op, kernel.qualname, op_registry.spec(kernel.op).flops(record),
                         record)
-        return self._finished(record.out)
+        return self._finished(self.op.result(record))
 
     def _finished(self, result):
         return result if self.finish is None else self.finish(result)

@@ -86,3 +86,22 @@ def test_scaled_gemm_planted_bugs_are_caught_and_only_where_they_act(planted):
         assert not report.conformant, name
         failing = _failing(report)
         assert failing and failing <= _numeric(report, acts_on), name
+
+
+def test_serving_attention_planted_bugs_are_caught_and_only_where_they_act(planted):
+    """varlen/paged bugs — a block-table walk that skips a block, a window one key too
+    wide, softcap ignored — each fail cases of their kind only; the correct reference
+    with the same declaration passes them all."""
+    def judge(name):
+        return planted(name, ops=["varlen_attention", "paged_attention"])
+
+    correct = judge("serving_correct")
+    assert correct.conformant and correct.counts["Pass"] > 100
+    for name, acts_on in (
+            ("block_walk_off_by_one", lambda c: c.op == "paged_attention"),
+            ("window_off_by_one", lambda c: any("window" in f for f in c.features)),
+            ("softcap_skipped", lambda c: "softcap" in c.features)):
+        report = judge(name)
+        assert not report.conformant, name
+        failing = _failing(report)
+        assert failing and failing <= _numeric(report, acts_on), name

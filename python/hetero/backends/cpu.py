@@ -11,7 +11,11 @@ Scaled GEMM (fp8, int8): every value decoded exactly to bf16 through a table and
 multiplied as bf16; where the set has AVX512_BF16, _VBMI and _VNNI, decode-shaped calls
 (M <= 16, ``b = w.t()``) stream the byte-coded weight, decoding in registers, larger
 ones decode while packing, and int8 runs on ``vpdpbusd``; int8 sums are exact (int32).
-Both run on ``num_threads()`` threads.
+Serving attention: ``varlen_attention`` runs each packed sequence on the attention
+forward's flash or decode path (window and softcap in its mask); ``paged_attention``
+multiplies straight from the pages with the decode path's small-M products, splitting
+a sequence's keys across threads when there are few (sequence, key/value head) items.
+All run on ``num_threads()`` threads.
 
 The Python side only turns tensors into ``(data_ptr, dtype code, sizes, strides)``
 views; the C++ launchers validate them again and never see torch.
@@ -29,8 +33,10 @@ from ..kernel import Kernel, Support
 from ..ops.attention.api import FEATURES as ATTENTION_FEATURES
 from ..ops.attention.api import head_dims
 from ..ops.gemm.api import FEATURES as GEMM_FEATURES
+from ..ops.paged_attention.api import FEATURES as PAGED_FEATURES
 from ..ops.scaled_gemm.api import FEATURES as SCALED_GEMM_FEATURES
 from ..ops.scaled_gemm.api import INPUT_DTYPES as SCALED_GEMM_DTYPES
+from ..ops.varlen_attention.api import FEATURES as VARLEN_FEATURES
 from .base import Backend
 from .views import optional_view as _optional
 from .views import view
@@ -113,6 +119,25 @@ def _attention_backward(args, dout):
                               args.causal, args.scale)
 
 
+def _varlen_attention(args):
+    """Each sequence on the flash or decode path, the window and softcap in its mask;
+    the log-sum-exp, when asked, as ``(Hq, Tq)``."""
+    _C.varlen_attention(view(args.q), view(args.k), view(args.v), view(args.cu_seqlens_q),
+                        view(args.cu_seqlens_k), args.scale, args.causal, *args.window,
+                        args.softcap, view(args.out), _optional(args.lse), num_threads())
+
+
+def _paged_attention(args):
+    """Small-M products straight from the pages; keys split over threads (flash-decoding)
+    when there are few (sequence, key/value head) items."""
+    k_cache, v_cache = (c if c.stride(-1) == 1 else c.contiguous()
+                        for c in (args.k_cache, args.v_cache))  # rows read as vectors
+    _C.paged_attention(view(args.q), view(k_cache), view(v_cache),
+                       view(args.block_table), view(args.seq_lens), _optional(args.cu_seqlens_q),
+                       args.scale, args.causal, *args.window, args.softcap, view(args.out),
+                       num_threads())
+
+
 class CpuBackend(Backend):
     name = "cpu"
     api_version = "2.0"
@@ -148,6 +173,12 @@ class CpuBackend(Backend):
             Kernel("scaled_gemm", "scaled_gemm", _scaled_gemm, Support(
                 dtypes=frozenset(SCALED_GEMM_DTYPES), device_types=frozenset({"cpu"}),
                 features=frozenset(SCALED_GEMM_FEATURES))),
+            Kernel("varlen_attention", "flash", _varlen_attention, Support(
+                dtypes=_DTYPES, device_types=frozenset({"cpu"}),
+                features=frozenset(VARLEN_FEATURES), limits=head_dims(1, 256))),
+            Kernel("paged_attention", "paged", _paged_attention, Support(
+                dtypes=_DTYPES, device_types=frozenset({"cpu"}),
+                features=frozenset(PAGED_FEATURES), limits=head_dims(1, 256))),
         )
 
 

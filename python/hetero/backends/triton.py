@@ -9,6 +9,8 @@ Triton itself is imported on the first kernel call, not with hetero.
 fp32 inputs: exact fp32 products unless ``torch.backends.cuda.matmul.allow_tf32`` is
 set, the same switch PyTorch's own matmul obeys.
 
+varlen_attention and paged_attention: one flash kernel walking packed rows or the block
+table (``kernels/triton/serving_attention.py``).
 scaled_gemm: two kernels. fp8 (all four encodings) on NVIDIA sm89+ (tensor-core fp8
 dots for e4m3fn/e5m2, the FNUZ types decoded to float16 in the kernel) and on ROCm
 (fp8 dots where the GPU has them, else decoded); int8 on sm80+ and ROCm, with int32
@@ -27,7 +29,9 @@ from ..ops.attention.api import FEATURES as ATTENTION_FEATURES
 from ..ops.attention.api import head_dims
 from ..ops.gemm.api import FEATURES as GEMM_FEATURES
 from ..ops.scaled_gemm.api import FEATURES as SCALED_GEMM_FEATURES
+from ..ops.paged_attention.api import FEATURES as PAGED_FEATURES
 from ..ops.scaled_gemm.api import FP8_DTYPES
+from ..ops.varlen_attention.api import FEATURES as VARLEN_FEATURES
 from .base import Backend
 
 _DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
@@ -67,6 +71,21 @@ def _scaled_gemm(args):
     from ..kernels.triton.scaled_gemm import scaled_gemm
 
     scaled_gemm(args.a, args.b, args.scale_a, args.scale_b, args.out, args.recipe, args.bias)
+
+
+def _varlen_attention(args):
+    from ..kernels.triton.serving_attention import varlen_attention
+    varlen_attention(args.q, args.k, args.v, args.cu_seqlens_q, args.cu_seqlens_k, args.causal,
+                     args.scale, args.window, args.softcap, args.out, args.lse)
+
+
+def _paged_attention(args):
+    from ..kernels.triton.serving_attention import paged_attention
+    cu_q = args.cu_seqlens_q
+    if cu_q is None:  # one query per sequence
+        cu_q = torch.arange(args.q.shape[0] + 1, dtype=torch.int32, device=args.q.device)
+    paged_attention(args.q, args.k_cache, args.v_cache, args.block_table, args.seq_lens, cu_q,
+                    args.causal, args.scale, args.window, args.softcap, args.out)
 
 
 def _interpreter_limits(traits):
@@ -109,6 +128,12 @@ class TritonBackend(Backend):
                 features=frozenset(ATTENTION_FEATURES), limits=head_dims(16, 256),
                 predicate=_interpreter_limits),
                 backward=_attention_backward),
+            Kernel("varlen_attention", "flash", _varlen_attention, Support(
+                dtypes=_DTYPES, device_types=devices, features=frozenset(VARLEN_FEATURES),
+                limits=head_dims(16, 256), predicate=_interpreter_limits)),
+            Kernel("paged_attention", "paged", _paged_attention, Support(
+                dtypes=_DTYPES, device_types=devices, features=frozenset(PAGED_FEATURES),
+                limits=head_dims(16, 256), predicate=_interpreter_limits)),
             Kernel("scaled_gemm", "tiled_fp8", _scaled_gemm, Support(
                 dtypes=frozenset(FP8_DTYPES), device_types=devices,
                 features=frozenset(SCALED_GEMM_FEATURES) - {"int32_out"},

@@ -22,7 +22,7 @@ from functools import partial
 
 import torch
 
-from ...kernel import Kernel, Support
+from ...kernel import Kernel, Range, Support
 from ...ops.attention.api import head_dims
 from ...ops.scaled_gemm.api import RECIPES
 from ..base import Backend
@@ -95,6 +95,32 @@ class SimulatedBackend(Backend):
         return Support(dtypes=frozenset(lp.dtype for lp in lps), device_types=cpu,
                        features=frozenset(features), predicate=self._takes)
 
+    def _serving_kernels(self, attention_features: set, cpu) -> list[Kernel]:
+        """varlen and paged attention through the target's attention numerics, with
+        the window and softcap its operators have and the block sizes its cache takes."""
+        m, serving = self.model, self.model.serving
+        if serving is None:
+            return []
+        features = attention_features & {"causal", "gqa", "head_dim_v"}
+        features |= {"window"} if serving.window else set()
+        features |= {"softcap"} if serving.softcap else set()
+        if serving.window and "mask_bool" not in attention_features and \
+                "mask_additive" not in attention_features:
+            features.discard("window")  # the window is a mask to the unit
+        limits = head_dims(m.head_dim_multiple, m.head_dim_max, m.head_dim_multiple)
+        return [
+            Kernel("varlen_attention", "flash", partial(numerics.varlen_attention, m),
+                   Support(dtypes=m.dtypes, device_types=cpu, features=frozenset(features),
+                           limits=limits, predicate=self._fits)),
+            Kernel("paged_attention", "paged", partial(numerics.paged_attention, m),
+                   Support(dtypes=m.dtypes, device_types=cpu,
+                           features=frozenset(features | {"chunked"}),
+                           limits={**limits, "block_size": Range(
+                               serving.block_multiple, serving.block_max,
+                               serving.block_multiple)},
+                           predicate=self._fits)),
+        ]
+
     def kernels(self):
         m = self.model
         attention_features = {"head_dim_v"} | {f"mask_{k}" for k in m.mask_kinds}
@@ -113,6 +139,7 @@ class SimulatedBackend(Backend):
                            predicate=self._fits)),
             *([Kernel("scaled_gemm", m.unit, partial(numerics.scaled_gemm, m),
                       self._scaled_gemm_support(cpu))] if m.low_precision else []),
+            *self._serving_kernels(attention_features, cpu),
         ]
 
 

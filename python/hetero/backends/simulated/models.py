@@ -57,6 +57,24 @@ class LowPrecision:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """What a target's serving attention operators take: the paged cache's block sizes
+    (multiples of ``block_multiple``, up to ``block_max``), and whether a sliding window
+    or a logit softcap exists. Scores run through the target's attention numerics."""
+
+    block_multiple: int
+    block_max: int
+    window: bool
+    softcap: bool
+
+    def describe(self) -> str:
+        extras = [name for name, has in (("sliding window", self.window),
+                                         ("softcap", self.softcap)) if has]
+        return (f"paged blocks of {self.block_multiple}·n tokens (up to {self.block_max})"
+                f"{'; ' + ', '.join(extras) if extras else ''}")
+
+
+@dataclass(frozen=True)
 class DeviceModel:
     """What the simulated kernels reproduce and refuse.
 
@@ -75,6 +93,8 @@ class DeviceModel:
     low_precision: the encodings the matrix unit takes for ``scaled_gemm``, one
         :class:`LowPrecision` each; an encoding not listed is refused, as is a scale
         recipe its entry does not list.
+    serving: what its serving attention operators take (``varlen_attention``,
+        ``paged_attention``): a :class:`Serving`, or ``None`` for none.
     unit: the matrix unit's name (the kernels' name in ``hetero explain``).
     """
 
@@ -95,6 +115,7 @@ class DeviceModel:
     max_key_block: int = 512
     low_precision: tuple[LowPrecision, ...] = ()
     unit: str = "matmul"
+    serving: Serving | None = None
 
     def low_precision_for(self, dtype: torch.dtype) -> LowPrecision | None:
         """The unit's entry for low-precision input ``dtype`` (``None``: not taken)."""
@@ -110,7 +131,8 @@ class DeviceModel:
                 "memory per core": f"{self.memory_per_core // 1024} KiB",
                 "scaled_gemm inputs": "; ".join(
                     f"{str(lp.dtype).removeprefix('torch.')}: {lp.describe()}"
-                    for lp in self.low_precision) or "none"}
+                    for lp in self.low_precision) or "none",
+                "serving attention": self.serving.describe() if self.serving else "none"}
 
 
 ASCEND = DeviceModel(
@@ -126,7 +148,8 @@ ASCEND = DeviceModel(
         LowPrecision(torch.float8_e4m3fn, tile=(16, 16, 32), accumulator=torch.float32,
                      recipes=frozenset({"tensor", "row"})),
         LowPrecision(torch.float8_e5m2, tile=(16, 16, 32), accumulator=torch.float32,
-                     recipes=frozenset({"tensor", "row"}))))
+                     recipes=frozenset({"tensor", "row"}))),
+    serving=Serving(block_multiple=128, block_max=512, window=True, softcap=False))
 
 MLU = DeviceModel(
     name="mlu_sim", models="MLU370-class core",
@@ -137,4 +160,5 @@ MLU = DeviceModel(
     causal=True, gqa=False, memory_per_core=512 * 1024,
     low_precision=(
         LowPrecision(torch.int8, tile=(32, 32, 64), accumulator=torch.int32,
-                     recipes=frozenset({"tensor", "row"})),))
+                     recipes=frozenset({"tensor", "row"})),),
+    serving=Serving(block_multiple=16, block_max=1024, window=False, softcap=False))

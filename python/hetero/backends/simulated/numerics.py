@@ -147,7 +147,14 @@ def key_block(model: DeviceModel, head_dim: int, dtype: torch.dtype) -> int:
 
 def attention(model: DeviceModel, args) -> None:
     """The attention kernel (``args``: :class:`hetero.ops.attention.AttentionArgs`)."""
-    q, k, v, mask, causal, scale = args.q, args.k, args.v, args.mask, args.causal, args.scale
+    args.out.copy_(attention_rows(model, args.q, args.k, args.v, args.mask, args.causal,
+                                  args.scale)[0])
+
+
+def attention_rows(model: DeviceModel, q, k, v, mask, causal: bool, scale: float):
+    """Attention of ``q (B, Hq, Sq, D)`` over ``k``, ``v`` as the target computes it:
+    ``(out, lse)``, float32, ``lse (B, Hq, Sq)`` natural-log (``+inf`` where a row sees
+    no key)."""
     Hq, Sq, Sk = q.shape[1], q.shape[2], k.shape[2]
     group = Hq // k.shape[1]
     qd = consumed(q, model)
@@ -176,4 +183,67 @@ def attention(model: DeviceModel, args) -> None:
         probs_in = consumed(probs.to(q.dtype), model)  # what the unit multiplies V by
         acc = acc * rescale + tiled_matmul(probs_in, vd[:, :, j0:j1], model.tile[2])
         row_max = new_max
-    args.out.copy_(torch.where(row_sum == 0, torch.zeros_like(acc), acc / row_sum))
+    out = torch.where(row_sum == 0, torch.zeros_like(acc), acc / row_sum)
+    lse = torch.where(row_sum == 0, math.inf, row_max + torch.log(row_sum))
+    return out, lse.squeeze(-1)
+
+
+# ------------------------------------------------------------ serving attention
+def _window_mask(model: DeviceModel, sq: int, sk: int, causal: bool, window):
+    """The window as a mask of the kind the target takes, ``None`` without a window;
+    causality stays with the target's causal flag."""
+    if window == (-1, -1):
+        return None
+    aligned = torch.arange(sq)[:, None] + (sk - sq)
+    keys = torch.arange(sk)[None, :]
+    visible = torch.ones(sq, sk, dtype=torch.bool)
+    if window[0] >= 0:
+        visible &= keys >= aligned - window[0]
+    if window[1] >= 0 and not causal:
+        visible &= keys <= aligned + window[1]
+    if "bool" in model.mask_kinds:
+        return visible
+    return torch.zeros(sq, sk).masked_fill(~visible, -math.inf)
+
+
+def _sequence(model, q, k, v, causal, scale, window):
+    """One packed sequence (``q (Sq, Hq, D)``, ``k``/``v (Sk, Hkv, D)``) through the
+    target's attention: ``(out (Sq, Hq, Dv), lse (Hq, Sq))``."""
+    out, lse = attention_rows(model, q.transpose(0, 1)[None], k.transpose(0, 1)[None],
+                              v.transpose(0, 1)[None],
+                              _window_mask(model, q.shape[0], k.shape[0], causal, window),
+                              causal, scale)
+    return out[0].transpose(0, 1), lse[0]
+
+
+def varlen_attention(model: DeviceModel, args) -> None:
+    """``varlen_attention`` (:class:`hetero.ops.varlen_attention.VarlenAttentionArgs`):
+    each sequence through the target's attention."""
+    starts_q, starts_k = args.cu_seqlens_q.tolist(), args.cu_seqlens_k.tolist()
+    args.out.zero_()
+    if args.lse is not None:
+        args.lse.fill_(math.inf)
+    for b in range(len(starts_q) - 1):
+        (q0, q1), (k0, k1) = starts_q[b:b + 2], starts_k[b:b + 2]
+        if q1 > q0:
+            out, lse = _sequence(model, args.q[q0:q1], args.k[k0:k1], args.v[k0:k1],
+                                 args.causal, args.scale, args.window)
+            args.out[q0:q1] = out
+            if args.lse is not None:
+                args.lse[:, q0:q1] = lse
+
+
+def paged_attention(model: DeviceModel, args) -> None:
+    """``paged_attention`` (:class:`hetero.ops.paged_attention.PagedAttentionArgs`):
+    each sequence's pages read in table order, then the target's attention."""
+    from ...ops.paged_attention.numerics import gather_sequence, query_starts
+
+    starts = query_starts(args)
+    args.out.zero_()
+    for b, length in enumerate(args.seq_lens.tolist()):
+        q0, q1 = starts[b], starts[b + 1]
+        if q1 > q0:
+            k = gather_sequence(args.k_cache, args.block_table, b, length)
+            v = gather_sequence(args.v_cache, args.block_table, b, length)
+            args.out[q0:q1] = _sequence(model, args.q[q0:q1], k, v, args.causal, args.scale,
+                                        args.window)[0]
