@@ -24,6 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import run
+
 # Tiles: BLOCK_M queries x BLOCK_N keys (tl.dot needs 16 or more on each side).
 BLOCK_M = 16
 BLOCK_N = 32
@@ -135,15 +137,16 @@ def _launch(q, k, v, out, lse, cu_q, starts_k, seq_lens, table, causal, scale, w
     lse_arg = lse if lse is not None else out
     lse_strides = lse.stride() if lse is not None else (0, 0)
     grid = (tile_seq.numel(), q.shape[1])
-    _serving_attention_kernel[grid](
-        q, k, v, out, lse_arg, cu_q, starts_k, seq_lens, table_arg, tile_seq, tile_row,
-        *q.stride(), *kr, *k.stride()[-2:], *vr, *v.stride()[-2:], *out.stride(),
-        *lse_strides, *(table.stride() if paged else (0, 0)),
-        q.shape[1] // k.shape[-2], k.shape[1] if paged else 1, scale, softcap,
-        window[0], window[1],
-        D=D, DV=DV, BLOCK_D=max(16, triton.next_power_of_2(D)),
-        BLOCK_DV=max(16, triton.next_power_of_2(DV)), PAGED=paged, CAUSAL=causal,
-        SOFTCAP=softcap > 0, WITH_LSE=lse is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N)
+    args = (q, k, v, out, lse_arg, cu_q, starts_k, seq_lens, table_arg, tile_seq, tile_row,
+            *q.stride(), *kr, *k.stride()[-2:], *vr, *v.stride()[-2:], *out.stride(),
+            *lse_strides, *(table.stride() if paged else (0, 0)),
+            q.shape[1] // k.shape[-2], k.shape[1] if paged else 1, scale, softcap,
+            window[0], window[1])
+    meta = dict(D=D, DV=DV, BLOCK_D=max(16, triton.next_power_of_2(D)),
+                BLOCK_DV=max(16, triton.next_power_of_2(DV)), PAGED=paged, CAUSAL=causal,
+                SOFTCAP=softcap > 0, WITH_LSE=lse is not None, BLOCK_M=BLOCK_M,
+                BLOCK_N=BLOCK_N)
+    run(_serving_attention_kernel, grid, args, meta)
 
 
 def varlen_attention(q, k, v, cu_q, cu_k, causal: bool, scale: float, window, softcap: float,

@@ -1,0 +1,1 @@
+"""hetero inside other libraries: :mod:`.transformers` (``attn_implementation="hetero"``)."""
