@@ -15,7 +15,8 @@ def test_info_lists_reference_and_cpu_as_available(capsys):
     text = capsys.readouterr().out
     assert "default order for cpu: cpu > torch > reference" in text
     ops = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("op ")}
-    assert list(ops) == ["op gemm", "op attention", "op scaled_gemm"]
+    assert list(ops) == ["op gemm", "op attention", "op scaled_gemm", "op varlen_attention",
+                         "op paged_attention"]
     assert "cpu.gemm" in ops["op gemm"] and "reference.torch" in ops["op attention"]
     for name in ("cpu", "reference"):
         line = next(line for line in text.splitlines() if line.startswith(name + " "))

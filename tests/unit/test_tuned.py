@@ -91,7 +91,8 @@ def test_attention_buckets(table_in_use):
     assert hetero.explain("attention", q, k, k).chosen.qualname == "reference.torch"
     assert hetero.explain("attention", q, k[:, :, :10], k[:, :, :10]).chosen.qualname == \
         "cpu.flash"
-    assert dispatch.wants_bucket == {"gemm": False, "attention": True, "scaled_gemm": False}
+    assert dispatch.wants_bucket == {"gemm": False, "attention": True, "scaled_gemm": False,
+                                     "varlen_attention": False, "paged_attention": False}
 
 
 def test_the_environment_picks_the_table(hetero_env, tmp_path):

@@ -56,8 +56,9 @@ class OpSpec:
             support), which the ``torch`` backend serves.
         conformance: a :class:`hetero.conformance.ConformanceSpec` (cases and inputs).
         bench: a :class:`hetero.bench.BenchSpec` (benchmark cases and work).
-        routes: ``{torch function: hetero.routing.Route}``: the PyTorch calls
-            :func:`hetero.enable` routes to this op.
+        routes: ``{torch function: hetero.routing.Route}`` (or any object whose
+            ``items()`` gives those pairs when :func:`hetero.enable` asks): the PyTorch
+            calls ``enable()`` routes to this op.
         cli: a :class:`hetero.cli.ExplainCli`: ``hetero explain OP``'s options.
         sharding: ``{torch operator overload: strategies}``: how the op's torch
             operators shard over a DTensor mesh dimension (``register_sharding``'s

@@ -34,7 +34,8 @@ def rms_norm():
 
 
 def test_listed_with_its_kernels(rms_norm):
-    assert hetero.list_ops() == ["gemm", "attention", "scaled_gemm", "rms_norm"]
+    assert hetero.list_ops() == ["gemm", "attention", "scaled_gemm", "varlen_attention",
+                                 "paged_attention", "rms_norm"]
     listed = {op["name"]: op for op in hetero.info()["ops"]}["rms_norm"]
     assert listed["kernels"] == ["reference.torch", "rows.rows"]  # the oracle serves it too
 

@@ -51,18 +51,28 @@ def _varlen_flops(args, result):
     return 2.0 * q.shape[1] * (q.shape[2] + v.shape[-1]) * pairs
 
 
-def routes() -> dict:
-    """``{torch_attn._varlen_attn: Route}`` where this PyTorch has the operator."""
-    import torch.nn.attention.varlen  # noqa: F401 - defines torch.ops.torch_attn
+class _Routes:
+    """``{torch_attn._varlen_attn: Route}``, built when :func:`hetero.enable` asks: the
+    operator is defined by importing ``torch.nn.attention.varlen``, which pulls in
+    ``torch.distributed.tensor`` — too much to do when hetero is imported."""
 
-    op = getattr(getattr(torch.ops, "torch_attn", None), "_varlen_attn", None)
-    if op is None:
-        return {}
-    names = ("query", "key", "value", "cu_seq_q", "cu_seq_k", "max_q", "max_k", "is_causal",
-             "scale", "window_size", "enable_gqa", "seqused_k", "block_table", "num_splits")
-    defaults = {"is_causal": False, "scale": None, "window_size": None, "enable_gqa": False,
-                "seqused_k": None, "block_table": None, "num_splits": None}
-    return {op: Route("varlen_attention", _varlen_attn, names, defaults, _varlen_flops)}
+    def __bool__(self) -> bool:
+        return True
+
+    def items(self):
+        import torch.nn.attention.varlen  # noqa: F401 - defines torch.ops.torch_attn
+
+        op = getattr(getattr(torch.ops, "torch_attn", None), "_varlen_attn", None)
+        if op is None:  # a PyTorch without varlen_attn
+            return {}.items()
+        names = ("query", "key", "value", "cu_seq_q", "cu_seq_k", "max_q", "max_k",
+                 "is_causal", "scale", "window_size", "enable_gqa", "seqused_k",
+                 "block_table", "num_splits")
+        defaults = {"is_causal": False, "scale": None, "window_size": None,
+                    "enable_gqa": False, "seqused_k": None, "block_table": None,
+                    "num_splits": None}
+        return {op: Route("varlen_attention", _varlen_attn, names, defaults,
+                          _varlen_flops)}.items()
 
 
-ROUTES = routes()
+ROUTES = _Routes()
