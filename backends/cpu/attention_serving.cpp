@@ -21,6 +21,9 @@
 //
 // With fewer than two items per thread (decode of a few sequences), each
 // item's keys are split into parts whose (O, m, l) are merged at the end.
+//
+// bf16 caches on a CPU with AMX-BF16 (avx512 set) run each item's products on
+// tiles instead (kernels_amx_attention.cpp), 16 rows per item.
 
 #include "attention_serving.h"
 
@@ -113,6 +116,7 @@ struct PagedCall {
   const TensorView* cu_q;
   const ServingMask& mask;
   int64_t Hq, Hkv, D, Dv, block_size;
+  AmxPagedRowsFn amx = nullptr;  // set where AMX serves this call's items
 
   int64_t group() const { return Hq / Hkv; }
   int64_t keys(int64_t b) const { return int_at(lens, b); }
@@ -163,15 +167,45 @@ void for_each_page_slice(const PagedCall& c, int64_t b, int64_t j0, int64_t n, F
   }
 }
 
-void run_item(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, const Item& it,
-              float* partial) {
+// The item's (O, m, l) on AMX tiles (kernels.h AmxPagedRows).
+void amx_item(const PagedCall& c, const PagedScratch& w, const Item& it) {
+  const int64_t group = c.group(), q0 = c.first_query(it.b);
+  AmxPagedRows p{};
+  p.rows = static_cast<int>(it.r1 - it.r0);
+  p.D = c.D;
+  p.Dv = c.Dv;
+  p.q_scale = static_cast<float>(c.mask.scale) * kLog2e;
+  for (int r = 0; r < p.rows; ++r) {
+    const int64_t query = (it.r0 + r) / group, head = it.hkv * group + (it.r0 + r) % group;
+    p.q[r] = static_cast<const uint16_t*>(c.q.element_ptr((q0 + query) * c.q.strides[0] + head * c.q.strides[1]));
+    int64_t lo, hi;
+    c.visible(it.b, query, &lo, &hi);
+    p.lo[r] = std::max(lo, it.j0);  // a split part counts only its own keys
+    p.hi[r] = std::max(p.lo[r], std::min(hi, it.j1));
+  }
+  p.j0 = it.j0 / 16 * 16;
+  p.j1 = it.j1;
+  p.k_cache = static_cast<const uint16_t*>(c.kc.element_ptr(it.hkv * c.kc.strides[2]));
+  p.v_cache = static_cast<const uint16_t*>(c.vc.element_ptr(it.hkv * c.vc.strides[2]));
+  p.k_block = c.kc.strides[0];
+  p.k_row = c.kc.strides[1];
+  p.v_block = c.vc.strides[0];
+  p.v_row = c.vc.strides[1];
+  p.table = static_cast<const int32_t*>(c.table.data) + it.b * c.table.strides[0];
+  p.table_stride = c.table.strides[1];
+  p.block_size = c.block_size;
+  c.amx(p, w.o, w.m, w.l);
+}
+
+// The item's (O, m, l) by the small-M products, page slice by page slice.
+void products(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, const Item& it) {
   const int64_t rows = it.r1 - it.r0, group = c.group(), q0 = c.first_query(it.b);
   const float q_scale = static_cast<float>(c.mask.scale) * kLog2e;
   const float cap = static_cast<float>(c.mask.softcap) * kLog2e;
   auto query = [&](int64_t r) { return (it.r0 + r) / group; };
-  auto head = [&](int64_t r) { return it.hkv * group + (it.r0 + r) % group; };
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t offset = (q0 + query(r)) * c.q.strides[0] + head(r) * c.q.strides[1];
+    const int64_t head = it.hkv * group + (it.r0 + r) % group;
+    const int64_t offset = (q0 + query(r)) * c.q.strides[0] + head * c.q.strides[1];
     ks.widen_rows({c.q.element_ptr(offset), c.q.dtype, 0, c.q.strides[2]}, 1, c.D, w.q + r * c.D, c.D);
   }
   for (int64_t x = 0; x < rows * c.D; ++x) w.q[x] *= q_scale;
@@ -208,7 +242,16 @@ void run_item(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, co
                       rows, w.o, c.Dv, true);
     });
   }
+}
 
+void run_item(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, const Item& it,
+              float* partial) {
+  if (c.amx != nullptr) {
+    amx_item(c, w, it);
+  } else {
+    products(ks, c, w, it);
+  }
+  const int64_t rows = it.r1 - it.r0, group = c.group(), q0 = c.first_query(it.b);
   if (partial != nullptr) {  // (O, m, l) of each row, merged later
     for (int64_t r = 0; r < rows; ++r) {
       float* slot = partial + r * (c.Dv + 2);
@@ -220,7 +263,7 @@ void run_item(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, co
   }
   for (int64_t r = 0; r < rows; ++r) {
     const float inv = w.l[r] == 0.0f ? 0.0f : 1.0f / w.l[r];
-    const int64_t at = (q0 + query(r)) * c.out.strides[0] + head(r) * c.out.strides[1];
+    const int64_t at = (q0 + (it.r0 + r) / group) * c.out.strides[0] + (it.hkv * group + (it.r0 + r) % group) * c.out.strides[1];
     for (int64_t d = 0; d < c.Dv; ++d) store_float(c.out.data, c.out.dtype, at + d * c.out.strides[2], w.o[r * c.Dv + d] * inv);
   }
 }
@@ -377,7 +420,14 @@ Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,
     } else if (q.sizes[0] != batch) {
       return invalid("q", std::to_string(batch) + " rows (one query per sequence)", std::to_string(q.sizes[0]));
     }
-    const PagedCall c{q, k_cache, v_cache, block_table, seq_lens, out, cu_q, mask, Hq, Hkv, D, Dv, bs};
+    PagedCall c{q, k_cache, v_cache, block_table, seq_lens, out, cu_q, mask, Hq, Hkv, D, Dv, bs};
+    const KernelSet& ks = active_kernels();
+    // AMX tiles: bf16, whole 32s of D and 16s of Dv, pages of 16n keys, no softcap.
+    if (ks.amx_paged_rows != nullptr && q.dtype == DType::bfloat16 && q.strides[2] == 1 && D % 32 == 0 &&
+        D <= 512 && Dv % 16 == 0 && bs % 16 == 0 && mask.softcap == 0.0) {
+      c.amx = ks.amx_paged_rows;
+    }
+    const int64_t rows_per_part = c.amx != nullptr ? 16 : kRowsPerPart;
     if (!(s = validate_paged(c, batch, k_cache.sizes[0], block_table.sizes[1])).ok()) return s;
     if (q.sizes[0] == 0 || Dv == 0) return Status::Ok();
 
@@ -387,8 +437,8 @@ Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,
     for (int64_t b = 0; b < batch; ++b) {
       const int64_t rows = c.queries(b) * c.group();
       for (int64_t hkv = 0; hkv < Hkv; ++hkv) {
-        for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerPart) {
-          const int64_t r1 = std::min(rows, r0 + kRowsPerPart);
+        for (int64_t r0 = 0; r0 < rows; r0 += rows_per_part) {
+          const int64_t r1 = std::min(rows, r0 + rows_per_part);
           int64_t lo, hi, lo_last, hi_last;
           c.visible(b, r0 / c.group(), &lo, &hi);
           c.visible(b, (r1 - 1) / c.group(), &lo_last, &hi_last);
@@ -422,7 +472,6 @@ Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,
       }
     }
     const std::vector<float*> scratch = per_thread_scratch(threads, PagedScratch::floats(c));
-    const KernelSet& ks = active_kernels();
     const int64_t slot = kRowsPerPart * (Dv + 2);
     std::atomic<int64_t> next{0};
     parallel_run(threads, [&](int t) {

@@ -136,6 +136,34 @@ struct QuantizedKernels {
 };
 constexpr int64_t kQuantizedRows = 4;
 
+// Paged attention rows on AMX tiles (kernels_amx_attention.cpp): up to 16
+// query rows of one (sequence, key/value head), bf16 everywhere, head dim a
+// multiple of 32 (at most 512), value dim a multiple of 16, blocks of a
+// multiple of 16 keys, no softcap. Row r sees keys [lo[r], hi[r]); the walk
+// covers [j0, j1) with j0 a multiple of 16. Leaves what the generic path
+// does: o (16 x Dv, unnormalised), m (log2 units), l per row.
+struct AmxPagedRows {
+  const uint16_t* q[16];  // each row's D elements, contiguous
+  int rows;
+  int64_t D, Dv;
+  float q_scale;  // scale * log2(e)
+  int64_t lo[16], hi[16];
+  int64_t j0, j1;
+  const uint16_t *k_cache, *v_cache;  // at this key/value head
+  int64_t k_block, k_row, v_block, v_row;  // strides in elements
+  const int32_t* table;  // this sequence's row of the block table
+  int64_t table_stride, block_size;
+
+  int64_t key_row_bytes() const { return k_row * 2; }
+  const uint16_t* key(int64_t j) const {
+    return k_cache + table[(j / block_size) * table_stride] * k_block + (j % block_size) * k_row;
+  }
+  const uint16_t* value(int64_t j) const {
+    return v_cache + table[(j / block_size) * table_stride] * v_block + (j % block_size) * v_row;
+  }
+};
+using AmxPagedRowsFn = void (*)(const AmxPagedRows& rows, float* o, float* m, float* l);
+
 struct KernelSet {
   const char* isa;
   // Packs src[0:rows, 0:depth] into ceil(rows / kMR) slivers at dst.
@@ -197,6 +225,8 @@ struct KernelSet {
   const DotAttention* bf16_attention;
   // Byte-coded inputs of scaled GEMMs; never null (the portable decode).
   const QuantizedKernels* quantized;
+  // Paged attention rows on AMX tiles; nullptr without AMX-BF16 (avx512 set only).
+  AmxPagedRowsFn amx_paged_rows = nullptr;
 };
 
 // Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
@@ -221,6 +251,10 @@ const QuantizedKernels* avx512_quantized_kernels();
 const Int8Gemm* avx512_int8_gemm();
 // The portable table decode, with no small-M product.
 const QuantizedKernels* portable_quantized_kernels();
+
+// The AMX paged attention rows (kernels_amx_attention.cpp); nullptr when
+// this build has no AMX. Callers check amx_peak.h's amx_bf16_available().
+AmxPagedRowsFn amx_paged_rows_kernel();
 
 // The kernels used now: the best this CPU supports unless overridden.
 const KernelSet& active_kernels();

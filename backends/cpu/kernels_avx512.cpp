@@ -9,6 +9,7 @@
 // loops and the bf16 pair dot product, vdpbf16ps, which multiplies bf16 at
 // twice the fp32 FMA rate.
 
+#include "amx_peak.h"
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -92,6 +93,7 @@ const KernelSet* avx512_kernels() {
     k.bf16_gemm = bf16 ? avx512_bf16_gemm() : nullptr;
     k.bf16_attention = bf16 ? avx512_bf16_attention() : nullptr;
     if (bf16 && cpu_has_avx512_vbmi_vnni()) k.quantized = avx512_quantized_kernels();
+    if (bf16 && amx_bf16_available()) k.amx_paged_rows = amx_paged_rows_kernel();
     return k;
   }();
   return &kernels;
