@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything GPU-side in one run: build hetero, run the full test suite on the GPU,
 # benchmark the GPU backends against PyTorch (and the Triton fp8 scaled GEMM against
-# torch._scaled_mm: bench/gpu_scaled_gemm.py), time dispatch overhead, print a table last.
+# torch._scaled_mm: bench/gpu_scaled_gemm.py; the Triton serving attention against SDPA,
+# FlexAttention and varlen_attn: bench/gpu_serving_attention.py), time dispatch overhead.
 #   OUT=results/gpu bash bench/gpu_check.sh [--quick]
 # `harness` instead builds and runs `hetero bench --device cuda` (JSON + PNG under $OUT):
 #   OUT=results/gpu bash bench/gpu_check.sh harness [--quick]
@@ -68,5 +69,10 @@ echo "== fp8 scaled GEMM (triton) vs torch._scaled_mm"
 timeout 300 $PY bench/gpu_scaled_gemm.py --out "$OUT/gpu_scaled_gemm.json" "$@" 2>&1 \
   | tee "$OUT/scaled-gemm.log"
 scaled_rc=${PIPESTATUS[0]}
-echo "tests rc=$tests_rc bench rc=$bench_rc scaled_gemm rc=$scaled_rc"
-exit $(( tests_rc || bench_rc || scaled_rc ))
+
+echo "== serving attention (triton) vs gather+SDPA, FlexAttention, varlen_attn"
+timeout 300 $PY bench/gpu_serving_attention.py --out "$OUT/gpu_serving.json" "$@" 2>&1 \
+  | tee "$OUT/serving.log"
+serving_rc=${PIPESTATUS[0]}
+echo "tests rc=$tests_rc bench rc=$bench_rc scaled_gemm rc=$scaled_rc serving rc=$serving_rc"
+exit $(( tests_rc || bench_rc || scaled_rc || serving_rc ))

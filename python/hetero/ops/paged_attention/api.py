@@ -145,10 +145,9 @@ def prepare(q, k_cache, v_cache, block_table, seq_lens, cu_seqlens_q, max_seqlen
     batch = len(lengths)
     if chunked:
         starts = check_cu_seqlens(cu_seqlens_q, "cu_seqlens_q", q.shape[0], device, batch)
-        max_seqlen_q = check_max_seqlen(max_seqlen_q if max_seqlen_q is not None
-                                        else max([b - a for a, b in zip(starts, starts[1:])],
-                                                 default=0),
-                                        "max_seqlen_q", [b - a for a, b in zip(starts, starts[1:])])
+        counts = [b - a for a, b in zip(starts, starts[1:])]
+        max_seqlen_q = check_max_seqlen(max(counts, default=0) if max_seqlen_q is None
+                                        else max_seqlen_q, "max_seqlen_q", counts)
     else:
         if q.shape[0] != batch:
             raise ValueError(f"q: expected one query per sequence, {batch} rows (the block "
