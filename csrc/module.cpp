@@ -261,6 +261,9 @@ PYBIND11_MODULE(_C, m) {
         "Whether the active CPU kernel set multiplies bf16 x bf16 GEMMs in bf16 pairs\n"
         "(vdpbf16ps), as PyTorch's oneDNN does: subnormal bf16 inputs and subnormal\n"
         "float32 partial sums read as zero. Otherwise bf16 is widened to float32.");
+  m.def("cpu_amx_attention", [] { return hetero::cpu::active_kernels().amx_paged_rows != nullptr; },
+        "Whether the active CPU kernel set runs bf16 paged attention on AMX tiles (a CPU with\n"
+        "AMX-BF16 the OS lets this process use, and a build with AMX).");
   m.def("cpu_isas", [] { return std::string(hetero::cpu::available_kernels()); },
         "The CPU kernel sets this build and CPU run, comma-separated, best last.");
   m.def("set_cpu_isa", [](const std::string& isa) {

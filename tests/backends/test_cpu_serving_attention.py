@@ -74,6 +74,17 @@ def test_paged_matches_the_oracle(isa, dtype, mask, shape):
     check_within(out, ref, _bound(ref, dtype, max(lens)))
 
 
+def test_the_amx_path_runs_exactly_where_the_cpu_has_amx(isa):
+    """bf16 paged attention runs on AMX tiles in the avx512 set where this build, the CPU
+    and the OS allow AMX (the cases above then test it), and never in a lower set."""
+    from hetero import _C, fingerprint
+
+    amx_usable = _C.amx_bf16_peak_gflops(1, 0.001) > 0  # build, CPUID and arch_prctl
+    expected = isa == "avx512" and "avx512_bf16" in fingerprint.cpu_flags() and amx_usable
+    assert _C.cpu_amx_attention() == expected
+    assert ("paged attention" in hetero.registry.get("cpu").backend.details) == expected
+
+
 def test_paged_decode_agrees_with_attention_on_the_gathered_cache():
     """One decode step over a paged cache equals hetero.attention over the same keys laid
     out contiguously (bottom-right causal: the query is the last key)."""

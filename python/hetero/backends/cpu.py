@@ -156,8 +156,11 @@ class CpuBackend(Backend):
     def details(self) -> dict:
         if _C is None:
             return {}
-        return {"kernel set": f"{_C.cpu_isa()} (this CPU and build run {_C.cpu_isas()}; "
-                              f"HETERO_CPU_ISA picks one)"}
+        details = {"kernel set": f"{_C.cpu_isa()} (this CPU and build run {_C.cpu_isas()}; "
+                                 f"HETERO_CPU_ISA picks one)"}
+        if _C.cpu_amx_attention():
+            details["paged attention"] = "bf16 on AMX tiles (AMX-BF16)"
+        return details
 
     def kernels(self):
         return (
