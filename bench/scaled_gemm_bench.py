@@ -27,7 +27,6 @@ import hetero
 from hetero.bench import machine
 
 LLAMA = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336)}
-LLC_BYTES = 32 << 20
 
 
 def cpu_name() -> str:
@@ -42,7 +41,7 @@ def cpu_name() -> str:
 
 def copies_for(nbytes: int) -> int:
     """Copies whose total is at least four times the last-level cache."""
-    return max(1, -(-4 * LLC_BYTES // max(nbytes, 1)))
+    return max(1, -(-4 * machine.last_level_cache_bytes() // max(nbytes, 1)))
 
 
 def timed(calls, rounds: int) -> list[list[float]]:

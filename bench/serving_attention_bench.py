@@ -32,19 +32,6 @@ from hetero.ops.varlen_attention.conformance import offsets
 HQ, HKV, D, BLOCK = 32, 8, 128, 16
 
 
-def last_level_cache_bytes() -> int:
-    """The largest cache the kernel reports (sysfs), 32 MiB if it says nothing."""
-    best = 0
-    for index in range(8):
-        try:
-            text = open(f"/sys/devices/system/cpu/cpu0/cache/index{index}/size").read().strip()
-        except OSError:
-            continue
-        unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
-        best = max(best, int(text.rstrip("KMG")) * unit)
-    return best or 32 << 20
-
-
 def timed(calls, rounds: int) -> list[float]:
     """Median seconds of each ``call(i)`` (``i`` counts its calls, to rotate operands),
     after one warm-up call each (compilation, first-call decisions), rounds interleaved."""
@@ -61,7 +48,7 @@ def paged_decode(context: int, batch: int, dtype, rounds: int, bandwidth: float)
     lens = [context] * batch
     sample = paged_cache(lens, BLOCK, HKV, D, D, dtype=dtype, seed=0, spare=0)
     cache_bytes = 2 * sample[0].numel() * sample[0].element_size()
-    copies = max(2, -(-3 * last_level_cache_bytes() // cache_bytes))
+    copies = max(2, -(-3 * machine.last_level_cache_bytes() // cache_bytes))
     caches = [sample] + [paged_cache(lens, BLOCK, HKV, D, D, dtype=dtype, seed=c, spare=0)
                          for c in range(1, copies)]
     seq_lens = torch.tensor(lens, dtype=torch.int32)
@@ -148,7 +135,7 @@ def main() -> None:
     bandwidth, how = machine.measure_bandwidth(threads)
     print(f"{cpu_model()}, {threads} threads, torch {torch.__version__}; memory bandwidth "
           f"{bandwidth / 1e9:.1f} GB/s ({how}); last-level cache "
-          f"{last_level_cache_bytes() >> 20} MiB")
+          f"{machine.last_level_cache_bytes() >> 20} MiB")
     rows = []
     for dtype in (torch.bfloat16, torch.float32):
         rows.append(paged_decode(args.context, args.batch, dtype, args.rounds, bandwidth))

@@ -16,7 +16,7 @@ def test_cpu_peaks_are_measured_and_say_how():
     assert all(peaks.for_dtype(d) > 0 for d in ("float32", "bfloat16", "float16"))
     assert 1e-4 < peaks.tbytes_per_s < 10  # between 0.1 GB/s and 10 TB/s
     assert re.search(r"measured on 1 threads .*: fp32 FMA loop.*; bandwidth: (triad|read-only "
-                     r"dot|hetero's GEMV) over 128 MiB", peaks.source)
+                     r"dot|hetero's GEMV) over \d+ MiB", peaks.source)
     flags = fingerprint.cpu_flags()
     if "amx_bf16" in flags:  # tile products: many times the fp32 rate
         assert "AMX tile loop" in peaks.source

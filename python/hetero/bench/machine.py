@@ -9,8 +9,9 @@ benchmark's threads (best of 3); the bf16 peak by the fastest of that loop, its 
 pair-dot loop (``vdpbf16ps``, where the CPU has AVX512_BF16) and an AMX tile loop
 (``tdpbf16ps``, where it has AMX-BF16: PyTorch's oneDNN GEMMs run there); fp16 the fp32 peak (no CPU here multiplies fp16 faster). The bandwidth is the
 fastest of a STREAM-style triad ``a = b + s·c`` (12 bytes per element: two reads and one
-write) and a read-only dot product ``b·c`` (8 bytes per element) over 128 MiB float32
-arrays, best of 10 each, and hetero's own GEMV streaming a 128 MiB weight. Memory-bound
+write) and a read-only dot product ``b·c`` (8 bytes per element) over float32 arrays of
+128 MiB (twice the last-level cache where that is larger), best of 10 each, and hetero's
+own GEMV streaming one such array as a weight. Memory-bound
 kernels such as decode GEMVs only read, and reading alone runs faster than the triad's
 mix, so the triad alone would put them above 100% of the roofline; PyTorch's reductions
 read more slowly than hetero's GEMV does.
@@ -72,14 +73,15 @@ def measure_cpu_peaks(threads: int) -> Peaks:
     per_dtype.update(dict.fromkeys(("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
                                     "float8_e5m2fnuz"), per_dtype["bfloat16"]))
     return Peaks(per_dtype, bandwidth / 1e12,
-                 f"{how}; bandwidth: {which} over 128 MiB arrays (the fastest of a triad, "
-                 "a read-only dot and hetero's own GEMV)")
+                 f"{how}; bandwidth: {which} over {probe_bytes() >> 20} MiB arrays (the "
+                 "fastest of a triad, a read-only dot and hetero's own GEMV)")
 
 
 def measure_bandwidth(threads: int) -> tuple[float, str]:
     """This machine's read bandwidth in bytes/s on ``threads`` threads, and which pass
-    reached it: the fastest of a triad, a read-only dot and hetero's GEMV, best of 10."""
-    n = 1 << 25  # 128 MiB per array: far beyond any last-level cache
+    reached it: the fastest of a triad, a read-only dot and hetero's GEMV, best of 10,
+    over arrays of :func:`probe_bytes` each."""
+    n = probe_bytes() // 4
     b, c, a = torch.rand(n), torch.rand(n), torch.empty(n)
     passes = {"triad": (lambda: torch.add(b, c, alpha=1.5, out=a), 12 * n),
               "read-only dot": (lambda: torch.dot(b, c), 8 * n)}
@@ -115,6 +117,13 @@ def _native_gemv(weights: torch.Tensor, threads: int):
     w = weights.view(-1, 8192)  # (N, 8192) row-major: x @ w.t() reads each row once
     x, out = torch.ones(1, 8192), torch.empty(1, w.shape[0])
     return lambda: _C.gemm(view(x), view(w.t()), view(out), None, 1.0, 1.0, threads)
+
+
+def probe_bytes() -> int:
+    """Bytes of each bandwidth-probe array: 128 MiB, or twice the last-level cache where
+    that is larger (300 MiB L3s exist), in whole 32 KiB rows for the GEMV."""
+    wanted = max(128 << 20, 2 * last_level_cache_bytes())
+    return -(-wanted // (32 << 10)) * (32 << 10)
 
 
 def last_level_cache_bytes() -> int:
