@@ -29,14 +29,6 @@ namespace {
 constexpr int kArchReqXcompPerm = 0x1023;  // arch_prctl: ask for an extended state
 constexpr int kXfeatureXtiledata = 18;     // the AMX tile data state
 
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 bool cpu_has_amx_bf16() {
   unsigned eax, ebx, ecx, edx;
   if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
@@ -50,11 +42,7 @@ bool tile_state_granted() {
 }
 
 int64_t amx_loop(int64_t iterations) {
-  TileConfig config;
-  for (int t = 0; t < 8; ++t) {
-    config.rows[t] = 16;
-    config.colsb[t] = 64;
-  }
+  const TileConfig config;
   alignas(64) static const uint16_t zeros[16 * 32] = {};  // bf16 zeros: no special values
   _tile_loadconfig(&config);
   _tile_zero(0);  // tile numbers are immediates

@@ -136,6 +136,11 @@ struct QuantizedKernels {
 };
 constexpr int64_t kQuantizedRows = 4;
 
+// 2^f for f in [-0.5, 0.5]: the polynomial every vector exp2 of the kernel
+// sets evaluates (highest power first, Horner), so they agree bit for bit.
+constexpr float kExp2Poly[6] = {1.327645520e-3f, 9.675535917e-3f, 5.550713273e-2f,
+                                2.402211982e-1f, 6.931469671e-1f, 1.000000072f};
+
 // Paged attention rows on AMX tiles (kernels_amx_attention.cpp): up to 16
 // query rows of one (sequence, key/value head), bf16 everywhere, head dim a
 // multiple of 32 (at most 512), value dim a multiple of 16, blocks of a

@@ -21,6 +21,7 @@
 // reloads them through tile 3), all 16 rows x 64 bytes. P is rounded to bf16
 // for its product, as flash attention does on GPUs.
 
+#include "amx_peak.h"
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
@@ -37,26 +38,14 @@ namespace {
 
 constexpr int kTile = 16;  // rows of every tile; keys per group; rows per call
 
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// 2^t for t <= 0, exactly 0 at or below -127 (masked scores are -inf); the
-// avx2 set's polynomial at 512 bits.
+// 2^t for t <= 0, exactly 0 at or below -127 (masked scores are -inf):
+// kernels.h's kExp2Poly at 512 bits.
 inline __m512 exp2_nonpositive(__m512 t) {
   t = _mm512_max_ps(_mm512_set1_ps(-127.0f), t);
   const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(1.327645520e-3f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.675535917e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550713273e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402211982e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931469671e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000000072f));
+  __m512 p = _mm512_set1_ps(kExp2Poly[0]);
+  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[i]));
   const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
   return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
 }
@@ -97,11 +86,7 @@ inline __m512i interleave16(__m256i a, __m256i b) {
 
 void amx_paged_rows(const AmxPagedRows& p, float* o, float* m_out, float* l_out) {
   const int64_t D = p.D, Dv = p.Dv, chunks = D / 32;
-  TileConfig config;
-  for (int t = 0; t < 8; ++t) {
-    config.rows[t] = kTile;
-    config.colsb[t] = 64;
-  }
+  const TileConfig config;
   _tile_loadconfig(&config);
 
   // Q^T tiles: for each 32 of D, 16 rows of d pairs x 16 query rows.

@@ -255,12 +255,8 @@ inline __m256 exp2_nonpositive(__m256 t) {
   t = _mm256_max_ps(_mm256_set1_ps(-127.0f), t);  // maxps returns its 2nd operand for NaN
   const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 f = _mm256_sub_ps(t, n);
-  __m256 p = _mm256_set1_ps(1.327645520e-3f);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.675535917e-3f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550713273e-2f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402211982e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931469671e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.000000072f));
+  __m256 p = _mm256_set1_ps(kExp2Poly[0]);
+  for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Poly[i]));
   const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
 }

@@ -95,6 +95,18 @@ def check_out(out, shape: tuple, dtypes: tuple, device: torch.device, inputs) ->
                                  f"compute in place")
 
 
+def output(out, shape: tuple, dtype: torch.dtype, device: torch.device, inputs):
+    """The call's output: a new tensor for ``out=None``, a stand-in for :data:`STAND_IN`,
+    else the given ``out`` checked against ``shape``, ``dtype``, ``device`` and the
+    ``(name, tensor)`` ``inputs`` it must not share memory with."""
+    if out is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if out is STAND_IN:
+        return stand_in(shape, dtype, device)
+    check_out(out, shape, (dtype,), device, inputs)
+    return out
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """What the oracle (the ``reference`` backend) computes ``dtype`` inputs in: float64
     for float64, else float32."""

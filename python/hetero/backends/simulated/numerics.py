@@ -192,15 +192,11 @@ def attention_rows(model: DeviceModel, q, k, v, mask, causal: bool, scale: float
 def _window_mask(model: DeviceModel, sq: int, sk: int, causal: bool, window):
     """The window as a mask of the kind the target takes, ``None`` without a window;
     causality stays with the target's causal flag."""
+    from ...ops.varlen_attention.numerics import visible_keys
+
     if window == (-1, -1):
         return None
-    aligned = torch.arange(sq)[:, None] + (sk - sq)
-    keys = torch.arange(sk)[None, :]
-    visible = torch.ones(sq, sk, dtype=torch.bool)
-    if window[0] >= 0:
-        visible &= keys >= aligned - window[0]
-    if window[1] >= 0 and not causal:
-        visible &= keys <= aligned + window[1]
+    visible = visible_keys(sq, sk, False, (window[0], -1 if causal else window[1]))
     if "bool" in model.mask_kinds:
         return visible
     return torch.zeros(sq, sk).masked_fill(~visible, -math.inf)

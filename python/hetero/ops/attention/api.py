@@ -134,14 +134,8 @@ def prepare(q, k, v, causal, scale, attn_mask, out, backend) -> tuple[tuple, Att
     if attn_mask is not None:
         attn_mask, mask_kind = _check_mask(attn_mask, dtype, device, (B, Hq, Sq, Sk))
     _checks.no_autograd(OP, q, k, v, attn_mask)
-    out_shape = (B, Hq, Sq, Dv)
-    if out is None:
-        out = torch.empty(out_shape, dtype=dtype, device=device)
-    elif out is _checks.STAND_IN:
-        out = _checks.stand_in(out_shape, dtype, device)
-    else:
-        _checks.check_out(out, out_shape, (dtype,), device,
-                          (("q", q), ("k", k), ("v", v), ("attn_mask", attn_mask)))
+    out = _checks.output(out, (B, Hq, Sq, Dv), dtype, device,
+                         (("q", q), ("k", k), ("v", v), ("attn_mask", attn_mask)))
     if backend is not None and type(backend) is not str:
         backend = tuple(backend)
     align = _checks.alignment(q, k, v, attn_mask, out) if _wants_alignment[OP] else None

@@ -158,14 +158,8 @@ def prepare(q, k_cache, v_cache, block_table, seq_lens, cu_seqlens_q, max_seqlen
         max_seqlen_q = 1
     scale, window, softcap = check_mask_args(causal, scale, window, softcap, D)
     _checks.no_autograd(OP, q, k_cache, v_cache)
-    out_shape = (q.shape[0], Hq, Dv)
-    if out is None:
-        out = torch.empty(out_shape, dtype=dtype, device=device)
-    elif out is _checks.STAND_IN:
-        out = _checks.stand_in(out_shape, dtype, device)
-    else:
-        _checks.check_out(out, out_shape, (dtype,), device,
-                          (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)))
+    out = _checks.output(out, (q.shape[0], Hq, Dv), dtype, device,
+                         (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)))
     if backend is not None and type(backend) is not str:
         backend = tuple(backend)
     align = (_checks.alignment(q, k_cache, v_cache, out) if dispatch.wants_alignment[OP]

@@ -21,9 +21,10 @@ import math
 
 import torch
 
-from ...conformance.cases import DTYPES, MAX_ELEMENTS, Case, ConformanceSpec, case_seed
+from ...conformance.cases import (DTYPES, MAX_ELEMENTS, Case, ConformanceSpec, case_seed,
+                                  declared_sizes)
 from ...testing import randn
-from ..varlen_attention.conformance import lengths, offsets
+from ..varlen_attention.conformance import declared_heads, lengths, offsets
 
 # (L, Sq, bs, Hq, Hkv, D, Dv, quick)
 SHAPES = [
@@ -163,28 +164,18 @@ _INPUT_FEATURES = {"causal", "window", "softcap", "chunked"}
 def declared_case(dtype, values, features, limits) -> Case | None:
     """A small paged call in ``dtype`` using ``features``, with the head dims and block
     size in ``values`` and the others at allowed values near D = 32, block size 16."""
-    if not features <= _INPUT_FEATURES | {"gqa", "head_dim_v"}:
+    heads = declared_heads(values, features, limits)
+    sizes = declared_sizes(values, limits, (("block_size", 16),))
+    if not features <= _INPUT_FEATURES | {"gqa", "head_dim_v"} or None in (heads, sizes):
         return None
-
-    def pick(name, default):
-        if name in values:
-            return values[name]
-        return limits[name].nearest(default) if name in limits else default
-
-    head, bs = pick("head_dim", 32), pick("block_size", 16)
-    head_v = pick("head_dim_v", head * 2 if "head_dim_v" in features else head)
-    if None in (head, head_v, bs) or (head_v != head) != ("head_dim_v" in features):
-        return None
-    if "head_dim_v" in limits and not limits["head_dim_v"].allows(head_v):
-        return None
-    hq, hkv = (4, 2) if "gqa" in features else (2, 2)
-    lens = f"{bs + 3}-{2 * bs}"
+    (hq, hkv), head, head_v = heads
+    bs = sizes["block_size"]
     if (3 * bs + 4) * hkv * (head + head_v) > MAX_ELEMENTS:
         return None
     feats = tuple(sorted((features & {"window", "softcap"})
                          | (set() if "causal" in features else {"noncausal"})))
-    params = dict(zip(_NAMES, (lens, "2-1" if "chunked" in features else "decode", bs, hq,
-                               hkv, head, head_v)))
+    params = dict(zip(_NAMES, (f"{bs + 3}-{2 * bs}", "2-1" if "chunked" in features
+                               else "decode", bs, hq, hkv, head, head_v)))
     return Case("paged_attention", dtype, params, "contiguous", feats)
 
 

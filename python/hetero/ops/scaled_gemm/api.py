@@ -138,14 +138,9 @@ def prepare(a, b, scale_a, scale_b, bias, out_dtype, out, backend
     if bias is not None:
         bias = _check_bias(bias, device, n)
     _checks.no_autograd(OP, a, b, scale_a, scale_b, bias)
-    if out is None:
-        out = torch.empty((m, n), dtype=out_dtype, device=device)
-    elif out is _checks.STAND_IN:
-        out = _checks.stand_in((m, n), out_dtype, device)
-    else:
-        _checks.check_out(out, (m, n), (out_dtype,), device,
-                          (("a", a), ("b", b), ("scale_a", scale_a), ("scale_b", scale_b),
-                           ("bias", bias)))
+    out = _checks.output(out, (m, n), out_dtype, device,
+                         (("a", a), ("b", b), ("scale_a", scale_a), ("scale_b", scale_b),
+                          ("bias", bias)))
     if backend is not None and type(backend) is not str:
         backend = tuple(backend)
     align = _checks.alignment(a, b, out) if dispatch.wants_alignment[OP] else None

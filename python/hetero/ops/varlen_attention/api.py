@@ -198,13 +198,8 @@ def prepare(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, cau
                                     [b - a for a, b in zip(starts_k, starts_k[1:])])
     scale, window, softcap = check_mask_args(causal, scale, window, softcap, D)
     _checks.no_autograd(OP, q, k, v)
-    out_shape = (q.shape[0], Hq, Dv)
-    if out is None:
-        out = torch.empty(out_shape, dtype=dtype, device=device)
-    elif out is _checks.STAND_IN:
-        out = _checks.stand_in(out_shape, dtype, device)
-    else:
-        _checks.check_out(out, out_shape, (dtype,), device, (("q", q), ("k", k), ("v", v)))
+    out = _checks.output(out, (q.shape[0], Hq, Dv), dtype, device,
+                         (("q", q), ("k", k), ("v", v)))
     if lse is not None:
         lse = torch.empty((Hq, q.shape[0]), dtype=_checks.compute_dtype(dtype)
                           if dtype is torch.float64 else torch.float32, device=device)

@@ -17,7 +17,8 @@ import math
 
 import torch
 
-from ...conformance.cases import DTYPES, MAX_ELEMENTS, Case, ConformanceSpec, case_seed
+from ...conformance.cases import (DTYPES, MAX_ELEMENTS, Case, ConformanceSpec, case_seed,
+                                  declared_sizes)
 from ...testing import randn
 
 # (Sq per sequence, Sk per sequence, Hq, Hkv, D, Dv, quick)
@@ -156,24 +157,30 @@ def bad_input(case: Case) -> tuple[tuple, dict]:
 _INPUT_FEATURES = {"causal", "window", "softcap"}  # what inputs() reads
 
 
+def declared_heads(values, features, limits) -> tuple[int, int, int, int] | None:
+    """``(Hq, Hkv, D, Dv)`` of a small derived serving case: the head dims in ``values``,
+    else allowed ones near 32 (``Dv = 2 D`` with ``head_dim_v``), GQA 4/2 with ``gqa``;
+    ``None`` where the limits allow no such dims."""
+    dims = declared_sizes(values, limits, (("head_dim", 32),))
+    if dims is None:
+        return None
+    head = dims["head_dim"]
+    dims = declared_sizes(values, limits,
+                          (("head_dim_v", 2 * head if "head_dim_v" in features else head),))
+    if dims is None or (dims["head_dim_v"] != head) != ("head_dim_v" in features):
+        return None
+    if "head_dim_v" in limits and not limits["head_dim_v"].allows(dims["head_dim_v"]):
+        return None
+    return (4, 2) if "gqa" in features else (2, 2), head, dims["head_dim_v"]
+
+
 def declared_case(dtype, values, features, limits) -> Case | None:
     """A small varlen call in ``dtype`` using ``features``, with the head dims in
     ``values`` and the others at allowed values near D = 32."""
-    if not features <= _INPUT_FEATURES | {"gqa", "head_dim_v"}:
+    heads = declared_heads(values, features, limits)
+    if not features <= _INPUT_FEATURES | {"gqa", "head_dim_v"} or heads is None:
         return None
-
-    def pick(name, default):
-        if name in values:
-            return values[name]
-        return limits[name].nearest(default) if name in limits else default
-
-    head = pick("head_dim", 32)
-    head_v = pick("head_dim_v", head * 2 if "head_dim_v" in features else head)
-    if None in (head, head_v) or (head_v != head) != ("head_dim_v" in features):
-        return None
-    if "head_dim_v" in limits and not limits["head_dim_v"].allows(head_v):
-        return None
-    hq, hkv = (4, 2) if "gqa" in features else (2, 2)
+    (hq, hkv), head, head_v = heads
     if 32 * (hq + 2 * hkv) * max(head, head_v) > MAX_ELEMENTS:
         return None
     window = "window" in features

@@ -13,6 +13,20 @@ from ..attention.numerics import attention_error_bound
 from .api import VarlenAttentionArgs
 
 
+def visible_keys(sq: int, sk: int, causal: bool, window=(-1, -1), device=None) -> torch.Tensor:
+    """``(sq, sk)`` bool: which keys each query sees (bottom-right aligned, ``window``,
+    causal bounding the right by 0)."""
+    aligned = torch.arange(sq, device=device)[:, None] + (sk - sq)  # key of each query
+    keys = torch.arange(sk, device=device)[None, :]
+    visible = torch.ones(sq, sk, dtype=torch.bool, device=device)
+    right = 0 if causal else window[1]
+    if right >= 0:
+        visible &= keys <= aligned + right
+    if window[0] >= 0:
+        visible &= keys >= aligned - window[0]
+    return visible
+
+
 def sequence_attention(q, k, v, *, causal: bool, scale: float, window=(-1, -1),
                        softcap: float = 0.0, compute_dtype: torch.dtype = torch.float64):
     """One sequence: ``q (Sq, Hq, D)``, ``k (Sk, Hkv, D)``, ``v (Sk, Hkv, Dv)`` ->
@@ -28,15 +42,7 @@ def sequence_attention(q, k, v, *, causal: bool, scale: float, window=(-1, -1),
     scores = torch.matmul(qh, kh.transpose(-1, -2)) * scale
     if softcap > 0:
         scores = softcap * torch.tanh(scores / softcap)
-    aligned = torch.arange(Sq, device=q.device)[:, None] + (Sk - Sq)  # key of each query
-    keys = torch.arange(Sk, device=q.device)[None, :]
-    visible = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device)
-    right = 0 if causal else window[1]
-    if right >= 0:
-        visible &= keys <= aligned + right
-    if window[0] >= 0:
-        visible &= keys >= aligned - window[0]
-    scores = scores.masked_fill(~visible, -math.inf)
+    scores = scores.masked_fill(~visible_keys(Sq, Sk, causal, window, q.device), -math.inf)
     row_max = scores.amax(-1, keepdim=True) if Sk else scores.new_full((Hq, Sq, 1), -math.inf)
     row_max = torch.where(row_max == -math.inf, torch.zeros_like(row_max), row_max)
     weights = torch.exp(scores - row_max)
