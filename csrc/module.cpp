@@ -264,6 +264,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_amx_attention", [] { return hetero::cpu::active_kernels().amx_paged_rows != nullptr; },
         "Whether the active CPU kernel set runs bf16 paged attention on AMX tiles (a CPU with\n"
         "AMX-BF16 the OS lets this process use, and a build with AMX).");
+  m.def("cpu_vector_paged_attention", [] { return hetero::cpu::active_kernels().vector_paged_rows != nullptr; },
+        "Whether the active CPU kernel set runs paged attention on its AVX-512 vector kernel\n"
+        "(the avx512 set; bf16 by vdpbf16ps where the CPU has AVX512_BF16).");
   m.def("cpu_isas", [] { return std::string(hetero::cpu::available_kernels()); },
         "The CPU kernel sets this build and CPU run, comma-separated, best last.");
   m.def("set_cpu_isa", [](const std::string& isa) {

@@ -22,8 +22,11 @@
 // With fewer than two items per thread (decode of a few sequences), each
 // item's keys are split into parts whose (O, m, l) are merged at the end.
 //
-// bf16 caches on a CPU with AMX-BF16 (avx512 set) run each item's products on
-// tiles instead (kernels_amx_attention.cpp), 16 rows per item.
+// The avx512 set runs items on its own paged kernels instead (kernels.h
+// PagedRows): bf16 on AMX tiles where the CPU has AMX-BF16, 16 rows per item
+// (kernels_amx_attention.cpp); otherwise on AVX-512 vectors, 8 rows per item
+// (kernels_avx512_paged.cpp). Both read each key and value row once per item,
+// from its page, without the generic path's per-slice calls.
 
 #include "attention_serving.h"
 
@@ -116,7 +119,8 @@ struct PagedCall {
   const TensorView* cu_q;
   const ServingMask& mask;
   int64_t Hq, Hkv, D, Dv, block_size;
-  AmxPagedRowsFn amx = nullptr;  // set where AMX serves this call's items
+  PagedRowsFn rows_kernel = nullptr;  // set where a kernel set's paged kernel serves the items
+  bool aligned_walk = false;          // the kernel walks keys from a multiple of 16
 
   int64_t group() const { return Hq / Hkv; }
   int64_t keys(int64_t b) const { return int_at(lens, b); }
@@ -135,11 +139,20 @@ struct PagedCall {
   }
 };
 
-// One piece of work: query rows [r0, r1) of (sequence b, key/value head hkv)
-// over keys [j0, j1); `partial` >= 0 indexes its slot for merging.
+// One piece of work: query rows [r0, r1) of sequence b for key/value heads
+// [hkv, hkv + heads) over keys [j0, j1); `partial` >= 0 indexes its slot for
+// merging. Its heads * (r1 - r0) rows go head-major.
 struct Item {
-  int64_t b, hkv, r0, r1, j0, j1, partial;
+  int64_t b, hkv, heads, r0, r1, j0, j1, partial;
+
+  int64_t rows() const { return heads * (r1 - r0); }
 };
+
+// Where row x of an item goes in out.
+int64_t out_offset(const PagedCall& c, const Item& it, int64_t x) {
+  const int64_t r = it.r0 + x % (it.r1 - it.r0), hkv = it.hkv + x / (it.r1 - it.r0);
+  return (c.first_query(it.b) + r / c.group()) * c.out.strides[0] + (hkv * c.group() + r % c.group()) * c.out.strides[1];
+}
 
 struct PagedScratch {
   float *q, *s, *o, *m, *l;
@@ -167,37 +180,44 @@ void for_each_page_slice(const PagedCall& c, int64_t b, int64_t j0, int64_t n, F
   }
 }
 
-// The item's (O, m, l) on AMX tiles (kernels.h AmxPagedRows).
-void amx_item(const PagedCall& c, const PagedScratch& w, const Item& it) {
+// The item's (O, m, l) by the kernel set's paged kernel (kernels.h PagedRows).
+void rows_item(const PagedCall& c, const PagedScratch& w, const Item& it) {
   const int64_t group = c.group(), q0 = c.first_query(it.b);
-  AmxPagedRows p{};
+  PagedRows p{};
+  p.dtype = c.q.dtype;
   p.rows = static_cast<int>(it.r1 - it.r0);
+  p.heads = static_cast<int>(it.heads);
+  p.q_head = group * c.q.strides[1];
   p.D = c.D;
   p.Dv = c.Dv;
   p.q_scale = static_cast<float>(c.mask.scale) * kLog2e;
   for (int r = 0; r < p.rows; ++r) {
     const int64_t query = (it.r0 + r) / group, head = it.hkv * group + (it.r0 + r) % group;
-    p.q[r] = static_cast<const uint16_t*>(c.q.element_ptr((q0 + query) * c.q.strides[0] + head * c.q.strides[1]));
+    p.q[r] = c.q.element_ptr((q0 + query) * c.q.strides[0] + head * c.q.strides[1]);
     int64_t lo, hi;
     c.visible(it.b, query, &lo, &hi);
     p.lo[r] = std::max(lo, it.j0);  // a split part counts only its own keys
     p.hi[r] = std::max(p.lo[r], std::min(hi, it.j1));
   }
-  p.j0 = it.j0 / 16 * 16;
+  p.j0 = c.aligned_walk ? it.j0 / 16 * 16 : it.j0;
   p.j1 = it.j1;
-  p.k_cache = static_cast<const uint16_t*>(c.kc.element_ptr(it.hkv * c.kc.strides[2]));
-  p.v_cache = static_cast<const uint16_t*>(c.vc.element_ptr(it.hkv * c.vc.strides[2]));
+  p.k_cache = c.kc.element_ptr(it.hkv * c.kc.strides[2]);
+  p.v_cache = c.vc.element_ptr(it.hkv * c.vc.strides[2]);
   p.k_block = c.kc.strides[0];
   p.k_row = c.kc.strides[1];
+  p.k_head = c.kc.strides[2];
   p.v_block = c.vc.strides[0];
   p.v_row = c.vc.strides[1];
+  p.v_head = c.vc.strides[2];
   p.table = static_cast<const int32_t*>(c.table.data) + it.b * c.table.strides[0];
   p.table_stride = c.table.strides[1];
   p.block_size = c.block_size;
-  c.amx(p, w.o, w.m, w.l);
+  p.scratch = w.q;
+  c.rows_kernel(p, w.o, w.m, w.l);
 }
 
-// The item's (O, m, l) by the small-M products, page slice by page slice.
+// The item's (O, m, l) by the small-M products, page slice by page slice
+// (items of one head).
 void products(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, const Item& it) {
   const int64_t rows = it.r1 - it.r0, group = c.group(), q0 = c.first_query(it.b);
   const float q_scale = static_cast<float>(c.mask.scale) * kLog2e;
@@ -246,12 +266,12 @@ void products(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, co
 
 void run_item(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, const Item& it,
               float* partial) {
-  if (c.amx != nullptr) {
-    amx_item(c, w, it);
+  if (c.rows_kernel != nullptr) {
+    rows_item(c, w, it);
   } else {
     products(ks, c, w, it);
   }
-  const int64_t rows = it.r1 - it.r0, group = c.group(), q0 = c.first_query(it.b);
+  const int64_t rows = it.rows();
   if (partial != nullptr) {  // (O, m, l) of each row, merged later
     for (int64_t r = 0; r < rows; ++r) {
       float* slot = partial + r * (c.Dv + 2);
@@ -263,7 +283,7 @@ void run_item(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, co
   }
   for (int64_t r = 0; r < rows; ++r) {
     const float inv = w.l[r] == 0.0f ? 0.0f : 1.0f / w.l[r];
-    const int64_t at = (q0 + (it.r0 + r) / group) * c.out.strides[0] + (it.hkv * group + (it.r0 + r) % group) * c.out.strides[1];
+    const int64_t at = out_offset(c, it, r);
     for (int64_t d = 0; d < c.Dv; ++d) store_float(c.out.data, c.out.dtype, at + d * c.out.strides[2], w.o[r * c.Dv + d] * inv);
   }
 }
@@ -271,7 +291,7 @@ void run_item(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, co
 // Merges the `splits` parts of one item's rows into out: part p's row r is
 // (O[Dv], m, l) at partial + p * stride + r * (Dv + 2).
 void merge_parts(const PagedCall& c, const Item& it, int64_t splits, const float* partial, int64_t stride) {
-  const int64_t rows = it.r1 - it.r0, group = c.group(), q0 = c.first_query(it.b);
+  const int64_t rows = it.rows();
   std::vector<float> o(static_cast<size_t>(c.Dv));
   for (int64_t r = 0; r < rows; ++r) {
     float m = -kInf;
@@ -291,7 +311,7 @@ void merge_parts(const PagedCall& c, const Item& it, int64_t splits, const float
       }
     }
     const float inv = l == 0.0f ? 0.0f : 1.0f / l;
-    const int64_t at = (q0 + (it.r0 + r) / group) * c.out.strides[0] + (it.hkv * group + (it.r0 + r) % group) * c.out.strides[1];
+    const int64_t at = out_offset(c, it, r);
     for (int64_t d = 0; d < c.Dv; ++d) store_float(c.out.data, c.out.dtype, at + d * c.out.strides[2], o[d] * inv);
   }
 }
@@ -422,28 +442,40 @@ Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,
     }
     PagedCall c{q, k_cache, v_cache, block_table, seq_lens, out, cu_q, mask, Hq, Hkv, D, Dv, bs};
     const KernelSet& ks = active_kernels();
-    // AMX tiles: bf16, whole 32s of D and 16s of Dv, pages of 16n keys, no softcap.
-    if (ks.amx_paged_rows != nullptr && q.dtype == DType::bfloat16 && q.strides[2] == 1 && D % 32 == 0 &&
-        D <= 512 && Dv % 16 == 0 && bs % 16 == 0 && mask.softcap == 0.0) {
-      c.amx = ks.amx_paged_rows;
+    // The kernel set's paged kernels (kernels.h PagedRows): unit-stride query
+    // rows, no softcap; AMX for bf16 in whole tiles, else AVX-512 vectors.
+    int64_t rows_per_part = kRowsPerPart, max_heads = 1;
+    if (q.strides[2] == 1 && mask.softcap == 0.0 && D % 32 == 0 && D <= 512 && Dv % 16 == 0 && Dv <= 512) {
+      if (ks.amx_paged_rows != nullptr && q.dtype == DType::bfloat16 && bs % 16 == 0) {
+        c.rows_kernel = ks.amx_paged_rows;
+        c.aligned_walk = true;
+        rows_per_part = 16;
+      } else if (ks.vector_paged_rows != nullptr && Dv % 32 == 0) {
+        c.rows_kernel = ks.vector_paged_rows;
+        rows_per_part = kPagedVectorRows;
+        max_heads = kPagedVectorHeads;
+      }
     }
-    const int64_t rows_per_part = c.amx != nullptr ? 16 : kRowsPerPart;
     if (!(s = validate_paged(c, batch, k_cache.sizes[0], block_table.sizes[1])).ok()) return s;
     if (q.sizes[0] == 0 || Dv == 0) return Status::Ok();
 
-    // Items: (sequence, kv head, part of its rows) over the keys the part sees.
+    // Items: (sequence, kv heads, part of their rows) over the keys the part
+    // sees; as many heads as the scratch holds rows for, so that a kernel
+    // taking several reads each key's row of the cache in one run.
     std::vector<Item> items;
     int64_t work = 0;
     for (int64_t b = 0; b < batch; ++b) {
       const int64_t rows = c.queries(b) * c.group();
-      for (int64_t hkv = 0; hkv < Hkv; ++hkv) {
-        for (int64_t r0 = 0; r0 < rows; r0 += rows_per_part) {
-          const int64_t r1 = std::min(rows, r0 + rows_per_part);
-          int64_t lo, hi, lo_last, hi_last;
-          c.visible(b, r0 / c.group(), &lo, &hi);
-          c.visible(b, (r1 - 1) / c.group(), &lo_last, &hi_last);
-          items.push_back({b, hkv, r0, r1, lo, std::max(hi, hi_last), -1});
-          work += (r1 - r0) * std::max<int64_t>(1, std::max(hi, hi_last) - lo) * (D + Dv);
+      for (int64_t r0 = 0; r0 < rows; r0 += rows_per_part) {
+        const int64_t r1 = std::min(rows, r0 + rows_per_part);
+        const int64_t heads = std::clamp<int64_t>(kRowsPerPart / (r1 - r0), 1, max_heads);
+        int64_t lo, hi, lo_last, hi_last;
+        c.visible(b, r0 / c.group(), &lo, &hi);
+        c.visible(b, (r1 - 1) / c.group(), &lo_last, &hi_last);
+        for (int64_t hkv = 0; hkv < Hkv; hkv += heads) {
+          const int64_t n = std::min(heads, Hkv - hkv);
+          items.push_back({b, hkv, n, r0, r1, lo, std::max(hi, hi_last), -1});
+          work += n * (r1 - r0) * std::max<int64_t>(1, std::max(hi, hi_last) - lo) * (D + Dv);
         }
       }
     }
@@ -467,7 +499,7 @@ Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,
         const int64_t per = ceil_div(it.j1 - it.j0, splits);
         for (int64_t p = 0; p < splits; ++p) {
           const int64_t j0 = std::min(it.j1, it.j0 + p * per), j1 = std::min(it.j1, j0 + per);
-          work_items.push_back({it.b, it.hkv, it.r0, it.r1, j0, j1, i * splits + p});
+          work_items.push_back({it.b, it.hkv, it.heads, it.r0, it.r1, j0, j1, i * splits + p});
         }
       }
     }

@@ -46,7 +46,7 @@ Status varlen_attention_forward(const TensorView& q, const TensorView& k, const 
 //     int32 as for varlen (several new queries per sequence: the last ones
 //     of its keys).
 // Work items are (sequence, key/value head, up to 48 query rows of its
-// group; 16 on AMX tiles); when there are fewer than two per thread, each
+// group; 16 on AMX tiles, 8 on AVX-512 vectors); when there are fewer than two per thread, each
 // item's keys are split across threads and the parts merged by their softmax
 // statistics (flash-decoding).
 Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,

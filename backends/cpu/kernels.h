@@ -141,33 +141,46 @@ constexpr int64_t kQuantizedRows = 4;
 constexpr float kExp2Poly[6] = {1.327645520e-3f, 9.675535917e-3f, 5.550713273e-2f,
                                 2.402211982e-1f, 6.931469671e-1f, 1.000000072f};
 
-// Paged attention rows on AMX tiles (kernels_amx_attention.cpp): up to 16
-// query rows of one (sequence, key/value head), bf16 everywhere, head dim a
-// multiple of 32 (at most 512), value dim a multiple of 16, blocks of a
-// multiple of 16 keys, no softcap. Row r sees keys [lo[r], hi[r]); the walk
-// covers [j0, j1) with j0 a multiple of 16. Leaves what the generic path
-// does: o (16 x Dv, unnormalised), m (log2 units), l per row.
-struct AmxPagedRows {
-  const uint16_t* q[16];  // each row's D elements, contiguous
-  int rows;
+// Paged attention rows: query rows of one sequence over keys [j0, j1) of a
+// paged cache, for `heads` consecutive key/value heads (heads x rows rows,
+// head-major); row r of every head sees keys [lo[r], hi[r]). Leaves what
+// attention_serving.cpp's generic path does for each row: o (heads * rows x
+// Dv, unnormalised), m (log2 units) and l. No softcap. Two kernels take them:
+//   AMX tiles (kernels_amx_attention.cpp): bf16, one head, up to 16 rows, head
+//     dim a multiple of 32 (at most 512), value dim a multiple of 16, blocks
+//     of a multiple of 16 keys; j0 a multiple of 16.
+//   AVX-512 vectors (kernels_avx512_paged.cpp): float32, float16 or bf16, up
+//     to kPagedVectorRows rows and kPagedVectorHeads heads, head and value
+//     dims multiples of 32 (at most 512), any block size. Several heads per
+//     call read each key's row of the cache as one run of memory.
+constexpr int kPagedVectorRows = 8;
+constexpr int kPagedVectorHeads = 16;
+struct PagedRows {
+  DType dtype;            // of q and the caches
+  const void* q[16];      // each row's D elements for the first head, contiguous
+  int64_t q_head;         // elements from a row of one head to the same row of the next
+  int rows, heads;
   int64_t D, Dv;
   float q_scale;  // scale * log2(e)
   int64_t lo[16], hi[16];
   int64_t j0, j1;
-  const uint16_t *k_cache, *v_cache;  // at this key/value head
-  int64_t k_block, k_row, v_block, v_row;  // strides in elements
+  const void *k_cache, *v_cache;  // at the first key/value head
+  int64_t k_block, k_row, k_head, v_block, v_row, v_head;  // strides in elements
   const int32_t* table;  // this sequence's row of the block table
   int64_t table_stride, block_size;
+  float* scratch;  // heads * rows * D floats the kernel may use
 
-  int64_t key_row_bytes() const { return k_row * 2; }
-  const uint16_t* key(int64_t j) const {
-    return k_cache + table[(j / block_size) * table_stride] * k_block + (j % block_size) * k_row;
+  int64_t key_row_bytes() const { return k_row * static_cast<int64_t>(element_size(dtype)); }
+  template <class T>
+  const T* key(int64_t j) const {
+    return static_cast<const T*>(k_cache) + table[(j / block_size) * table_stride] * k_block + (j % block_size) * k_row;
   }
-  const uint16_t* value(int64_t j) const {
-    return v_cache + table[(j / block_size) * table_stride] * v_block + (j % block_size) * v_row;
+  template <class T>
+  const T* value(int64_t j) const {
+    return static_cast<const T*>(v_cache) + table[(j / block_size) * table_stride] * v_block + (j % block_size) * v_row;
   }
 };
-using AmxPagedRowsFn = void (*)(const AmxPagedRows& rows, float* o, float* m, float* l);
+using PagedRowsFn = void (*)(const PagedRows& rows, float* o, float* m, float* l);
 
 struct KernelSet {
   const char* isa;
@@ -230,8 +243,10 @@ struct KernelSet {
   const DotAttention* bf16_attention;
   // Byte-coded inputs of scaled GEMMs; never null (the portable decode).
   const QuantizedKernels* quantized;
-  // Paged attention rows on AMX tiles; nullptr without AMX-BF16 (avx512 set only).
-  AmxPagedRowsFn amx_paged_rows = nullptr;
+  // Paged attention rows (PagedRows): on AMX tiles, nullptr without AMX-BF16;
+  // on AVX-512 vectors, nullptr outside the avx512 set.
+  PagedRowsFn amx_paged_rows = nullptr;
+  PagedRowsFn vector_paged_rows = nullptr;
 };
 
 // Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
@@ -259,7 +274,11 @@ const QuantizedKernels* portable_quantized_kernels();
 
 // The AMX paged attention rows (kernels_amx_attention.cpp); nullptr when
 // this build has no AMX. Callers check amx_peak.h's amx_bf16_available().
-AmxPagedRowsFn amx_paged_rows_kernel();
+PagedRowsFn amx_paged_rows_kernel();
+// The AVX-512 paged attention rows (kernels_avx512_paged.cpp); bf16 by
+// vdpbf16ps where pair_dot (the CPU has AVX512_BF16), else widened to float32;
+// nullptr when this build has no x86 path.
+PagedRowsFn avx512_paged_rows_kernel(bool pair_dot);
 
 // The kernels used now: the best this CPU supports unless overridden.
 const KernelSet& active_kernels();

@@ -1,4 +1,4 @@
-// Paged attention rows on AMX tiles (kernels.h AmxPagedRows), for bf16 caches
+// Paged attention rows on AMX tiles (kernels.h PagedRows), for bf16 caches
 // on CPUs with AMX-BF16. Compiled with -mamx-tile -mamx-bf16 and AVX-512;
 // reached only through the avx512 kernel set where amx_peak.h's check passes.
 //
@@ -32,23 +32,14 @@
 #include <cstring>
 #include <limits>
 
+#include "avx512_vectors.h"
+
 namespace hetero {
 namespace cpu {
 namespace {
 
 constexpr int kTile = 16;  // rows of every tile; keys per group; rows per call
-
-// 2^t for t <= 0, exactly 0 at or below -127 (masked scores are -inf):
-// kernels.h's kExp2Poly at 512 bits.
-inline __m512 exp2_nonpositive(__m512 t) {
-  t = _mm512_max_ps(_mm512_set1_ps(-127.0f), t);
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(kExp2Poly[0]);
-  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Poly[i]));
-  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-}
+using avx512::exp2_nonpositive;
 
 // Transposes a 16x16 matrix of 32-bit words in place (rows r[0..15]).
 inline void transpose16(__m512i r[16]) {
@@ -84,7 +75,7 @@ inline __m512i interleave16(__m256i a, __m256i b) {
   return _mm512_permutexvar_epi16(idx, _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1));
 }
 
-void amx_paged_rows(const AmxPagedRows& p, float* o, float* m_out, float* l_out) {
+void amx_paged_rows(const PagedRows& p, float* o, float* m_out, float* l_out) {
   const int64_t D = p.D, Dv = p.Dv, chunks = D / 32;
   const TileConfig config;
   _tile_loadconfig(&config);
@@ -94,7 +85,7 @@ void amx_paged_rows(const AmxPagedRows& p, float* o, float* m_out, float* l_out)
   for (int64_t c = 0; c < chunks; ++c) {
     __m512i rows[16];
     for (int r = 0; r < kTile; ++r) {
-      rows[r] = r < p.rows ? _mm512_loadu_si512(p.q[r] + 32 * c) : _mm512_setzero_si512();
+      rows[r] = r < p.rows ? _mm512_loadu_si512(static_cast<const uint16_t*>(p.q[r]) + 32 * c) : _mm512_setzero_si512();
     }
     transpose16(rows);
     for (int i = 0; i < kTile; ++i) _mm512_store_si512(qt[c][i], rows[i]);
@@ -127,8 +118,8 @@ void amx_paged_rows(const AmxPagedRows& p, float* o, float* m_out, float* l_out)
   for (int64_t j0 = p.j0; j0 < p.j1; j0 += 2 * kTile) {
     const int groups = j0 + kTile < p.j1 ? 2 : 1;
     if (resident) {  // both groups' S^T at once: two independent tile chains
-      const uint16_t* k0 = p.key(j0);
-      const uint16_t* k1 = groups == 2 ? p.key(j0 + kTile) : nullptr;
+      const uint16_t* k0 = p.key<uint16_t>(j0);
+      const uint16_t* k1 = groups == 2 ? p.key<uint16_t>(j0 + kTile) : nullptr;
       _tile_zero(0);
       _tile_zero(1);
       for (int64_t c = 0; c < chunks; ++c) {
@@ -144,7 +135,7 @@ void amx_paged_rows(const AmxPagedRows& p, float* o, float* m_out, float* l_out)
       if (k1 != nullptr) _tile_stored(1, st[kTile], 64);
     } else {
       for (int g = 0; g < groups; ++g) {  // S^T of 16 keys, Q^T reloaded per 32 of D
-        const uint16_t* k = p.key(j0 + g * kTile);
+        const uint16_t* k = p.key<uint16_t>(j0 + g * kTile);
         _tile_zero(0);
         for (int64_t c = 0; c < chunks; ++c) {
           _tile_loadd(2, k + 32 * c, p.key_row_bytes());
@@ -201,7 +192,7 @@ void amx_paged_rows(const AmxPagedRows& p, float* o, float* m_out, float* l_out)
     // O += P . V, 16 of Dv at a time. A group's 16 value rows lie in one page.
     const uint16_t* value_rows[2 * kTile];
     for (int g = 0; g < 2; ++g) {
-      const uint16_t* base = g < groups ? p.value(j0 + g * kTile) : nullptr;
+      const uint16_t* base = g < groups ? p.value<uint16_t>(j0 + g * kTile) : nullptr;
       for (int i = 0; i < kTile; ++i) {
         value_rows[g * kTile + i] = base != nullptr && j0 + g * kTile + i < p.j1 ? base + i * p.v_row : nullptr;
       }
@@ -245,7 +236,7 @@ void amx_paged_rows(const AmxPagedRows& p, float* o, float* m_out, float* l_out)
 
 }  // namespace
 
-AmxPagedRowsFn amx_paged_rows_kernel() { return amx_paged_rows; }
+PagedRowsFn amx_paged_rows_kernel() { return amx_paged_rows; }
 
 }  // namespace cpu
 }  // namespace hetero
@@ -254,7 +245,7 @@ AmxPagedRowsFn amx_paged_rows_kernel() { return amx_paged_rows; }
 
 namespace hetero {
 namespace cpu {
-AmxPagedRowsFn amx_paged_rows_kernel() { return nullptr; }
+PagedRowsFn amx_paged_rows_kernel() { return nullptr; }
 }  // namespace cpu
 }  // namespace hetero
 

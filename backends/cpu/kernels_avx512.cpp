@@ -94,6 +94,7 @@ const KernelSet* avx512_kernels() {
     k.bf16_attention = bf16 ? avx512_bf16_attention() : nullptr;
     if (bf16 && cpu_has_avx512_vbmi_vnni()) k.quantized = avx512_quantized_kernels();
     if (bf16 && amx_bf16_available()) k.amx_paged_rows = amx_paged_rows_kernel();
+    k.vector_paged_rows = avx512_paged_rows_kernel(bf16);
     return k;
   }();
   return &kernels;

@@ -55,7 +55,9 @@ def test_varlen_matches_the_oracle(isa, dtype, mask, lens):
     ([700, 5], None, 7, 4, 4),
     ([9, 64, 3], [4, 1, 3], 16, 4, 2),  # chunked prefill
     ([130], [70], 32, 2, 1),           # more query rows than one part
-], ids=["decode", "split", "prime-block", "chunked", "long-chunk"])
+    ([5, 40], None, 16, 32, 8),        # Llama-3-8B's heads: all eight in one item
+    ([21], [2], 8, 64, 8),             # 16 rows per head: the heads in two items
+], ids=["decode", "split", "prime-block", "chunked", "long-chunk", "many-heads", "head-split"])
 def test_paged_matches_the_oracle(isa, dtype, mask, shape):
     lens, counts, block_size, hq, hkv = shape
     k_cache, v_cache, table = paged_cache(lens, block_size, hkv, 64, 64, dtype=dtype, seed=4)
@@ -82,7 +84,15 @@ def test_the_amx_path_runs_exactly_where_the_cpu_has_amx(isa):
     amx_usable = _C.amx_bf16_peak_gflops(1, 0.001) > 0  # build, CPUID and arch_prctl
     expected = isa == "avx512" and "avx512_bf16" in fingerprint.cpu_flags() and amx_usable
     assert _C.cpu_amx_attention() == expected
-    assert ("paged attention" in hetero.registry.get("cpu").backend.details) == expected
+    assert ("AMX" in hetero.registry.get("cpu").backend.details.get("paged attention", "")) == expected
+
+
+def test_the_vector_paged_kernel_runs_in_the_avx512_set_only(isa):
+    """The avx512 set's paged kernel (kernels_avx512_paged.cpp) serves paged attention
+    there (the cases above then test it); the lower sets keep the small-M products."""
+    from hetero import _C
+
+    assert _C.cpu_vector_paged_attention() == (isa == "avx512")
 
 
 def test_paged_decode_agrees_with_attention_on_the_gathered_cache():
