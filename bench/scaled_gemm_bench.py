@@ -45,14 +45,16 @@ def copies_for(nbytes: int) -> int:
 
 
 def timed(calls, rounds: int) -> list[list[float]]:
-    """Median seconds of each call, interleaved: round r runs every call once."""
+    """Median seconds of each call, interleaved: round r runs every call once. Each call
+    gets the next copy of the operands (``call(n)``, n counting all calls), so no call
+    reads a weight the call before it left in the cache."""
     samples = [[] for _ in calls]
     for call in calls:
         call(0)  # warm-up (and first-call decisions)
     for r in range(rounds):
         for i, call in enumerate(calls):
             start = time.perf_counter()
-            call(r + 1)
+            call((r + 1) * len(calls) + i)
             samples[i].append(time.perf_counter() - start)
     return [statistics.median(s) for s in samples]
 

@@ -24,9 +24,10 @@
 //
 // The avx512 set runs items on its own paged kernels instead (kernels.h
 // PagedRows): bf16 on AMX tiles where the CPU has AMX-BF16, 16 rows per item
-// (kernels_amx_attention.cpp); otherwise on AVX-512 vectors, 8 rows per item
-// (kernels_avx512_paged.cpp). Both read each key and value row once per item,
-// from its page, without the generic path's per-slice calls.
+// (kernels_amx_attention.cpp); otherwise on AVX-512 vectors, up to 8 rows per
+// head and as many heads per item as the scratch holds rows for
+// (kernels_avx512_paged.cpp), so that a key's row of the cache is read as one
+// run. Both read each key and value once per item, from its page.
 
 #include "attention_serving.h"
 
