@@ -180,12 +180,19 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
   for (int c = 0; c < COLS; ++c) colsum[c] = _mm512_setzero_si512();
   const int64_t depth = p.depth, block = p.block;
   const uint8_t* w = p.w + j0 * p.ldw;
+  // Several columns are several streams through w, each only as long as a row;
+  // the next tile's rows are asked into L2 at the pace of this tile's, so they
+  // do not start cold (one column is one sequential stream: no need).
+  auto prefetch_next_tile = [&](int c, int64_t k0) {
+    if (COLS > 1) _mm_prefetch(reinterpret_cast<const char*>(w + (c + COLS) * p.ldw + k0), _MM_HINT_T1);
+  };
   for (int64_t k0 = 0; k0 < depth; k0 += 64) {
     if (KIND == kInt8) {
       const uint8_t* a = static_cast<const uint8_t*>(a_prepared);
       __m512i wc[COLS];
 #pragma GCC unroll 4
       for (int c = 0; c < COLS; ++c) {
+        prefetch_next_tile(c, k0);
         wc[c] = load_codes(w + c * p.ldw, k0, depth);
         colsum[c] = _mm512_dpbusd_epi32(colsum[c], ones, wc[c]);
       }
@@ -200,6 +207,7 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
       __m512i w0[COLS], w1[COLS];
 #pragma GCC unroll 4
       for (int c = 0; c < COLS; ++c) {
+        prefetch_next_tile(c, k0);
         decode_signed<KIND>(t, load_codes(w + c * p.ldw, k0, depth), &w0[c], &w1[c]);
       }
 #pragma GCC unroll 4
