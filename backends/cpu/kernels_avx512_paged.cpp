@@ -47,7 +47,6 @@ namespace cpu {
 namespace {
 
 constexpr int kGroup = 16;      // keys per group: the lanes of a score vector
-constexpr int64_t kMaxDim = 512;  // head and value dims (kernels.h)
 using avx512::exp2_nonpositive;
 
 // 16 values of a row, widened to float32.
@@ -115,14 +114,19 @@ struct PageCursor {
   }
 };
 
-// Asks for row[0, bytes), a row of the next group, while this group is
-// multiplied: one row at a time among the products, so the requests never
-// queue up, and into L2 (a hint to L1 measured slower: the lines evict the
-// group in use).
+// Asks for row[0, bytes), a row of the next group, into L2 while this group is
+// multiplied (a hint to L1 measured slower: the lines evict the group in use).
+// Key rows go one per key among the score products; value rows as each
+// head's P . V begins.
 inline void prefetch_row(const void* row, int64_t bytes) {
   for (int64_t x = 0; x < bytes; x += 64) _mm_prefetch(static_cast<const char*>(row) + x, _MM_HINT_T1);
 }
 
+// S (R x 16) of one head: lane j of scores[r] = q_r . key j (unscaled).
+// Four keys at a time, 4R accumulators over D: each chunk of a query row is
+// loaded once for the four keys (on CPUs that split 512-bit loads in two,
+// loads rather than products limit this loop); each row's four accumulators
+// are folded at once, the four folds of the group at the end.
 template <int R, class Mode>
 inline void score_group(const typename Mode::Elem* const* keys, int n, const typename Mode::Elem* const* next,
                         int n_next, int64_t head, int64_t D, const void* const* q, __m512* scores) {
