@@ -14,8 +14,11 @@ hetero's result is checked against the same model in float64: the forward's logi
 the training step's loss within twice PyTorch's error plus a small floor (the run aborts
 otherwise); for ``generate``, whether the tokens equal PyTorch's is reported.
 
-    python bench/llama_bench.py [--quick] [--dtypes bfloat16,float32]
+    python bench/llama_bench.py [--quick] [--small] [--native] [--dtypes bfloat16,float32]
                                 [--workloads forward,train,generate] [--json FILE]
+
+``--native`` times ``hetero.enabled(native=True)`` (GEMMs behind aten, no function mode);
+``--small`` runs every workload on the training step's model (hidden 512).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ TRAIN = dict(MODEL, hidden_size=512, intermediate_size=1408, num_attention_heads
 QUICK = {"vocab_size": 8000, "num_hidden_layers": 2}
 FLOOR = {torch.float32: 1e-5, torch.bfloat16: 2.0**-8}
 WORKLOADS = ("forward", "train", "generate")
+ENABLE: dict = {}  # hetero.enabled()'s arguments (--native)
 
 
 def make_model(config: dict, dtype: torch.dtype) -> LlamaForCausalLM:
@@ -71,7 +75,7 @@ def forward(config, dtype, args):
     with torch.no_grad():
         exact = copy.deepcopy(model).double()(ids).logits
         plain = model(ids).logits
-        with hetero.enabled():
+        with hetero.enabled(**ENABLE):
             ours = model(ids).logits
     errors = within_rule(ours, plain, exact, dtype, "logits")
 
@@ -98,7 +102,7 @@ def train(config, dtype, args):
 
     exact = loss64(copy.deepcopy(model).double())
     plain = loss64(model)
-    with hetero.enabled():
+    with hetero.enabled(**ENABLE):
         ours = loss64(model)
         step()  # and its backward runs
     return step, within_rule(ours, plain, exact, dtype, "loss")
@@ -114,7 +118,7 @@ def generate(config, dtype, args):
         with torch.no_grad():
             return model.generate(ids, **kw)
     plain = run()
-    with hetero.enabled():
+    with hetero.enabled(**ENABLE):
         ours = run()
     return run, {"tokens equal to torch's": bool(torch.equal(plain, ours))}
 
@@ -123,12 +127,12 @@ def measure(workload: str, config: dict, dtype: torch.dtype, args) -> dict:
     run, check = {"forward": forward, "train": train, "generate": generate}[workload](
         config, dtype, args)
     hetero.reset_stats()
-    with hetero.enabled():
+    with hetero.enabled(**ENABLE):
         run()
     counted = hetero.stats()
 
     def with_hetero():
-        with hetero.enabled():
+        with hetero.enabled(**ENABLE):
             run()
 
     t_torch, t_hetero = interleaved([run, with_hetero], args.rounds)
@@ -151,8 +155,13 @@ def main(argv=None):
     parser.add_argument("--prompt", type=int, default=32, help="generate: prompt tokens")
     parser.add_argument("--new-tokens", type=int, default=32, help="generate: new tokens")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--native", action="store_true",
+                        help="hetero.enabled(native=True): the native route, GEMMs only")
+    parser.add_argument("--small", action="store_true",
+                        help="every workload on the small (hidden 512) model")
     parser.add_argument("--json", help="write the rows and the environment to this file")
     args = parser.parse_args(argv)
+    ENABLE.update(native=True) if args.native else ENABLE.clear()
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown:
@@ -162,14 +171,14 @@ def main(argv=None):
            "torch": torch.__version__, "python": platform.python_version(),
            "models": {"forward/generate": MODEL, "train": TRAIN}, "quick": args.quick,
            "seq": args.seq, "train_seq": args.train_seq, "prompt": args.prompt,
-           "new_tokens": args.new_tokens}
+           "new_tokens": args.new_tokens, "enable": dict(ENABLE), "small": args.small}
     print(f"# {env['cpu']}, {threads} threads, torch {torch.__version__}", flush=True)
     print("| workload | dtype | torch s | hetero s | hetero / torch | GFLOP | "
           "served by hetero | check |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []
     for workload in workloads:
-        config = TRAIN if workload == "train" else MODEL
+        config = TRAIN if workload == "train" or args.small else MODEL
         config = dict(config, **QUICK) if args.quick else config
         for name in args.dtypes.split(","):
             row = dict(measure(workload, config, getattr(torch, name), args), dtype=name)

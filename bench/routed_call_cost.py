@@ -3,9 +3,13 @@
     python bench/routed_call_cost.py              # kernels as the tuned table chooses
     HETERO_TUNED=off python bench/routed_call_cost.py   # hetero's own kernels
 
-Tiny tensors, so the time is the call's overhead: ``F.linear`` 1×64×64 and a decode-sized
-``scaled_dot_product_attention`` (q (1, 4, 1, 32) against k, v (1, 4, 16, 32)), one
-thread, best of 5 × 20000 calls each, plain then enabled. Prints what served the calls.
+Tiny tensors, so the time is the call's overhead: ``F.linear`` 1×64×64, a decode-sized
+``scaled_dot_product_attention`` (q (1, 4, 1, 32) against k, v (1, 4, 16, 32)),
+``torch.mm`` 8×8, ``F.linear`` on an input that requires grad (forward only) and a
+``torch.compile``'d ``F.linear``. One thread, best of 5 × 20000 calls each, in three
+settings one after the other: plain, ``enabled()`` (the function mode) and
+``enabled(native=True)`` (the native route, GEMMs only: its SDPA row is PyTorch's).
+Prints what served the calls in each.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import hetero
-from hetero import tuned
+from hetero import native_route, tuned
 
 CALLS = 20000
 
@@ -33,22 +37,41 @@ def best_us(fn, rounds: int = 5) -> float:
     return best * 1e6
 
 
+def served() -> dict:
+    return {op: sorted(kernels) for op, kernels in hetero.stats().served.items()}
+
+
 def main() -> None:
     torch.set_num_threads(1)
     x, w = torch.randn(1, 64), torch.randn(64, 64)
+    x_grad = torch.randn(1, 64, requires_grad=True)
+    a8 = torch.randn(8, 8)
     q, k, v = torch.randn(1, 4, 1, 32), torch.randn(1, 4, 16, 32), torch.randn(1, 4, 16, 32)
+    compiled = torch.compile(lambda t: F.linear(t, w))
     calls = {"F.linear 1x64x64": lambda: F.linear(x, w),
-             "SDPA decode (1,4,1,32) x 16 keys": lambda: F.scaled_dot_product_attention(q, k, v)}
+             "SDPA decode (1,4,1,32) x 16 keys": lambda: F.scaled_dot_product_attention(q, k, v),
+             "torch.mm 8x8": lambda: torch.mm(a8, a8),
+             "F.linear 1x64x64, input requires grad": lambda: F.linear(x_grad, w),
+             "compiled F.linear 1x64x64": lambda: compiled(x)}
+    settings = {"enabled()": {}}
+    if native_route.unavailable() is None:
+        settings["enabled(native=True)"] = {"native": True}
     plain = {name: best_us(fn) for name, fn in calls.items()}
-    hetero.reset_stats()
-    with hetero.enabled():
-        routed = {name: best_us(fn) for name, fn in calls.items()}
+    routed, what = {}, {}
+    for setting, kwargs in settings.items():
+        hetero.reset_stats()
+        with hetero.enabled(**kwargs):
+            routed[setting] = {name: best_us(fn) for name, fn in calls.items()}
+        what[setting] = served()
     print(f"# {tuned.device_name(torch.device('cpu'))}, 1 thread, torch {torch.__version__}")
+    print("| call | plain us | " + " | ".join(f"{s} us (added)" for s in settings) + " |")
+    print("|---|---|" + "---|" * len(settings))
     for name in calls:
-        print(f"{name}: plain {plain[name]:.1f} us, enabled {routed[name]:.1f} us "
-              f"(+{routed[name] - plain[name]:.1f})")
-    served = hetero.stats().served
-    print("served by:", {op: sorted(kernels) for op, kernels in served.items()})
+        cells = " | ".join(f"{routed[s][name]:.2f} (+{routed[s][name] - plain[name]:.2f})"
+                           for s in settings)
+        print(f"| {name} | {plain[name]:.2f} | {cells} |")
+    for setting in settings:
+        print(f"served under {setting}: {what[setting]}")
 
 
 if __name__ == "__main__":

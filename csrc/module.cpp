@@ -16,6 +16,7 @@
 #include "backends/cpu/scaled_gemm.h"
 #include "backends/cpu/thread_pool.h"
 #include "py_views.h"
+#include "route/bindings.h"
 #include "hetero/dtype.h"
 #include "hetero/status.h"
 #include "hetero/tensor_view.h"
@@ -281,6 +282,8 @@ PYBIND11_MODULE(_C, m) {
       "Select the CPU kernel set ('auto', 'avx512', 'avx2', 'portable'); returns the previous\n"
       "name.\n"
       "For tests and benchmarks: 'auto' picks the best this CPU runs.");
+
+  hetero::route::bind(m);
 
   m.def("build_info", &build_info, "Compiler and build settings of this extension, as a dict.");
 }

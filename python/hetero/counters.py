@@ -87,6 +87,12 @@ def record_fallback(op: str, reason: str, flops: float) -> None:
         observer(op, None, None, reason)
 
 
+#: Callables giving counts kept elsewhere (the native route): ``[(served?, op, kernel or
+#: reason, calls, flops), ...]``, added by :func:`stats`; ``resetters`` zero them.
+sources: list = []
+resetters: list = []
+
+
 def stats() -> Stats:
     """A copy of the counters since the start (or the last :func:`reset_stats`).
 
@@ -95,13 +101,22 @@ def stats() -> Stats:
     >>> print(hetero.stats())            # a table per op, kernel and fallback reason
     >>> hetero.stats().served_fraction() # share of FLOPs on hetero kernels
     """
-    return Stats({op: {k: Count(c.calls, c.flops) for k, c in per.items()}
-                  for op, per in _current.served.items()},
-                 {op: {k: Count(c.calls, c.flops) for k, c in per.items()}
-                  for op, per in _current.fallbacks.items()})
+    snapshot = Stats({op: {k: Count(c.calls, c.flops) for k, c in per.items()}
+                      for op, per in _current.served.items()},
+                     {op: {k: Count(c.calls, c.flops) for k, c in per.items()}
+                      for op, per in _current.fallbacks.items()})
+    for source in sources:
+        for served, op, name, calls, flops in source():
+            table = snapshot.served if served else snapshot.fallbacks
+            count = table.setdefault(op, {}).setdefault(name, Count())
+            count.calls += calls
+            count.flops += flops
+    return snapshot
 
 
 def reset_stats() -> None:
     """Zero every counter."""
     _current.served.clear()
     _current.fallbacks.clear()
+    for reset in resetters:
+        reset()

@@ -53,6 +53,32 @@ class Scope(NamedTuple):
 
 
 current_scope: ContextVar[Scope | None] = ContextVar("hetero_scope", default=None)
+#: Callables run when every cached decision is cleared (the native route's cache).
+cache_listeners: list = []
+#: Callables ``listener(scope_id(scope))`` run when a thread enters or leaves a scope.
+scope_listeners: list = []
+_scope_ids: dict = {None: 0}
+
+
+def scope_id(scope: Scope | None) -> int:
+    """A small integer standing for ``scope`` (0: none), for native decision caches."""
+    found = _scope_ids.get(scope)
+    if found is None:
+        found = _scope_ids[scope] = len(_scope_ids)
+    return found
+
+
+def _set_scope(scope: Scope | None):
+    token = current_scope.set(scope)
+    for listener in scope_listeners:
+        listener(scope_id(scope))
+    return token
+
+
+def _reset_scope(token) -> None:
+    current_scope.reset(token)
+    for listener in scope_listeners:
+        listener(scope_id(current_scope.get()))
 
 #: key -> kernel.fn: the hot path's only lookup (an op's function reads it directly).
 decisions: dict[tuple, object] = {}
@@ -136,11 +162,11 @@ def use(*backends: str, policy: str | None = None) -> Iterator[None]:
     scope = Scope(_check_backend_names(backends, "use") if backends else outer.backends,
                   _check_policy(policy) if policy is not None else outer.policy,
                   outer.training)
-    token = current_scope.set(scope)
+    token = _set_scope(scope)
     try:
         yield
     finally:
-        current_scope.reset(token)
+        _reset_scope(token)
 
 
 @contextmanager
@@ -150,11 +176,11 @@ def training() -> Iterator[None]:
     measurement of forward and backward together (``tuned.with_backward(op)``) decides,
     so a kernel with a fast forward but a slow backward does not win a training step."""
     outer = current_scope.get() or Scope(None, None)
-    token = current_scope.set(outer._replace(training=True))
+    token = _set_scope(outer._replace(training=True))
     try:
         yield
     finally:
-        current_scope.reset(token)
+        _reset_scope(token)
 
 
 # ---------------------------------------------------------------- deciding
@@ -381,6 +407,8 @@ def clear_cache() -> None:
     bridge_decisions.clear()
     passthrough.clear()
     _warned.clear()
+    for listener in cache_listeners:
+        listener()
 
 
 def cache_size() -> int:

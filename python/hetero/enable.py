@@ -31,18 +31,23 @@ they shard (:mod:`hetero.distributed`); DTensor then runs each rank's shards thr
 hetero's kernels. Calls of an op without such rules stay with PyTorch, counted.
 
 Torch function modes are per thread: enabling affects the calling thread.
+
+``native=True`` routes CPU GEMMs and attention without the function mode, at native
+cost (:mod:`hetero.native_route`): ``gemm`` and ``attention`` on ``cpu``, below autograd
+and ``torch.compile``; ``F.linear`` with a bias and the other ops stay with PyTorch.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import contextmanager, nullcontext
 from typing import Iterable, Iterator
 
 import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 
-from . import counters, dispatch, distributed, registry, torch_ops
+from . import counters, dispatch, distributed, native_route, registry, torch_ops
 from .backends.pytorch import NAME as TORCH_BACKEND
 from .dispatch import REFERENCE
 from .ops import registry as op_registry
@@ -201,6 +206,27 @@ def _config(ops, devices) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(ops), types
 
 
+_NATIVE_OPS = frozenset({"gemm", "attention"})
+_native_by_enable = threading.local()  # .on: this thread's native route came from enable()
+
+
+def _native_config(ops, devices) -> frozenset[str]:
+    """``enable(native=True)``'s ops, checked with its devices: gemm and attention on
+    cpu only."""
+    ops = _NATIVE_OPS if ops is None else frozenset((ops,) if isinstance(ops, str) else ops)
+    if not ops <= _NATIVE_OPS or not ops:
+        raise ValueError(f"ops: the native route serves {sorted(_NATIVE_OPS)} only, "
+                         f"got {sorted(ops)}; use native=False for the others")
+    if devices is not None:
+        _, types = _config(None, devices)
+        if types != {"cpu"}:
+            raise ValueError(f"devices: the native route serves 'cpu' only, got {sorted(types)}")
+    if _active() is not None:
+        raise RuntimeError("hetero.enable(native=True): hetero is enabled with the function "
+                           "mode on this thread; leave it first")
+    return ops
+
+
 def _active() -> _Routing | None:
     for mode in reversed(_get_current_function_mode_stack()):
         if isinstance(mode, _Routing):
@@ -209,7 +235,8 @@ def _active() -> _Routing | None:
 
 
 def enable(ops: Iterable[str] | str | None = None,
-           devices: Iterable[str | torch.device] | str | None = None) -> None:
+           devices: Iterable[str | torch.device] | str | None = None, *,
+           native: bool = False) -> None:
     """Route PyTorch's matmul family and ``scaled_dot_product_attention`` to hetero on
     the calling thread until :func:`disable` (see the module docs for what is routed).
 
@@ -218,9 +245,26 @@ def enable(ops: Iterable[str] | str | None = None,
             :func:`routed_ops`).
         devices: device types to route (default: those a hetero backend serves here,
             :func:`served_device_types`); calls on others stay with PyTorch.
+        native: route CPU GEMMs and attention natively instead
+            (:mod:`hetero.native_route`): ops ``"gemm"``/``"attention"`` (both, the
+            default, are routed) and devices ``"cpu"`` only; ``RuntimeError`` where this
+            process cannot (``native_route.unavailable()`` says why).
 
     Calling it again while enabled changes what is routed.
     """
+    if native:
+        ops = _native_config(ops, devices)
+        if native_route.active() and not getattr(_native_by_enable, "on", False):
+            raise RuntimeError("hetero.enable(native=True): a `with hetero.enabled("
+                               "native=True)` block is active here; it ends routing on exit")
+        if native_route.active():
+            native_route.stop()  # enabled again: what is routed changes
+        native_route.start(ops)
+        _native_by_enable.on = True
+        return
+    if native_route.active():
+        raise RuntimeError("hetero.enable(): hetero routes natively on this thread "
+                           "(native=True); leave that first")
     ops, devices = _config(ops, devices)
     mode = _active()
     if mode is None:
@@ -232,6 +276,10 @@ def enable(ops: Iterable[str] | str | None = None,
 def disable() -> None:
     """Stop what :func:`enable` started: PyTorch runs exactly as before. Does nothing
     when hetero is not enabled."""
+    if native_route.active() and getattr(_native_by_enable, "on", False):
+        _native_by_enable.on = False
+        native_route.stop()
+        return
     mode = _active()
     if mode is None:
         return
@@ -246,13 +294,24 @@ def disable() -> None:
 
 @contextmanager
 def enabled(ops: Iterable[str] | str | None = None,
-            devices: Iterable[str | torch.device] | str | None = None) -> Iterator[None]:
+            devices: Iterable[str | torch.device] | str | None = None, *,
+            native: bool = False) -> Iterator[None]:
     """:func:`enable` for the duration of a ``with`` block (arguments as there); inside
     an enabled region it changes what is routed until the block ends.
 
     >>> with hetero.enabled(ops="gemm", devices="cpu"):
     ...     logits = model(tokens)
     """
+    if native:
+        native_route.start(_native_config(ops, devices))
+        try:
+            yield
+        finally:
+            native_route.stop()
+        return
+    if native_route.active():
+        raise RuntimeError("hetero.enabled(): hetero routes natively on this thread "
+                           "(native=True); leave that first")
     config = _config(ops, devices)
     mode = _active()
     if mode is None:
@@ -269,4 +328,4 @@ def enabled(ops: Iterable[str] | str | None = None,
 
 def is_enabled() -> bool:
     """Whether hetero routes PyTorch's calls on this thread right now."""
-    return _active() is not None
+    return _active() is not None or native_route.active()

@@ -22,12 +22,31 @@ from .kernel import Kernel
 _bridge_decisions = dispatch.bridge_decisions
 
 
+#: Set by :mod:`hetero.native_route` once loaded: ``set_thread_bypass(on) -> previous``.
+native_bypass = None
+
+
 @contextmanager
 def plain_torch():
-    """Kernels and fallbacks run with torch function modes off (so ``hetero.enable``
-    does not route hetero's own torch calls back to hetero) and without autograd."""
-    with torch._C.DisableTorchFunction(), torch.no_grad():
+    """Kernels and fallbacks run with torch function modes and the native route off (so
+    ``hetero.enable`` does not route hetero's own torch calls back to hetero) and
+    without autograd."""
+    with torch._C.DisableTorchFunction(), torch.no_grad(), unrouted():
         yield
+
+
+@contextmanager
+def unrouted():
+    """Within the block, PyTorch's matmuls on this thread run PyTorch's own kernels even
+    where :mod:`hetero.native_route` routes them (the ``torch`` backend's kernels)."""
+    if native_bypass is None:
+        yield
+        return
+    previous = native_bypass(True)
+    try:
+        yield
+    finally:
+        native_bypass(previous)
 
 
 def decide(key: tuple, args=None) -> tuple[Kernel | None, str | None]:

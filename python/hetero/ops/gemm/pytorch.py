@@ -11,12 +11,18 @@ from __future__ import annotations
 import torch
 
 from ...kernel import Kernel, Support
+from ...torch_ops import unrouted
 from .api import GemmArgs
 
 _DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torch.float64})
 
 
 def matmul(args: GemmArgs) -> None:
+    with unrouted():  # PyTorch's own kernels, even where the native route serves matmuls
+        _matmul(args)
+
+
+def _matmul(args: GemmArgs) -> None:
     a, b, out, bias = args.a, args.b, args.out, args.bias
     if bias is not None and args.beta != 0 and bias.dtype is a.dtype:
         if a.dim() == 2:

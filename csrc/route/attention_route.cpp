@@ -1,0 +1,197 @@
+// aten::_scaled_dot_product_flash_attention_for_cpu and its backward, while the native
+// route is installed (route.h): the CPU flash kernels F.scaled_dot_product_attention
+// reaches once PyTorch has checked its arguments and turned a bool mask additive. The
+// cached decision runs hetero's cpu attention (writing out and the log-sum-exp in
+// PyTorch's layouts, so either side's backward takes either side's forward) or PyTorch's
+// kernel, called directly.
+//
+// Layouts, as PyTorch's CPU kernel allocates them: out (B, Hq, Sq, Dv) contiguous; lse
+// (B, Hq, Sq) float32 over (B, Sq, Hq) storage. Gradients are contiguous.
+#include <cmath>
+#include <optional>
+
+#include "backends/cpu/attention.h"
+#include "route/common.h"
+
+namespace hetero::route {
+namespace {
+
+template <typename T>
+T unboxed(StableIValue value) {
+  T v;
+  std::memcpy(&v, &value, sizeof(v));
+  return v;
+}
+
+// An optional argument: null, or a boxed value the kernel frees.
+std::optional<StableIValue> optional_arg(StableIValue value) {
+  auto* boxed_value = reinterpret_cast<StableIValue*>(value);
+  if (boxed_value == nullptr) return std::nullopt;
+  const StableIValue inner = *boxed_value;
+  if (g_shim.delete_stable_ivalue != nullptr) g_shim.delete_stable_ivalue(boxed_value);
+  else delete boxed_value;
+  return inner;
+}
+
+// The arguments both kernels share (after their leading tensors).
+struct Arguments {
+  double dropout_p = 0.0;
+  bool causal = false;
+  Operand mask;  // no handle: no mask
+  std::optional<double> scale;
+
+  Arguments(const StableIValue* stack) {
+    dropout_p = unboxed<double>(stack[0]);
+    causal = unboxed<bool>(stack[1]);
+    if (auto m = optional_arg(stack[2])) {
+      // Autograd hands a saved None back as an undefined tensor.
+      auto handle = reinterpret_cast<AtenTensorHandle>(*m);
+      bool defined = false;
+      check(g_shim.is_defined(handle, &defined), "aoti_torch_is_defined");
+      if (defined) mask.reset(handle);
+      else g_shim.delete_tensor_object(handle);
+    }
+    if (auto s = optional_arg(stack[3])) scale = unboxed<double>(*s);
+  }
+  AtenTensorHandle* mask_handle() { return mask.handle != nullptr ? &mask.handle : nullptr; }
+  double* scale_ptr() { return scale ? &*scale : nullptr; }
+};
+
+// The mask as the (B, Hq, Sq, Sk) view hetero's kernels take: PyTorch broadcasts it from
+// the right, so a missing or size-1 dim gets stride 0.
+TensorView expanded_mask(const Operand& mask, const Operand& q, const Operand& k, DType dtype) {
+  const int64_t target[4] = {q.sizes[0], q.sizes[1], q.sizes[2], k.sizes[2]};
+  TensorView v;
+  v.data = mask.data;
+  v.dtype = dtype;
+  v.ndim = 4;
+  for (int d = 0; d < 4; ++d) {
+    const int64_t source = d - (4 - mask.dim);
+    const bool present = source >= 0 && mask.sizes[source] != 1;
+    v.sizes[d] = target[d];
+    v.strides[d] = present ? mask.strides[source] : 0;
+  }
+  return v;
+}
+
+// Which dims of the mask broadcast, its rank and dtype: what the decision may depend on.
+int64_t mask_code(const Operand& mask) {
+  if (mask.handle == nullptr) return 0;
+  int64_t code = 1 + (mask.dim << 1) + (int64_t{mask.dtype} << 8);
+  for (int64_t d = 0; d < mask.dim; ++d) code += int64_t{mask.sizes[d] == 1} << (16 + d);
+  return code;
+}
+
+double flops(const Operand& q, const Operand& k, const Operand& v, bool causal) {
+  const double sq = static_cast<double>(q.sizes[2]), sk = static_cast<double>(k.sizes[2]);
+  double pairs = sq * sk;  // hetero's attention_flops: bottom-right causal pairs
+  if (causal) pairs = sq <= sk ? sq * sk - sq * (sq - 1) / 2 : sk * (sk + 1) / 2;
+  return 2.0 * static_cast<double>(q.sizes[0] * q.sizes[1]) * pairs *
+         static_cast<double>(q.sizes[3] + v.sizes[3]);
+}
+
+// The decision for the forward or the backward, asked of Python on a miss.
+int64_t decide(OpCode op, const Operand& q, const Operand& k, const Operand& v, Arguments& args) {
+  const Key key{op, q.sizes[0], q.sizes[1], k.sizes[1], q.sizes[2], k.sizes[2], q.sizes[3],
+                v.sizes[3], q.dtype,
+                int64_t{args.causal} | int64_t{args.dropout_p != 0} << 1 | int64_t{bool(args.scale)} << 2,
+                mask_code(args.mask), alignment({q.data, k.data, v.data, args.mask.data})};
+  return decision(key, [&] {
+    StableIValue stack[10] = {q.copy(), k.copy(), v.copy(),
+                              args.mask.handle != nullptr ? args.mask.copy() : q.copy(),
+                              boxed(args.mask.handle != nullptr), boxed(args.dropout_p),
+                              boxed(args.causal), boxed(args.scale.value_or(0.0)),
+                              boxed(bool(args.scale)), boxed(op == kOpAttentionBackward)};
+    return ask_python("hetero_route::decide_attention", stack);
+  });
+}
+
+double softmax_scale(const Arguments& args, const Operand& q) {
+  return args.scale ? *args.scale : 1.0 / std::sqrt(static_cast<double>(q.sizes[3]));
+}
+
+void forward(StableIValue* stack, uint64_t, uint64_t) {
+  Operand q(stack[0]), k(stack[1]), v(stack[2]);
+  Arguments args(stack + 3);
+  DType dtype;
+  const int64_t decided = routing(kRouteAttention) && q.dim == 4 && k.dim == 4 && v.dim == 4
+                              ? decide(kOpAttention, q, k, v, args)
+                              : int64_t{-1} * 4 + kTorch;  // not counted
+  AtenTensorHandle out = nullptr, lse = nullptr;
+  if ((decided & 3) == kNative && hetero_dtype(q.dtype, &dtype)) {
+    const int64_t B = q.sizes[0], H = q.sizes[1], S = q.sizes[2], Dv = v.sizes[3];
+    const int64_t out_sizes[4] = {B, H, S, Dv}, out_strides[4] = {H * S * Dv, S * Dv, Dv, 1};
+    const int64_t lse_sizes[3] = {B, H, S}, lse_strides[3] = {S * H, 1, H};
+    Operand o, l;
+    o.reset(empty(4, out_sizes, out_strides, q.dtype));
+    l.reset(empty(3, lse_sizes, lse_strides, g_shim.float32));
+    TensorView mask_view;
+    if (args.mask.handle != nullptr) mask_view = expanded_mask(args.mask, q, k, dtype);
+    const TensorView lse_view = l.view(DType::float32);
+    const Status status = cpu::attention_forward(
+        q.view(dtype), k.view(dtype), v.view(dtype),
+        args.mask.handle != nullptr ? &mask_view : nullptr, args.causal, softmax_scale(args, q),
+        o.view(dtype), &lse_view, kernel_threads());
+    if (!status.ok()) throw std::runtime_error("hetero cpu.flash: " + status.message);
+    out = o.release();
+    lse = l.release();
+  } else {
+    check(g_shim.cpu_flash_attention(q.handle, k.handle, v.handle, args.dropout_p, args.causal,
+                                     args.mask_handle(), args.scale_ptr(), &out, &lse),
+          "CPU kernel of aten::_scaled_dot_product_flash_attention_for_cpu");
+  }
+  count(decided >> 2, static_cast<uint64_t>(flops(q, k, v, args.causal)));
+  stack[0] = reinterpret_cast<StableIValue>(out);
+  stack[1] = reinterpret_cast<StableIValue>(lse);
+}
+
+AtenTensorHandle empty_like(const Operand& t) {
+  const int64_t strides[4] = {t.sizes[1] * t.sizes[2] * t.sizes[3], t.sizes[2] * t.sizes[3],
+                              t.sizes[3], 1};
+  return empty(4, t.sizes, strides, t.dtype);
+}
+
+void backward(StableIValue* stack, uint64_t, uint64_t) {
+  Operand dout(stack[0]), q(stack[1]), k(stack[2]), v(stack[3]), out(stack[4]), lse(stack[5]);
+  Arguments args(stack + 6);
+  DType dtype;
+  const int64_t decided = routing(kRouteAttention) && q.dim == 4 && k.dim == 4 && v.dim == 4 && lse.dim == 3
+                              ? decide(kOpAttentionBackward, q, k, v, args)
+                              : int64_t{-1} * 4 + kTorch;
+  AtenTensorHandle dq = nullptr, dk = nullptr, dv = nullptr;
+  if ((decided & 3) == kNative && hetero_dtype(q.dtype, &dtype) && lse.dtype == g_shim.float32) {
+    Operand gq, gk, gv;
+    gq.reset(empty_like(q));
+    gk.reset(empty_like(k));
+    gv.reset(empty_like(v));
+    TensorView mask_view;
+    if (args.mask.handle != nullptr) mask_view = expanded_mask(args.mask, q, k, dtype);
+    const Status status = cpu::attention_backward(
+        dout.view(dtype), q.view(dtype), k.view(dtype), v.view(dtype), out.view(dtype),
+        lse.view(DType::float32), args.mask.handle != nullptr ? &mask_view : nullptr, args.causal,
+        softmax_scale(args, q), gq.view(dtype), gk.view(dtype), gv.view(dtype), kernel_threads(),
+        cpu::kDefaultScoreMemoryBytes);
+    if (!status.ok()) throw std::runtime_error("hetero cpu.flash backward: " + status.message);
+    dq = gq.release();
+    dk = gk.release();
+    dv = gv.release();
+  } else {
+    check(g_shim.cpu_flash_attention_backward(dout.handle, q.handle, k.handle, v.handle,
+                                              out.handle, lse.handle, args.dropout_p, args.causal,
+                                              args.mask_handle(), args.scale_ptr(), &dq, &dk, &dv),
+          "CPU kernel of aten::_scaled_dot_product_flash_attention_for_cpu_backward");
+  }
+  // The backward's five products against the forward's two, as hetero counts it.
+  count(decided >> 2, static_cast<uint64_t>(2.5 * flops(q, k, v, args.causal)));
+  stack[0] = reinterpret_cast<StableIValue>(dq);
+  stack[1] = reinterpret_cast<StableIValue>(dk);
+  stack[2] = reinterpret_cast<StableIValue>(dv);
+}
+
+}  // namespace
+
+const Registration kAttentionKernels[2] = {
+    {"_scaled_dot_product_flash_attention_for_cpu", forward},
+    {"_scaled_dot_product_flash_attention_for_cpu_backward", backward}};
+
+}  // namespace hetero::route

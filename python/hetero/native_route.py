@@ -1,0 +1,278 @@
+"""The native route: :func:`hetero.enable` at native cost on CPU (``enable(native=True)``).
+
+While any thread routes natively, these CPU kernels of PyTorch are hetero's
+(``csrc/route/``, registered through PyTorch's stable C shim):
+
+- ``aten::mm`` and ``aten::bmm`` (and their ``out=`` forms): ``F.linear`` without a
+  bias, ``matmul`` and ``@`` (whose leading dims aten folds into one ``mm``),
+  ``torch.mm``/``bmm``, the GEMMs of autograd's backward and of ``torch.compile``'d code;
+- ``aten::_scaled_dot_product_flash_attention_for_cpu`` and its backward: what
+  ``F.scaled_dot_product_attention`` runs on CPU once PyTorch has checked its arguments
+  (and turned a bool mask additive). hetero writes the output and the log-sum-exp in
+  PyTorch's layouts, so either side's backward takes either side's forward.
+
+There is no torch function mode, so calls hetero does not route cost nothing.
+
+Each call looks its decision up in a native cache keyed by operator, sizes, dtype,
+flags, layout class, pointer alignment and the ``hetero.use`` scope. A miss asks
+hetero's dispatcher here, once, on the real tensors (:func:`_decide_gemm`,
+:func:`_decide_attention`, run as ``hetero_route::*`` ops through the dispatcher): the
+decision runs hetero's native kernel (``cpu.gemm``, ``cpu.flash``), PyTorch's own CPU
+kernel (the ``torch`` backend measured faster, or a reason to leave the call; counted
+either way) or, for GEMMs, a kernel written in Python (:func:`_run_gemm`). Native counts
+join :func:`hetero.stats`; any change that clears hetero's cached decisions clears these.
+
+Scope: the routing flag is per thread (autograd runs a CPU backward on the calling
+thread, so its kernels are routed too); the kernel registration is per process and
+undone when the last thread stops routing. Not routed this way: ``F.linear`` with a bias
+(aten's ``addmm`` cannot be registered through the stable shim), SDPA calls PyTorch
+sends to its math path (dropout, ...), ``is_causal`` with ``Sq != Sk`` (counted), and the
+function mode's other routes (scaled GEMM, varlen attention). A failure in Python while
+deciding surfaces as a ``RuntimeError`` carrying its message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from contextlib import contextmanager, nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from . import counters, dispatch, torch_ops
+from .backends.pytorch import NAME as TORCH_BACKEND
+from .ops import registry as op_registry
+from .ops._checks import real_out
+from .routing import Call
+
+try:
+    from ._C import route as _native
+except ImportError as exc:  # reported by unavailable()
+    _native, _IMPORT_ERROR = None, exc
+else:
+    _IMPORT_ERROR = None
+
+TORCH, NATIVE, PYTHON = 0, 1, 2  # route.h's Action
+_NATIVE_KERNELS = {"gemm": {"cpu.gemm"}, "attention": {"cpu.flash"},
+                   "attention_backward": {"cpu.flash"}}
+_OP_BITS: dict[str, int] = {}  # op -> its RoutedOp bit (route.h), once loaded
+_NO_COUNTER = 1 << 30  # beyond the native counters: not counted there
+
+
+class _Devices:
+    """What the gemm routes read from the routing mode: the device types routed."""
+    devices = frozenset({"cpu"})
+
+
+_slots: dict[tuple[bool, str, str], int] = {}  # (served?, op, kernel or reason) -> slot
+_state = threading.local()  # .stack: what each nested start replaced on this thread
+_why_not: str | None = None
+_loaded = False
+_ops_defined = False
+
+
+def unavailable() -> str | None:
+    """Why the native route cannot run in this process, or ``None`` when it can."""
+    global _why_not, _loaded
+    if _loaded:
+        return None
+    if _native is None:
+        return f"hetero._C did not load: {_IMPORT_ERROR}"
+    if not sys.platform.startswith("linux"):
+        return "the native route finds PyTorch's C shim with dlopen/dlsym on Linux only"
+    if _why_not is None:
+        libtorch = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+        why = _native.load(libtorch)
+        if why:
+            _why_not = why
+        else:
+            _loaded = True
+            _native.set_error_reader(_pop_error)
+            dispatch.cache_listeners.append(_native.clear_decisions)
+            dispatch.scope_listeners.append(_native.set_thread_scope)
+            counters.sources.append(_counts)
+            counters.resetters.append(_native.reset_counts)
+            torch_ops.native_bypass = _native.set_thread_bypass
+            _OP_BITS.update(gemm=_native.GEMM, attention=_native.ATTENTION)
+            return None
+    return _why_not
+
+
+def start(ops=("gemm", "attention")) -> None:
+    """Route this thread's CPU ``ops`` natively until the matching :func:`stop` (nests:
+    an inner start sets what is routed until it stops); RuntimeError where it cannot."""
+    why = unavailable()
+    if why is not None:
+        raise RuntimeError(f"hetero.enable(native=True): {why}")
+    _define_ops()
+    _native.set_num_threads(_env_threads())
+    with _quiet_stderr():  # the dispatcher warns that the kernels replace PyTorch's
+        _native.install()
+    mask = sum(_OP_BITS[op] for op in set(ops))
+    stack = _state.__dict__.setdefault("stack", [])
+    if not stack:
+        _native.set_thread_scope(dispatch.scope_id(dispatch.current_scope.get()))
+    stack.append(_native.set_thread_ops(mask))
+
+
+def stop() -> None:
+    """Undo one :func:`start` on this thread."""
+    stack = getattr(_state, "stack", None)
+    if not stack:
+        return
+    _native.set_thread_ops(stack.pop())
+    _native.uninstall()
+
+
+def active() -> bool:
+    """Whether this thread routes natively."""
+    return bool(getattr(_state, "stack", None))
+
+
+# ---------------------------------------------------------------- deciding, in Python
+_errors = threading.local()
+
+
+def _pop_error() -> str:
+    message, _errors.message = getattr(_errors, "message", ""), ""
+    return message
+
+
+def _slot(served: bool, op: str, name: str) -> int:
+    slot = _slots.get((served, op, name))
+    if slot is None:
+        if len(_slots) >= _native.MAX_COUNTERS:
+            return _NO_COUNTER
+        slot = _slots[(served, op, name)] = len(_slots)
+    return slot
+
+
+def _route(op: str, func):
+    """The function mode's own route of ``func`` for ``op`` (``OpSpec.routes``)."""
+    return op_registry.spec(op).routes[func].route
+
+
+def _gemm_verdict(a, b):
+    return _route("gemm", torch.mm if a.dim() == 2 else torch.bmm)(_Devices, a, b)
+
+
+def _decision(op: str, name: str, verdict, training: bool = False) -> int:
+    """``counter * 4 + action`` for a call the function mode's route turned into
+    ``verdict`` (a :class:`~hetero.routing.Call` or why PyTorch computes it)."""
+    if not isinstance(verdict, Call):
+        return _slot(False, op, f"{name}: {verdict or 'arguments PyTorch checks'}") * 4 + TORCH
+    with dispatch.training() if training else nullcontext():
+        key, record = verdict.prepare()
+        kernel, why = torch_ops.decide(key, record)
+    if kernel is None:
+        return _slot(False, op, why) * 4 + TORCH
+    if kernel.qualname in _NATIVE_KERNELS[op]:
+        return _slot(True, op, kernel.qualname) * 4 + NATIVE
+    if kernel.backend == TORCH_BACKEND:
+        return _slot(True, op, kernel.qualname) * 4 + TORCH
+    if op == "gemm":
+        return _NO_COUNTER * 4 + PYTHON  # hetero_route::run_gemm counts it
+    return _slot(False, op, f"{kernel.qualname} runs in Python: the native route runs "
+                            "native and PyTorch kernels only") * 4 + TORCH
+
+
+def _guarded(decide):
+    """``decide`` for the native side: an exception becomes ``-1``, its message stashed."""
+    def guarded(*args):
+        try:
+            with torch_ops.plain_torch():
+                return decide(*args)
+        except Exception as exc:  # noqa: BLE001 - carried to the caller by the native side
+            _errors.message = f"{type(exc).__name__}: {exc}"
+            return -1
+    return guarded
+
+
+@_guarded
+def _decide_gemm(a: torch.Tensor, b: torch.Tensor) -> int:
+    """The decision for ``a @ b`` (aten ``mm`` or ``bmm``)."""
+    return _decision("gemm", "mm" if a.dim() == 2 else "bmm", _gemm_verdict(a, b))
+
+
+@_guarded
+def _decide_attention(q, k, v, mask, has_mask: bool, dropout_p: float, causal: bool,
+                      scale: float, has_scale: bool, backward: bool) -> int:
+    """The decision for PyTorch's CPU flash attention forward (or its ``backward``)."""
+    op = "attention_backward" if backward else "attention"
+    if causal and q.shape[2] != k.shape[2]:
+        verdict = "is_causal with Sq != Sk (PyTorch aligns it top-left)"
+    else:
+        verdict = _route("attention", F.scaled_dot_product_attention)(
+            _Devices, q, k, v, mask if has_mask else None, dropout_p, causal,
+            scale if has_scale else None, True)
+    return _decision(op, "scaled_dot_product_attention", verdict, training=backward)
+
+
+def _run_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` on the kernel dispatch picks, a kernel written in Python, through
+    hetero's torch bridge (counted there)."""
+    try:
+        with torch_ops.plain_torch():
+            key, record = _gemm_verdict(a, b).prepare()
+            record = real_out(record)
+            if torch_ops.serve(key, record, _flops(a, b)) is None:
+                return a @ b  # PyTorch's kernel (plain_torch bypasses the route)
+            return record.out
+    except Exception as exc:  # noqa: BLE001
+        _errors.message = f"{type(exc).__name__}: {exc}"
+        raise
+
+
+def _flops(a, b) -> float:
+    return 2.0 * a.shape[-2] * b.shape[-1] * a.shape[-1] * (a.shape[0] if a.dim() == 3 else 1)
+
+
+def _define_ops() -> None:
+    global _ops_defined, _library
+    if _ops_defined:
+        return
+    _library = torch.library.Library("hetero_route", "DEF")
+    _library.define("decide_gemm(Tensor a, Tensor b) -> int")
+    _library.define("run_gemm(Tensor a, Tensor b) -> Tensor")
+    _library.define("decide_attention(Tensor q, Tensor k, Tensor v, Tensor mask, bool has_mask, "
+                    "float dropout_p, bool causal, float scale, bool has_scale, bool backward) "
+                    "-> int")
+    for name, fn in (("decide_gemm", _decide_gemm), ("run_gemm", _run_gemm),
+                     ("decide_attention", _decide_attention)):
+        _library.impl(name, fn, "CPU")
+    _ops_defined = True
+
+
+# ---------------------------------------------------------------- counts and settings
+def _counts():
+    """``(served?, op, kernel or reason, calls, flops)`` of each native counter in use."""
+    counts = _native.counts(len(_slots))
+    return [(served, op, name, *counts[slot]) for (served, op, name), slot in _slots.items()
+            if counts[slot][0]]
+
+
+def _env_threads() -> int:
+    from . import env
+
+    return env.settings().num_threads or 0
+
+
+@contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 for the block (the dispatcher's C++ warning)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
