@@ -5,8 +5,10 @@
 // PyTorch's layouts, so either side's backward takes either side's forward) or PyTorch's
 // kernel, called directly.
 //
-// Layouts, as PyTorch's CPU kernel allocates them: out (B, Hq, Sq, Dv) contiguous; lse
-// (B, Hq, Sq) float32 over (B, Sq, Hq) storage. Gradients are contiguous.
+// Layouts, as PyTorch's CPU kernel allocates them (and its meta function promises, which
+// torch.compile checks): out dense in the dim order of q, as empty_like; lse (B, Hq, Sq)
+// float32 over (B, Sq, Hq) storage; the gradients (B, H, S, D) over (B, S, H, D) storage.
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -82,6 +84,26 @@ int64_t mask_code(const Operand& mask) {
   return code;
 }
 
+// A fresh 4-D tensor of `t`'s dtype and sizes (the last one `last`), dense with its dims
+// in the order of t's strides (outermost first), as empty_like lays out a view.
+AtenTensorHandle empty_like(const Operand& t, int64_t last) {
+  int order[4] = {0, 1, 2, 3};
+  std::stable_sort(order, order + 4, [&](int x, int y) { return t.strides[x] > t.strides[y]; });
+  const int64_t sizes[4] = {t.sizes[0], t.sizes[1], t.sizes[2], last};
+  int64_t strides[4], step = 1;
+  for (int i = 3; i >= 0; --i) {
+    strides[order[i]] = step;
+    step *= sizes[order[i]] > 1 ? sizes[order[i]] : 1;
+  }
+  return empty(4, sizes, strides, t.dtype);
+}
+
+AtenTensorHandle empty_bshd(const Operand& t) {
+  const int64_t S = t.sizes[2], H = t.sizes[1], D = t.sizes[3];
+  const int64_t strides[4] = {S * H * D, D, H * D, 1};
+  return empty(4, t.sizes, strides, t.dtype);
+}
+
 double flops(const Operand& q, const Operand& k, const Operand& v, bool causal) {
   const double sq = static_cast<double>(q.sizes[2]), sk = static_cast<double>(k.sizes[2]);
   double pairs = sq * sk;  // hetero's attention_flops: bottom-right causal pairs
@@ -119,11 +141,10 @@ void forward(StableIValue* stack, uint64_t, uint64_t) {
                               : int64_t{-1} * 4 + kTorch;  // not counted
   AtenTensorHandle out = nullptr, lse = nullptr;
   if ((decided & 3) == kNative && hetero_dtype(q.dtype, &dtype)) {
-    const int64_t B = q.sizes[0], H = q.sizes[1], S = q.sizes[2], Dv = v.sizes[3];
-    const int64_t out_sizes[4] = {B, H, S, Dv}, out_strides[4] = {H * S * Dv, S * Dv, Dv, 1};
+    const int64_t B = q.sizes[0], H = q.sizes[1], S = q.sizes[2];
     const int64_t lse_sizes[3] = {B, H, S}, lse_strides[3] = {S * H, 1, H};
     Operand o, l;
-    o.reset(empty(4, out_sizes, out_strides, q.dtype));
+    o.reset(empty_like(q, v.sizes[3]));
     l.reset(empty(3, lse_sizes, lse_strides, g_shim.float32));
     TensorView mask_view;
     if (args.mask.handle != nullptr) mask_view = expanded_mask(args.mask, q, k, dtype);
@@ -145,11 +166,6 @@ void forward(StableIValue* stack, uint64_t, uint64_t) {
   stack[1] = reinterpret_cast<StableIValue>(lse);
 }
 
-AtenTensorHandle empty_like(const Operand& t) {
-  const int64_t strides[4] = {t.sizes[1] * t.sizes[2] * t.sizes[3], t.sizes[2] * t.sizes[3],
-                              t.sizes[3], 1};
-  return empty(4, t.sizes, strides, t.dtype);
-}
 
 void backward(StableIValue* stack, uint64_t, uint64_t) {
   Operand dout(stack[0]), q(stack[1]), k(stack[2]), v(stack[3]), out(stack[4]), lse(stack[5]);
@@ -161,9 +177,9 @@ void backward(StableIValue* stack, uint64_t, uint64_t) {
   AtenTensorHandle dq = nullptr, dk = nullptr, dv = nullptr;
   if ((decided & 3) == kNative && hetero_dtype(q.dtype, &dtype) && lse.dtype == g_shim.float32) {
     Operand gq, gk, gv;
-    gq.reset(empty_like(q));
-    gk.reset(empty_like(k));
-    gv.reset(empty_like(v));
+    gq.reset(empty_bshd(q));
+    gk.reset(empty_bshd(k));
+    gv.reset(empty_bshd(v));
     TensorView mask_view;
     if (args.mask.handle != nullptr) mask_view = expanded_mask(args.mask, q, k, dtype);
     const Status status = cpu::attention_backward(

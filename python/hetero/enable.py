@@ -1,13 +1,25 @@
-"""``hetero.enable()``: the PyTorch calls hetero's ops replace, routed to hetero's torch
-ops while enabled. Each op says which calls it replaces (``OpSpec.routes``, built with
+"""``hetero.enable()``: the PyTorch calls hetero's ops replace, routed to hetero while
+enabled, by one of two mechanisms.
+
+**The native route** (the default where the devices are the CPU only,
+:mod:`hetero.native_route`): hetero's kernels stand behind PyTorch's own CPU kernels of
+``aten::mm``/``bmm`` and the CPU flash attention, so a routed call costs about what
+PyTorch's call costs and other calls pay nothing. It serves ``gemm`` and ``attention``:
+``F.linear`` without a bias, ``matmul``/``@``, ``torch.mm``/``bmm``, and
+``F.scaled_dot_product_attention`` where PyTorch runs its flash kernel; also inside
+autograd's backward and ``torch.compile``'d code.
+
+**The function mode** (``native=False``; the default for other devices, or when asked
+for an op the native route does not serve): a torch *function* mode that sees calls as
+the model wrote them. Each op says which calls it replaces (``OpSpec.routes``, built with
 :mod:`hetero.routing`): gemm takes ``torch.mm``, ``torch.bmm``, ``torch.addmm``,
 ``torch.matmul`` and ``@`` (and the Tensor methods) and ``F.linear``; attention takes
-``F.scaled_dot_product_attention``.
-
-It is a torch *function* mode: it sees calls as the model wrote them, so ``linear`` and
-``matmul`` arrive whole (the leading dims of ``x @ W`` fold into one GEMM, as aten
-does), autograd records hetero's ops with their own backward, and ``torch.compile``
-traces through it — a compiled graph calls ``torch.ops.hetero.*`` with no graph break.
+``F.scaled_dot_product_attention``; scaled_gemm ``torch._scaled_mm``/``_int_mm``;
+varlen_attention ``varlen_attn``. ``linear`` and ``matmul`` arrive whole (the leading dims
+of ``x @ W`` fold into one GEMM, as aten does), autograd records hetero's ops with their
+own backward, and ``torch.compile`` traces through it — a compiled graph calls
+``torch.ops.hetero.*`` with no graph break. Its cost is Python on every torch call
+(``bench/RESULTS.md``), which is why the CPU default is native.
 
 Calls that do not fit hetero's ops are left to PyTorch and counted in
 :func:`hetero.stats` with the reason: 1-D operands, ``out=``, dropout, a mask that needs
@@ -18,23 +30,21 @@ PyTorch untouched, so errors are PyTorch's own.
 Differences from PyTorch a routed call may show: results within the documented
 tolerances rather than bitwise equal; a query row that may see no key gives zeros
 (PyTorch gives NaN). ``is_causal=True`` with ``Sq != Sk`` keeps PyTorch's top-left
-alignment (it becomes a mask; hetero's own ``causal`` is bottom-right).
+alignment (the function mode makes it a mask; the native route leaves it to PyTorch).
 
-A call PyTorch ends up computing (the ``torch`` backend measured fastest, or a reason to
-leave it) is decided once per signature — the function, the arguments' types, shapes,
-strides, dtypes, devices and grad flags, the other arguments, the scope — and later
-calls with that signature go straight to PyTorch, counted as the first was
-(:data:`hetero.dispatch.passthrough`, cleared with every other cached decision).
+In the function mode, a call PyTorch ends up computing (the ``torch`` backend measured
+fastest, or a reason to leave it) is decided once per signature — the function, the
+arguments' types, shapes, strides, dtypes, devices and grad flags, the other arguments,
+the scope — and later calls with that signature go straight to PyTorch, counted as the
+first was (:data:`hetero.dispatch.passthrough`, cleared with every other cached decision).
 
-DTensor calls (tensor parallel, FSDP2) go to the operators where the op declares how
-they shard (:mod:`hetero.distributed`); DTensor then runs each rank's shards through
-hetero's kernels. Calls of an op without such rules stay with PyTorch, counted.
+DTensor calls (tensor parallel, FSDP2) go, in the function mode, to the operators where
+the op declares how they shard (:mod:`hetero.distributed`); on the native route each
+rank's local GEMMs reach hetero's kernels behind aten.
 
-Torch function modes are per thread: enabling affects the calling thread.
-
-``native=True`` routes CPU GEMMs and attention without the function mode, at native
-cost (:mod:`hetero.native_route`): ``gemm`` and ``attention`` on ``cpu``, below autograd
-and ``torch.compile``; ``F.linear`` with a bias and the other ops stay with PyTorch.
+Enabling is per thread in both: a torch function mode is per thread, and the native
+route keeps a per-thread switch (its kernel registration is per process, undone when the
+last thread stops).
 """
 
 from __future__ import annotations
@@ -227,6 +237,19 @@ def _native_config(ops, devices) -> frozenset[str]:
     return ops
 
 
+def _native(ops, devices, native: bool | None) -> bool:
+    """Whether enabling routes natively: as asked, else (``native=None``) where it can,
+    the devices are the CPU only and no op it does not serve is asked for by name."""
+    if native is not None:
+        return bool(native)
+    if native_route.unavailable() is not None or _active() is not None:
+        return False
+    if ops is not None and not frozenset((ops,) if isinstance(ops, str) else ops) <= _NATIVE_OPS:
+        return False
+    types = served_device_types() if devices is None else _config(None, devices)[1]
+    return types == {"cpu"}
+
+
 def _active() -> _Routing | None:
     for mode in reversed(_get_current_function_mode_stack()):
         if isinstance(mode, _Routing):
@@ -236,7 +259,7 @@ def _active() -> _Routing | None:
 
 def enable(ops: Iterable[str] | str | None = None,
            devices: Iterable[str | torch.device] | str | None = None, *,
-           native: bool = False) -> None:
+           native: bool | None = None) -> None:
     """Route PyTorch's matmul family and ``scaled_dot_product_attention`` to hetero on
     the calling thread until :func:`disable` (see the module docs for what is routed).
 
@@ -252,7 +275,7 @@ def enable(ops: Iterable[str] | str | None = None,
 
     Calling it again while enabled changes what is routed.
     """
-    if native:
+    if _native(ops, devices, native):
         ops = _native_config(ops, devices)
         if native_route.active() and not getattr(_native_by_enable, "on", False):
             raise RuntimeError("hetero.enable(native=True): a `with hetero.enabled("
@@ -276,7 +299,10 @@ def enable(ops: Iterable[str] | str | None = None,
 def disable() -> None:
     """Stop what :func:`enable` started: PyTorch runs exactly as before. Does nothing
     when hetero is not enabled."""
-    if native_route.active() and getattr(_native_by_enable, "on", False):
+    if native_route.active():
+        if not getattr(_native_by_enable, "on", False):
+            raise RuntimeError("hetero.disable(): hetero is enabled by a `with "
+                               "hetero.enabled()` block here, which ends it on exit")
         _native_by_enable.on = False
         native_route.stop()
         return
@@ -295,14 +321,14 @@ def disable() -> None:
 @contextmanager
 def enabled(ops: Iterable[str] | str | None = None,
             devices: Iterable[str | torch.device] | str | None = None, *,
-            native: bool = False) -> Iterator[None]:
+            native: bool | None = None) -> Iterator[None]:
     """:func:`enable` for the duration of a ``with`` block (arguments as there); inside
     an enabled region it changes what is routed until the block ends.
 
     >>> with hetero.enabled(ops="gemm", devices="cpu"):
     ...     logits = model(tokens)
     """
-    if native:
+    if _native(ops, devices, native):
         native_route.start(_native_config(ops, devices))
         try:
             yield

@@ -62,7 +62,7 @@ _NO_COUNTER = 1 << 30  # beyond the native counters: not counted there
 
 
 class _Devices:
-    """What the gemm routes read from the routing mode: the device types routed."""
+    """What the function mode's routes read from it: the device types routed."""
     devices = frozenset({"cpu"})
 
 

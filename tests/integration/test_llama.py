@@ -97,7 +97,7 @@ def test_torch_compile_matches_without_graph_breaks():
         torch._dynamo.reset()
         breaks_without = torch._dynamo.explain(model)(ids).graph_break_count
         torch._dynamo.reset()
-        with hetero.enabled():
+        with hetero.enabled(native=False):  # the function mode puts hetero's ops in the graph
             explained = torch._dynamo.explain(model)(ids)
             torch._dynamo.reset()
             hetero.reset_stats()
@@ -107,3 +107,20 @@ def test_torch_compile_matches_without_graph_breaks():
     assert "torch.ops.hetero.gemm" in code and "torch.ops.hetero.attention" in code
     assert_within_rule(ours, plain, exact, torch.float32, "compiled logits")
     assert hetero.stats().served_fraction() >= 0.9  # the compiled graph ran hetero's ops
+
+
+def test_torch_compile_on_the_native_route_is_served_at_run_time():
+    """Under the default (native) route the compiled graph is PyTorch's own; its GEMMs and
+    attention reach hetero's kernels behind aten when it runs."""
+    model = make_model(torch.float32).eval()
+    ids = tokens()
+    with torch.no_grad():
+        plain = model(ids).logits
+        exact = copy.deepcopy(model).double()(ids).logits
+        torch._dynamo.reset()
+        with hetero.enabled():
+            ours = torch.compile(model)(ids).logits
+    assert_within_rule(ours, plain, exact, torch.float32, "compiled logits")
+    served = hetero.stats().served
+    assert set(served) == {"gemm", "attention"} and set(served["gemm"]) == {"cpu.gemm"}
+    assert hetero.stats().served_fraction() >= 0.9

@@ -139,7 +139,7 @@ def test_training_steps_are_decided_by_forward_and_backward_together(calibrating
         q, k, v = (randn(1, 2, 64, 32, seed=s) for s in (1, 2, 3))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", hetero.HeteroFallbackWarning)
-            with hetero.enabled("attention"):
+            with hetero.enabled("attention", native=False):  # the function mode decides training calls whole
                 F.scaled_dot_product_attention(q, k, v, is_causal=True)  # inference
                 leaves = [t.clone().requires_grad_() for t in (q, k, v)]
                 out = F.scaled_dot_product_attention(*leaves, is_causal=True)  # training

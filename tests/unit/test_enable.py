@@ -1,4 +1,4 @@
-"""hetero.enable(): which PyTorch calls are routed, what falls back (and is counted),
+"""hetero.enable(native=False): which PyTorch calls are routed, what falls back (and is counted),
 and that disabling restores PyTorch exactly."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ ROUTED = {
 @pytest.mark.parametrize("name", list(ROUTED))
 def test_matmul_family_is_routed_and_correct(name):
     expected = ROUTED[name]()
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = ROUTED[name]()
     assert _served("gemm") == 1 and not hetero.stats().fallbacks
     assert got.shape == expected.shape and got.dtype == expected.dtype
@@ -60,7 +60,7 @@ EMPTY = {
 @pytest.mark.parametrize("name", list(EMPTY))
 def test_empty_products_are_routed_and_equal_pytorch(name):
     expected = EMPTY[name]()
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = EMPTY[name]()
     assert not hetero.stats().fallbacks
     assert got.shape == expected.shape and torch.equal(got, expected)
@@ -75,7 +75,7 @@ def test_sdpa_is_routed_and_correct(kwargs):
     if kwargs.get("attn_mask") == "bool":
         kwargs = dict(attn_mask=torch.rand(9, 9, generator=torch.Generator().manual_seed(0)) > .2)
     expected = F.scaled_dot_product_attention(q, k, v, **kwargs)
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = F.scaled_dot_product_attention(q, k, v, **kwargs)
     assert _served("attention") == 1 and not hetero.stats().fallbacks
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
@@ -84,7 +84,7 @@ def test_sdpa_is_routed_and_correct(kwargs):
 def test_sdpa_causal_with_fewer_queries_keeps_pytorch_top_left_alignment():
     q, k, v = randn(1, 2, 3, 8, seed=1), randn(1, 2, 7, 8, seed=2), randn(1, 2, 7, 8, seed=3)
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert _served("attention") == 1
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
@@ -110,7 +110,7 @@ def test_unfit_calls_fall_back_with_their_reason(name):
     call, reason = FALLBACKS[name]
     torch.manual_seed(0)
     expected = call()
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         torch.manual_seed(0)
         got = call()
     assert torch.equal(got, expected)
@@ -122,7 +122,7 @@ def test_unfit_calls_fall_back_with_their_reason(name):
 def test_a_call_the_torch_backend_serves_runs_as_written_and_counts_as_served():
     a, b = A.double(), B.double()
     hetero.set_fallback_policy("silent")
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = a @ b
     assert torch.equal(got, a @ b)
     assert not hetero.stats().fallbacks
@@ -133,7 +133,7 @@ def test_without_a_hetero_kernel_pytorch_runs_it_counted_with_the_reason(
         without_the_torch_backend):
     a, b = A.double(), B.double()
     hetero.set_fallback_policy("silent")
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = a @ b
     assert torch.equal(got, a @ b)
     (reason,) = _fallback_reasons("gemm")
@@ -143,7 +143,7 @@ def test_without_a_hetero_kernel_pytorch_runs_it_counted_with_the_reason(
 def test_mask_that_needs_a_gradient_stays_with_pytorch():
     q, k, v = (randn(1, 2, 4, 8, seed=i).requires_grad_() for i in range(3))
     mask = randn(1, 1, 4, 4, seed=5).requires_grad_()
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     out.sum().backward()
     assert mask.grad is not None
@@ -158,7 +158,7 @@ def test_mask_that_needs_a_gradient_stays_with_pytorch():
 def test_pytorch_errors_stay_pytorch_errors(call):
     with pytest.raises(RuntimeError) as plain:
         call()
-    with hetero.enabled(), pytest.raises(RuntimeError) as routed:
+    with hetero.enabled(native=False), pytest.raises(RuntimeError) as routed:
         call()
     assert str(routed.value) == str(plain.value)
     assert not hetero.stats().served and not hetero.stats().fallbacks
@@ -168,9 +168,9 @@ def test_disable_restores_pytorch_exactly():
     from torch.overrides import _get_current_function_mode_stack
 
     before = [f() for f in ROUTED.values()]
-    hetero.enable()
+    hetero.enable(native=False)
     assert hetero.is_enabled() and len(_get_current_function_mode_stack()) == 1
-    hetero.enable(ops="attention")  # again: reconfigures, no second mode
+    hetero.enable(native=False, ops="attention")  # again: reconfigures, no second mode
     assert len(_get_current_function_mode_stack()) == 1
     hetero.disable()
     assert not hetero.is_enabled() and not _get_current_function_mode_stack()
@@ -182,31 +182,31 @@ def test_disable_restores_pytorch_exactly():
 
 def test_ops_and_devices_filters_and_nesting():
     q = randn(1, 1, 4, 8)
-    with hetero.enabled(ops="gemm"):
+    with hetero.enabled(native=False, ops="gemm"):
         A @ B
         F.scaled_dot_product_attention(q, q, q)
-        with hetero.enabled(ops=["attention"]):
+        with hetero.enabled(native=False, ops=["attention"]):
             A @ B
             F.scaled_dot_product_attention(q, q, q)
         A @ B
     assert _served("gemm") == 2 and _served("attention") == 1
     hetero.reset_stats()
-    with hetero.enabled(devices=["meta"]):
+    with hetero.enabled(native=False, devices=["meta"]):
         A @ B
     assert _fallback_reasons() == {"matmul: device type 'cpu' is not enabled"}
     with pytest.raises(ValueError, match="ops: unknown"):
-        hetero.enable(ops="conv")
+        hetero.enable(native=False, ops="conv")
 
 
 def test_disable_refuses_to_end_a_with_block():
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         with pytest.raises(RuntimeError, match="with .*enabled"):
             hetero.disable()
     assert not hetero.is_enabled()
 
 
 def test_enable_is_per_thread():
-    hetero.enable()
+    hetero.enable(native=False)
     seen = []
     thread = threading.Thread(target=lambda: seen.append(hetero.is_enabled()))
     thread.start()
@@ -222,7 +222,7 @@ def test_training_through_routed_calls_matches_pytorch():
     grads = []
     for on in (False, True):
         layer.zero_grad()
-        with hetero.enabled() if on else torch.enable_grad():
+        with hetero.enabled(native=False) if on else torch.enable_grad():
             layer(x).square().sum().backward()
         grads.append([p.grad.clone() for p in layer.parameters()])
     for ours, theirs in zip(grads[1], grads[0]):
@@ -244,7 +244,7 @@ def test_torch_compile_fullgraph_routes_to_hetero_ops():
     expected_grads = torch.autograd.grad(expected, args)
     torch._dynamo.reset()
     compiled = torch.compile(block, fullgraph=True)  # a graph break would raise
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = compiled(*args)
         grads = torch.autograd.grad(got, args)
     served = hetero.stats().served

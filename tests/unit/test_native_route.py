@@ -196,12 +196,23 @@ def test_arguments_are_checked():
         hetero.enable(native=True, ops=["gemm", "scaled_gemm"])
     with pytest.raises(ValueError, match="devices: the native route serves 'cpu' only"):
         hetero.enable(native=True, devices="cuda")
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         with pytest.raises(RuntimeError, match="function mode"):
             hetero.enable(native=True)
     with hetero.enabled(native=True):
         with pytest.raises(RuntimeError, match="routes natively"):
-            hetero.enable()
+            hetero.enable(native=False)
+        with pytest.raises(RuntimeError, match="ends it on exit"):
+            hetero.disable()
+
+
+def test_the_default_on_cpu_is_the_native_route():
+    with hetero.enabled():
+        assert native_route.active()
+    with hetero.enabled(ops="scaled_gemm"):  # an op it does not serve: the function mode
+        assert not native_route.active() and hetero.is_enabled()
+    with hetero.enabled(devices="cuda"):
+        assert not native_route.active()
 
 
 # ---------------------------------------------------------------- attention
@@ -306,3 +317,20 @@ def test_sdpa_on_pytorchs_math_path_has_its_gemms_routed():
         out = _sdpa(q, k, v)
     _check_attention(out, q, k, v)
     assert _attention_served() == 0 and _served() == 2
+
+
+@pytest.mark.parametrize("layout", ["BHSD", "BSHD (transposed views)"])
+def test_sdpa_outputs_and_gradients_are_laid_out_as_pytorchs(layout):
+    """torch.compile checks them against PyTorch's meta function: dense in q's dim order."""
+    def make(seed):
+        t = randn(2, 7, 3, 16, seed=seed)
+        return (t.transpose(1, 2) if layout.startswith("BSHD") else t.transpose(1, 2).contiguous())
+    q, k, v = (make(s).requires_grad_() for s in (30, 31, 32))
+    plain = _sdpa(q, k, v, is_causal=True)
+    plain_grads = torch.autograd.grad(plain, (q, k, v), torch.ones_like(plain))
+    with hetero.enabled(native=True):
+        ours = _sdpa(q, k, v, is_causal=True)
+        grads = torch.autograd.grad(ours, (q, k, v), torch.ones_like(ours))
+    assert ours.stride() == plain.stride()
+    assert [g.stride() for g in grads] == [g.stride() for g in plain_grads]
+    assert _attention_served() == 1 and _attention_served("attention_backward") == 1

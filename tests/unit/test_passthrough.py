@@ -29,7 +29,7 @@ def _served(op="gemm"):
 def test_a_call_pytorch_serves_is_decided_once_and_counted_each_time(monkeypatch):
     x, w = randn(3, 8), randn(5, 8)
     hetero.reset_stats()
-    with hetero.enabled(), hetero.use("torch"):
+    with hetero.enabled(native=False), hetero.use("torch"):
         first = F.linear(x, w)
         assert len(dispatch.passthrough) == 1
         def routed_again(*args):
@@ -43,7 +43,7 @@ def test_a_call_pytorch_serves_is_decided_once_and_counted_each_time(monkeypatch
 def test_fallbacks_are_counted_with_their_reason_every_time():
     x = torch.ones(3, 8, dtype=torch.int64)
     hetero.reset_stats()
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         for _ in range(3):
             F.linear(x, x)
     (reason, count), = hetero.stats().fallbacks["gemm"].items()
@@ -51,7 +51,7 @@ def test_fallbacks_are_counted_with_their_reason_every_time():
 
 
 def test_another_signature_is_decided_afresh():
-    with hetero.enabled(), hetero.use("torch"):
+    with hetero.enabled(native=False), hetero.use("torch"):
         F.linear(randn(3, 8), randn(5, 8))
         F.linear(randn(4, 8), randn(5, 8))  # shape
         F.linear(randn(3, 8).bfloat16(), randn(5, 8).bfloat16())  # dtype
@@ -59,13 +59,13 @@ def test_another_signature_is_decided_afresh():
         F.linear(randn(3, 8).requires_grad_(), randn(5, 8))  # autograd
         signatures = len(dispatch.passthrough)
     assert signatures == 5
-    with hetero.enabled():  # another scope: the default order, which serves it natively
+    with hetero.enabled(native=False):  # another scope: the default order, which serves it natively
         F.linear(randn(3, 8), randn(5, 8))
     assert "cpu.gemm" in _served() or len(dispatch.passthrough) == 6
 
 
 def test_anything_that_can_change_a_decision_clears_them():
-    with hetero.enabled(), hetero.use("torch"):
+    with hetero.enabled(native=False), hetero.use("torch"):
         F.linear(randn(3, 8), randn(5, 8))
     assert dispatch.passthrough
     hetero.set_fallback_policy("silent")

@@ -26,7 +26,7 @@ def test_deciding_a_call_allocates_no_output_and_serving_it_does(name):
     # PyTorch may serve the call, so the record the routing mode decides on holds a
     # one-element stand-in; a kernel that serves it writes a fresh output.
     func, args = CALLS[name]
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         mode = enable_module._active()
         route = mode.routes[func]
         call = route.route(mode, *enable_module.bind(args, {}, route.names, route.defaults))

@@ -1,4 +1,4 @@
-"""torch._scaled_mm and torch._int_mm under hetero.enabled(): routed to scaled_gemm and
+"""torch._scaled_mm and torch._int_mm under hetero.enabled(native=False): routed to scaled_gemm and
 counted as served, matching plain PyTorch within the op's bound; what hetero does not
 serve stays with PyTorch, counted with the reason; torch.compile keeps the op in its
 graph."""
@@ -39,7 +39,7 @@ def test_scaled_mm_is_served_and_matches_pytorch(dtype, recipe, out_dtype):
     bias = torch.randn(n).to(out_dtype) if out_dtype is torch.bfloat16 else None
     refused = pytorch.refusal("cpu", dtype, recipe)  # then hetero serves what PyTorch cannot
     plain = None if refused else torch._scaled_mm(a, b, sa, sb, bias=bias, out_dtype=out_dtype)
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = torch._scaled_mm(a, b, sa, sb, bias=bias, out_dtype=out_dtype)
     assert _served_calls() == 1 and not hetero.stats().fallbacks
     _, record = prepare(a, b, sa, sb, bias, out_dtype, None, None)
@@ -53,7 +53,7 @@ def test_scaled_mm_is_served_and_matches_pytorch(dtype, recipe, out_dtype):
 def test_int_mm_is_served_exactly():
     a, b = quantized((17, 64), torch.int8, 1), quantized((64, 24), torch.int8, 2)
     plain = torch._int_mm(a, b)
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = torch._int_mm(a, b)
     assert got.dtype is torch.int32 and torch.equal(got, plain)
     assert _served_calls() == 1
@@ -62,7 +62,7 @@ def test_int_mm_is_served_exactly():
 def test_what_hetero_does_not_serve_stays_with_pytorch_counted():
     a, b = quantized((4, 32), E4M3, 1), quantized((8, 32), E4M3, 2).t()
     one = torch.ones(())
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         fp8_out = torch._scaled_mm(a, b, one, one)  # out_dtype left at float8
         mixed = torch._scaled_mm(a, b.to(torch.float8_e5m2), one, one, out_dtype=torch.bfloat16)
     assert fp8_out.dtype is E4M3 and mixed.dtype is torch.bfloat16
@@ -83,7 +83,7 @@ def test_torch_compile_under_enabled_is_served():
     expected = layer(x, w, sx, sw)
     torch._dynamo.reset()
     compiled = torch.compile(layer, fullgraph=True)  # a graph break would raise
-    with hetero.enabled():
+    with hetero.enabled(native=False):
         got = compiled(x, w, sx, sw)
     assert _served_calls() == 1 and not hetero.stats().fallbacks
     torch.testing.assert_close(got, expected, atol=0.5, rtol=2**-7)
