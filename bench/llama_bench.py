@@ -14,11 +14,13 @@ hetero's result is checked against the same model in float64: the forward's logi
 the training step's loss within twice PyTorch's error plus a small floor (the run aborts
 otherwise); for ``generate``, whether the tokens equal PyTorch's is reported.
 
-    python bench/llama_bench.py [--quick] [--small] [--native] [--dtypes bfloat16,float32]
+    python bench/llama_bench.py [--quick] [--small] [--function-mode]
+                                [--dtypes bfloat16,float32]
                                 [--workloads forward,train,generate] [--json FILE]
 
-``--native`` times ``hetero.enabled(native=True)`` (GEMMs behind aten, no function mode);
-``--small`` runs every workload on the training step's model (hidden 512).
+``hetero.enabled()`` routes natively on the CPU (:mod:`hetero.native_route`);
+``--function-mode`` times ``hetero.enabled(native=False)`` instead. ``--small`` runs every
+workload on the training step's model (hidden 512).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ TRAIN = dict(MODEL, hidden_size=512, intermediate_size=1408, num_attention_heads
 QUICK = {"vocab_size": 8000, "num_hidden_layers": 2}
 FLOOR = {torch.float32: 1e-5, torch.bfloat16: 2.0**-8}
 WORKLOADS = ("forward", "train", "generate")
-ENABLE: dict = {}  # hetero.enabled()'s arguments (--native)
+ENABLE: dict = {}  # hetero.enabled()'s arguments (--function-mode)
 
 
 def make_model(config: dict, dtype: torch.dtype) -> LlamaForCausalLM:
@@ -155,13 +157,13 @@ def main(argv=None):
     parser.add_argument("--prompt", type=int, default=32, help="generate: prompt tokens")
     parser.add_argument("--new-tokens", type=int, default=32, help="generate: new tokens")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--native", action="store_true",
-                        help="hetero.enabled(native=True): the native route, GEMMs only")
+    parser.add_argument("--function-mode", action="store_true",
+                        help="hetero.enabled(native=False): the torch function mode")
     parser.add_argument("--small", action="store_true",
                         help="every workload on the small (hidden 512) model")
     parser.add_argument("--json", help="write the rows and the environment to this file")
     args = parser.parse_args(argv)
-    ENABLE.update(native=True) if args.native else ENABLE.clear()
+    ENABLE.update(native=False) if args.function_mode else ENABLE.clear()
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown:

@@ -7,9 +7,9 @@ Tiny tensors, so the time is the call's overhead: ``F.linear`` 1×64×64, a deco
 ``scaled_dot_product_attention`` (q (1, 4, 1, 32) against k, v (1, 4, 16, 32)),
 ``torch.mm`` 8×8, ``F.linear`` on an input that requires grad (forward only) and a
 ``torch.compile``'d ``F.linear``. One thread, best of 5 × 20000 calls each, in three
-settings one after the other: plain, ``enabled()`` (the function mode) and
-``enabled(native=True)`` (the native route, GEMMs only: its SDPA row is PyTorch's).
-Prints what served the calls in each.
+settings one after the other: plain, ``enabled(native=False)`` (the torch function mode)
+and ``enabled(native=True)`` (the native route, the CPU default). Prints what served the
+calls in each.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> None:
              "torch.mm 8x8": lambda: torch.mm(a8, a8),
              "F.linear 1x64x64, input requires grad": lambda: F.linear(x_grad, w),
              "compiled F.linear 1x64x64": lambda: compiled(x)}
-    settings = {"enabled()": {}}
+    settings = {"enabled(native=False)": {"native": False}}
     if native_route.unavailable() is None:
         settings["enabled(native=True)"] = {"native": True}
     plain = {name: best_us(fn) for name, fn in calls.items()}

@@ -10,7 +10,6 @@
 // float32 over (B, Sq, Hq) storage; the gradients (B, H, S, D) over (B, S, H, D) storage.
 #include <algorithm>
 #include <cmath>
-#include <optional>
 
 #include "backends/cpu/attention.h"
 #include "route/common.h"
@@ -25,16 +24,6 @@ T unboxed(StableIValue value) {
   return v;
 }
 
-// An optional argument: null, or a boxed value the kernel frees.
-std::optional<StableIValue> optional_arg(StableIValue value) {
-  auto* boxed_value = reinterpret_cast<StableIValue*>(value);
-  if (boxed_value == nullptr) return std::nullopt;
-  const StableIValue inner = *boxed_value;
-  if (g_shim.delete_stable_ivalue != nullptr) g_shim.delete_stable_ivalue(boxed_value);
-  else delete boxed_value;
-  return inner;
-}
-
 // The arguments both kernels share (after their leading tensors).
 struct Arguments {
   double dropout_p = 0.0;
@@ -45,14 +34,7 @@ struct Arguments {
   Arguments(const StableIValue* stack) {
     dropout_p = unboxed<double>(stack[0]);
     causal = unboxed<bool>(stack[1]);
-    if (auto m = optional_arg(stack[2])) {
-      // Autograd hands a saved None back as an undefined tensor.
-      auto handle = reinterpret_cast<AtenTensorHandle>(*m);
-      bool defined = false;
-      check(g_shim.is_defined(handle, &defined), "aoti_torch_is_defined");
-      if (defined) mask.reset(handle);
-      else g_shim.delete_tensor_object(handle);
-    }
+    take_optional_tensor(stack[2], &mask);
     if (auto s = optional_arg(stack[3])) scale = unboxed<double>(*s);
   }
   AtenTensorHandle* mask_handle() { return mask.handle != nullptr ? &mask.handle : nullptr; }

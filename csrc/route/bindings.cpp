@@ -34,8 +34,10 @@ void bind(py::module_& parent) {
   m.def("installs", &installs);
   m.attr("GEMM") = static_cast<int>(kRouteGemm);
   m.attr("ATTENTION") = static_cast<int>(kRouteAttention);
+  m.attr("SCALED_GEMM") = static_cast<int>(kRouteScaled);
   m.def("set_thread_ops", &set_thread_ops, py::arg("ops"),
-        "What this thread routes (GEMM | ATTENTION bits, 0: nothing); returns the previous.");
+        "What this thread routes (GEMM | ATTENTION | SCALED_GEMM bits, 0: nothing); returns\n"
+        "the previous.");
   m.def("set_thread_bypass", &set_thread_bypass, py::arg("on"),
         "Send this thread's calls to PyTorch regardless (True); returns the previous setting.");
   m.def("set_thread_scope", &set_thread_scope, py::arg("scope"),

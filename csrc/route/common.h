@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -141,6 +142,12 @@ StableIValue boxed(T value) {
   return v;
 }
 
+// An optional argument from the stack: none, or the boxed value (freed here).
+std::optional<StableIValue> optional_arg(StableIValue value);
+// An optional tensor argument into `into`, left without a handle for None (autograd hands
+// a saved None back as an undefined tensor, which counts as None too).
+void take_optional_tensor(StableIValue value, Operand* into);
+
 // The kernels each file registers: (aten overload name, kernel).
 struct Registration {
   const char* name;
@@ -148,5 +155,6 @@ struct Registration {
 };
 extern const Registration kGemmKernels[4];
 extern const Registration kAttentionKernels[2];
+extern const Registration kScaledKernels[4];
 
 }  // namespace hetero::route

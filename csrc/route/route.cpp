@@ -100,6 +100,25 @@ int64_t alignment(std::initializer_list<const void*> pointers) {
   return static_cast<int64_t>(bits & (~bits + 1));
 }
 
+std::optional<StableIValue> optional_arg(StableIValue value) {
+  auto* boxed_value = reinterpret_cast<StableIValue*>(value);
+  if (boxed_value == nullptr) return std::nullopt;
+  const StableIValue inner = *boxed_value;
+  if (g_shim.delete_stable_ivalue != nullptr) g_shim.delete_stable_ivalue(boxed_value);
+  else delete boxed_value;
+  return inner;
+}
+
+void take_optional_tensor(StableIValue value, Operand* into) {
+  const auto inner = optional_arg(value);
+  if (!inner) return;
+  auto handle = reinterpret_cast<AtenTensorHandle>(*inner);
+  bool defined = false;
+  check(g_shim.is_defined(handle, &defined), "aoti_torch_is_defined");
+  if (defined) into->reset(handle);
+  else g_shim.delete_tensor_object(handle);
+}
+
 namespace {
 
 [[noreturn]] void raise_python_error(const char* name) {
@@ -144,6 +163,7 @@ void install() {
   bool ok = g_shim.library_init_impl("aten", "CPU", __FILE__, __LINE__, &library) == 0;
   std::vector<Registration> kernels(std::begin(kGemmKernels), std::end(kGemmKernels));
   kernels.insert(kernels.end(), std::begin(kAttentionKernels), std::end(kAttentionKernels));
+  kernels.insert(kernels.end(), std::begin(kScaledKernels), std::end(kScaledKernels));
   for (const Registration& r : kernels) ok = ok && g_shim.library_impl(library, r.name, r.kernel) == 0;
   if (!ok) {
     if (library != nullptr) g_shim.delete_library_object(library);

@@ -36,7 +36,7 @@ void uninstall();
 int installs();
 
 // What a thread routes: RoutedOp bits (0: nothing).
-enum RoutedOp : int { kRouteGemm = 1, kRouteAttention = 2 };
+enum RoutedOp : int { kRouteGemm = 1, kRouteAttention = 2, kRouteScaled = 4 };
 int set_thread_ops(int ops);  // these return the previous value
 bool set_thread_bypass(bool on);
 void set_thread_scope(int64_t scope);

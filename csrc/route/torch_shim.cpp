@@ -48,6 +48,10 @@ std::string load_torch_shim(const std::string& path, TorchShim* shim) {
        &shim->cpu_flash_attention, &missing);
   find(library, "aoti_torch_cpu__scaled_dot_product_flash_attention_for_cpu_backward",
        &shim->cpu_flash_attention_backward, &missing);
+  find(library, "aoti_torch_cpu__int_mm_out", &shim->cpu_int_mm_out, &missing);
+  find(library, "aoti_torch_cpu__scaled_mm", &shim->cpu_scaled_mm, &missing);
+  find(library, "aoti_torch_cpu__scaled_mm_out", &shim->cpu_scaled_mm_out, &missing);
+  find(library, "aoti_torch_copy_", &shim->copy_, &missing);
   shim->delete_stable_ivalue =  // optional: older torch frees these with delete
       reinterpret_cast<decltype(shim->delete_stable_ivalue)>(dlsym(library, "torch_delete_stable_ivalue"));
   find(library, "_ZN2at15get_num_threadsEv", &shim->get_num_threads, &missing);
@@ -55,6 +59,7 @@ std::string load_torch_shim(const std::string& path, TorchShim* shim) {
   shim->float16 = code(library, "aoti_torch_dtype_float16", &missing);
   shim->bfloat16 = code(library, "aoti_torch_dtype_bfloat16", &missing);
   shim->float64 = code(library, "aoti_torch_dtype_float64", &missing);
+  shim->int32 = code(library, "aoti_torch_dtype_int32", &missing);
   shim->cpu = code(library, "aoti_torch_device_type_cpu", &missing);
   dlclose(library);  // drops only the reference RTLD_NOLOAD took; torch stays loaded
   return missing.empty() ? "" : "this libtorch lacks " + missing;

@@ -53,13 +53,23 @@ struct TorchShim {
                                             AtenTensorHandle* mask, double* scale,
                                             AtenTensorHandle* dq, AtenTensorHandle* dk,
                                             AtenTensorHandle* dv);
+  ShimError (*cpu_int_mm_out)(AtenTensorHandle out, AtenTensorHandle a, AtenTensorHandle b);
+  ShimError (*cpu_scaled_mm)(AtenTensorHandle a, AtenTensorHandle b, AtenTensorHandle scale_a,
+                             AtenTensorHandle scale_b, AtenTensorHandle* bias,
+                             AtenTensorHandle* scale_result, int32_t* out_dtype,
+                             int32_t use_fast_accum, AtenTensorHandle* out);
+  ShimError (*cpu_scaled_mm_out)(AtenTensorHandle out, AtenTensorHandle a, AtenTensorHandle b,
+                                 AtenTensorHandle scale_a, AtenTensorHandle scale_b,
+                                 AtenTensorHandle* bias, AtenTensorHandle* scale_result,
+                                 int32_t* out_dtype, int32_t use_fast_accum);
+  ShimError (*copy_)(AtenTensorHandle into, AtenTensorHandle from, int32_t non_blocking);
   // Frees the boxed value an optional argument points to (torch >= 2.13; else `delete`).
   ShimError (*delete_stable_ivalue)(StableIValue* value);
 
   int (*get_num_threads)();  // at::get_num_threads(), as torch.get_num_threads() reads it
 
   // Codes of the dtypes (c10::ScalarType) and of the CPU device type.
-  int32_t float32 = -1, float16 = -1, bfloat16 = -1, float64 = -1, cpu = -1;
+  int32_t float32 = -1, float16 = -1, bfloat16 = -1, float64 = -1, int32 = -1, cpu = -1;
 };
 
 // Fills `shim` from the loaded library at `path`; returns "" or why it cannot.

@@ -4,10 +4,11 @@ enabled, by one of two mechanisms.
 **The native route** (the default where the devices are the CPU only,
 :mod:`hetero.native_route`): hetero's kernels stand behind PyTorch's own CPU kernels of
 ``aten::mm``/``bmm`` and the CPU flash attention, so a routed call costs about what
-PyTorch's call costs and other calls pay nothing. It serves ``gemm`` and ``attention``:
-``F.linear`` without a bias, ``matmul``/``@``, ``torch.mm``/``bmm``, and
-``F.scaled_dot_product_attention`` where PyTorch runs its flash kernel; also inside
-autograd's backward and ``torch.compile``'d code.
+PyTorch's call costs and other calls pay nothing. It serves ``gemm``, ``attention`` and
+``scaled_gemm``: ``F.linear`` without a bias, ``matmul``/``@``, ``torch.mm``/``bmm``,
+``F.scaled_dot_product_attention`` where PyTorch runs its flash kernel, and
+``torch._scaled_mm``/``_int_mm``; also inside autograd's backward and
+``torch.compile``'d code.
 
 **The function mode** (``native=False``; the default for other devices, or when asked
 for an op the native route does not serve): a torch *function* mode that sees calls as
@@ -216,13 +217,13 @@ def _config(ops, devices) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(ops), types
 
 
-_NATIVE_OPS = frozenset({"gemm", "attention"})
+_NATIVE_OPS = frozenset({"gemm", "attention", "scaled_gemm"})
 _native_by_enable = threading.local()  # .on: this thread's native route came from enable()
 
 
 def _native_config(ops, devices) -> frozenset[str]:
-    """``enable(native=True)``'s ops, checked with its devices: gemm and attention on
-    cpu only."""
+    """``enable(native=True)``'s ops, checked with its devices: gemm, attention and
+    scaled_gemm on cpu only."""
     ops = _NATIVE_OPS if ops is None else frozenset((ops,) if isinstance(ops, str) else ops)
     if not ops <= _NATIVE_OPS or not ops:
         raise ValueError(f"ops: the native route serves {sorted(_NATIVE_OPS)} only, "
@@ -268,10 +269,12 @@ def enable(ops: Iterable[str] | str | None = None,
             :func:`routed_ops`).
         devices: device types to route (default: those a hetero backend serves here,
             :func:`served_device_types`); calls on others stay with PyTorch.
-        native: route CPU GEMMs and attention natively instead
-            (:mod:`hetero.native_route`): ops ``"gemm"``/``"attention"`` (both, the
-            default, are routed) and devices ``"cpu"`` only; ``RuntimeError`` where this
-            process cannot (``native_route.unavailable()`` says why).
+        native: ``True`` routes natively (:mod:`hetero.native_route`): ops ``"gemm"``,
+            ``"attention"``, ``"scaled_gemm"`` (all three by default) and devices
+            ``"cpu"`` only; ``RuntimeError`` where this process cannot
+            (``native_route.unavailable()`` says why). ``False``: the function mode.
+            ``None`` (default): native where it can run, the devices are the CPU only
+            and no other op is asked for by name.
 
     Calling it again while enabled changes what is routed.
     """

@@ -9,7 +9,11 @@ While any thread routes natively, these CPU kernels of PyTorch are hetero's
 - ``aten::_scaled_dot_product_flash_attention_for_cpu`` and its backward: what
   ``F.scaled_dot_product_attention`` runs on CPU once PyTorch has checked its arguments
   (and turned a bool mask additive). hetero writes the output and the log-sum-exp in
-  PyTorch's layouts, so either side's backward takes either side's forward.
+  PyTorch's layouts, so either side's backward takes either side's forward;
+- ``aten::_scaled_mm`` and ``aten::_int_mm`` (and their ``out=`` forms): heavy calls,
+  so a routed one goes to Python (:func:`_run_scaled_mm`, :func:`_run_int_mm`), which
+  serves it through the function mode's routes on hetero's scaled GEMM or hands it back
+  to PyTorch, counted either way.
 
 There is no torch function mode, so calls hetero does not route cost nothing.
 
@@ -26,9 +30,9 @@ Scope: the routing flag is per thread (autograd runs a CPU backward on the calli
 thread, so its kernels are routed too); the kernel registration is per process and
 undone when the last thread stops routing. Not routed this way: ``F.linear`` with a bias
 (aten's ``addmm`` cannot be registered through the stable shim), SDPA calls PyTorch
-sends to its math path (dropout, ...), ``is_causal`` with ``Sq != Sk`` (counted), and the
-function mode's other routes (scaled GEMM, varlen attention). A failure in Python while
-deciding surfaces as a ``RuntimeError`` carrying its message.
+sends to its math path (dropout, ``Dv != D``, ...; their GEMMs are routed), ``is_causal``
+with ``Sq != Sk`` (counted), and ``varlen_attn`` (the function mode routes it). A failure
+in Python while deciding or running surfaces as a ``RuntimeError`` carrying its message.
 """
 
 from __future__ import annotations
@@ -95,12 +99,13 @@ def unavailable() -> str | None:
             counters.sources.append(_counts)
             counters.resetters.append(_native.reset_counts)
             torch_ops.native_bypass = _native.set_thread_bypass
-            _OP_BITS.update(gemm=_native.GEMM, attention=_native.ATTENTION)
+            _OP_BITS.update(gemm=_native.GEMM, attention=_native.ATTENTION,
+                            scaled_gemm=_native.SCALED_GEMM)
             return None
     return _why_not
 
 
-def start(ops=("gemm", "attention")) -> None:
+def start(ops=("gemm", "attention", "scaled_gemm")) -> None:
     """Route this thread's CPU ``ops`` natively until the matching :func:`stop` (nests:
     an inner start sets what is routed until it stops); RuntimeError where it cannot."""
     why = unavailable()
@@ -178,6 +183,18 @@ def _decision(op: str, name: str, verdict, training: bool = False) -> int:
                             "native and PyTorch kernels only") * 4 + TORCH
 
 
+def _stashing_errors(run):
+    """``run`` for the native side: an exception's message is stashed for it to raise."""
+    def stashing(*args):
+        try:
+            with torch_ops.plain_torch():
+                return run(*args)
+        except Exception as exc:
+            _errors.message = f"{type(exc).__name__}: {exc}"
+            raise
+    return stashing
+
+
 def _guarded(decide):
     """``decide`` for the native side: an exception becomes ``-1``, its message stashed."""
     def guarded(*args):
@@ -210,19 +227,53 @@ def _decide_attention(q, k, v, mask, has_mask: bool, dropout_p: float, causal: b
     return _decision(op, "scaled_dot_product_attention", verdict, training=backward)
 
 
+@_stashing_errors
 def _run_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` on the kernel dispatch picks, a kernel written in Python, through
     hetero's torch bridge (counted there)."""
-    try:
-        with torch_ops.plain_torch():
-            key, record = _gemm_verdict(a, b).prepare()
-            record = real_out(record)
-            if torch_ops.serve(key, record, _flops(a, b)) is None:
-                return a @ b  # PyTorch's kernel (plain_torch bypasses the route)
-            return record.out
-    except Exception as exc:  # noqa: BLE001
-        _errors.message = f"{type(exc).__name__}: {exc}"
-        raise
+    key, record = _gemm_verdict(a, b).prepare()
+    record = real_out(record)
+    if torch_ops.serve(key, record, _flops(a, b)) is None:
+        return a @ b  # PyTorch's kernel (plain_torch bypasses the route)
+    return record.out
+
+
+def _served_by_hetero_or_torch(func, args: tuple):
+    """``func(*args)`` (``torch._int_mm`` or ``torch._scaled_mm``) as the function mode
+    routes it: on hetero's kernel where dispatch picks one, else by PyTorch (its kernel
+    directly: this runs bypassed); counted either way."""
+    route = op_registry.spec("scaled_gemm").routes[func]
+    verdict = route.route(_Devices, *args, None)  # no out=: the native side copies into it
+    kernel = why = None
+    if isinstance(verdict, Call):
+        key, record = verdict.prepare()
+        kernel, why = torch_ops.decide(key, record)
+        if kernel is not None and kernel.backend != TORCH_BACKEND:
+            return verdict.serve(kernel, record)
+    result = func(*args)
+    if kernel is not None:
+        counters.record("scaled_gemm", kernel.qualname, route.flops(args, result), skipped=why)
+    elif isinstance(verdict, Call) or verdict is not None:
+        reason = why if isinstance(verdict, Call) else f"{func.__name__}: {verdict}"
+        counters.record_fallback("scaled_gemm", reason, route.flops(args, result))
+    return result
+
+
+@_stashing_errors
+def _run_int_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return _served_by_hetero_or_torch(torch._int_mm, (a, b))
+
+
+@_stashing_errors
+def _run_scaled_mm(a, b, scale_a, scale_b, bias, has_bias: bool, scale_result,
+                   has_scale_result: bool, dtype_probe, has_out_dtype: bool,
+                   use_fast_accum: bool) -> torch.Tensor:
+    """``torch._scaled_mm``; the native side passes absent optionals as flags and the
+    out dtype as an empty tensor of it."""
+    return _served_by_hetero_or_torch(torch._scaled_mm, (
+        a, b, scale_a, scale_b, bias if has_bias else None,
+        scale_result if has_scale_result else None,
+        dtype_probe.dtype if has_out_dtype else None, use_fast_accum))
 
 
 def _flops(a, b) -> float:
@@ -239,8 +290,13 @@ def _define_ops() -> None:
     _library.define("decide_attention(Tensor q, Tensor k, Tensor v, Tensor mask, bool has_mask, "
                     "float dropout_p, bool causal, float scale, bool has_scale, bool backward) "
                     "-> int")
+    _library.define("run_int_mm(Tensor a, Tensor b) -> Tensor")
+    _library.define("run_scaled_mm(Tensor a, Tensor b, Tensor scale_a, Tensor scale_b, "
+                    "Tensor bias, bool has_bias, Tensor scale_result, bool has_scale_result, "
+                    "Tensor dtype_probe, bool has_out_dtype, bool use_fast_accum) -> Tensor")
     for name, fn in (("decide_gemm", _decide_gemm), ("run_gemm", _run_gemm),
-                     ("decide_attention", _decide_attention)):
+                     ("decide_attention", _decide_attention), ("run_int_mm", _run_int_mm),
+                     ("run_scaled_mm", _run_scaled_mm)):
         _library.impl(name, fn, "CPU")
     _ops_defined = True
 

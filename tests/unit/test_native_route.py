@@ -193,7 +193,7 @@ def test_compiled_code_is_served_at_run_time():
 
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="ops: the native route serves"):
-        hetero.enable(native=True, ops=["gemm", "scaled_gemm"])
+        hetero.enable(native=True, ops=["gemm", "varlen_attention"])
     with pytest.raises(ValueError, match="devices: the native route serves 'cpu' only"):
         hetero.enable(native=True, devices="cuda")
     with hetero.enabled(native=False):
@@ -209,7 +209,7 @@ def test_arguments_are_checked():
 def test_the_default_on_cpu_is_the_native_route():
     with hetero.enabled():
         assert native_route.active()
-    with hetero.enabled(ops="scaled_gemm"):  # an op it does not serve: the function mode
+    with hetero.enabled(ops="varlen_attention"):  # an op it does not serve: the function mode
         assert not native_route.active() and hetero.is_enabled()
     with hetero.enabled(devices="cuda"):
         assert not native_route.active()

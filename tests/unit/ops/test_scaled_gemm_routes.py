@@ -1,5 +1,5 @@
-"""torch._scaled_mm and torch._int_mm under hetero.enabled(native=False): routed to scaled_gemm and
-counted as served, matching plain PyTorch within the op's bound; what hetero does not
+"""torch._scaled_mm and torch._int_mm under hetero.enabled(), on the native route and in the
+function mode: routed to scaled_gemm and counted as served, matching plain PyTorch within the op's bound; what hetero does not
 serve stays with PyTorch, counted with the reason; torch.compile keeps the op in its
 graph."""
 
@@ -25,6 +25,15 @@ def fresh_stats():
     hetero.reset_stats()
 
 
+@pytest.fixture(params=[True, False], ids=["native route", "function mode"])
+def native(request):
+    from hetero import native_route
+
+    if request.param and native_route.unavailable() is not None:
+        pytest.skip(f"native route: {native_route.unavailable()}")
+    return request.param
+
+
 def _served_calls():
     return sum(c.calls for c in hetero.stats().served.get("scaled_gemm", {}).values())
 
@@ -32,14 +41,14 @@ def _served_calls():
 @pytest.mark.parametrize("dtype", [E4M3, torch.float8_e5m2, torch.float8_e4m3fnuz], ids=str)
 @pytest.mark.parametrize("recipe", ["tensor", "row"])
 @pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float32], ids=str)
-def test_scaled_mm_is_served_and_matches_pytorch(dtype, recipe, out_dtype):
+def test_scaled_mm_is_served_and_matches_pytorch(dtype, recipe, out_dtype, native):
     m, n, k = 5, 33, 96
     a, b = quantized((m, k), dtype, 1), quantized((n, k), dtype, 2).t()
     sa, sb = scales(recipe, m, n, k, seed=3)
     bias = torch.randn(n).to(out_dtype) if out_dtype is torch.bfloat16 else None
     refused = pytorch.refusal("cpu", dtype, recipe)  # then hetero serves what PyTorch cannot
     plain = None if refused else torch._scaled_mm(a, b, sa, sb, bias=bias, out_dtype=out_dtype)
-    with hetero.enabled(native=False):
+    with hetero.enabled(native=native):
         got = torch._scaled_mm(a, b, sa, sb, bias=bias, out_dtype=out_dtype)
     assert _served_calls() == 1 and not hetero.stats().fallbacks
     _, record = prepare(a, b, sa, sb, bias, out_dtype, None, None)
@@ -50,19 +59,19 @@ def test_scaled_mm_is_served_and_matches_pytorch(dtype, recipe, out_dtype):
         check_within(plain, exact, 2 * bound + torch.finfo(out_dtype).eps * exact.abs())
 
 
-def test_int_mm_is_served_exactly():
+def test_int_mm_is_served_exactly(native):
     a, b = quantized((17, 64), torch.int8, 1), quantized((64, 24), torch.int8, 2)
     plain = torch._int_mm(a, b)
-    with hetero.enabled(native=False):
+    with hetero.enabled(native=native):
         got = torch._int_mm(a, b)
     assert got.dtype is torch.int32 and torch.equal(got, plain)
     assert _served_calls() == 1
 
 
-def test_what_hetero_does_not_serve_stays_with_pytorch_counted():
+def test_what_hetero_does_not_serve_stays_with_pytorch_counted(native):
     a, b = quantized((4, 32), E4M3, 1), quantized((8, 32), E4M3, 2).t()
     one = torch.ones(())
-    with hetero.enabled(native=False):
+    with hetero.enabled(native=native):
         fp8_out = torch._scaled_mm(a, b, one, one)  # out_dtype left at float8
         mixed = torch._scaled_mm(a, b.to(torch.float8_e5m2), one, one, out_dtype=torch.bfloat16)
     assert fp8_out.dtype is E4M3 and mixed.dtype is torch.bfloat16
@@ -72,7 +81,7 @@ def test_what_hetero_does_not_serve_stays_with_pytorch_counted():
     assert _served_calls() == 0
 
 
-def test_torch_compile_under_enabled_is_served():
+def test_torch_compile_under_enabled_is_served(native):
     """Dynamo does not trace torch._scaled_mm through the routing mode; the compiled
     code calls it with an ``out=`` buffer, which hetero serves (and copies into)."""
     def layer(x, w, sx, sw):
@@ -83,7 +92,7 @@ def test_torch_compile_under_enabled_is_served():
     expected = layer(x, w, sx, sw)
     torch._dynamo.reset()
     compiled = torch.compile(layer, fullgraph=True)  # a graph break would raise
-    with hetero.enabled(native=False):
+    with hetero.enabled(native=native):
         got = compiled(x, w, sx, sw)
     assert _served_calls() == 1 and not hetero.stats().fallbacks
     torch.testing.assert_close(got, expected, atol=0.5, rtol=2**-7)
