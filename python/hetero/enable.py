@@ -281,8 +281,8 @@ def enable(ops: Iterable[str] | str | None = None,
     if _native(ops, devices, native):
         ops = _native_config(ops, devices)
         if native_route.active() and not getattr(_native_by_enable, "on", False):
-            raise RuntimeError("hetero.enable(native=True): a `with hetero.enabled("
-                               "native=True)` block is active here; it ends routing on exit")
+            raise RuntimeError("hetero.enable(): a `with hetero.enabled()` block routes "
+                               "natively here; it ends routing on exit")
         if native_route.active():
             native_route.stop()  # enabled again: what is routed changes
         native_route.start(ops)

@@ -113,8 +113,11 @@ def start(ops=("gemm", "attention", "scaled_gemm")) -> None:
         raise RuntimeError(f"hetero.enable(native=True): {why}")
     _define_ops()
     _native.set_num_threads(_env_threads())
-    with _quiet_stderr():  # the dispatcher warns that the kernels replace PyTorch's
+    if _native.installs():
         _native.install()
+    else:
+        with _quiet_stderr():  # the dispatcher warns that the kernels replace PyTorch's
+            _native.install()
     mask = sum(_OP_BITS[op] for op in set(ops))
     stack = _state.__dict__.setdefault("stack", [])
     if not stack:
