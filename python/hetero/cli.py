@@ -55,6 +55,10 @@ def _print_info(data: dict) -> None:
     print(f"calibration: {'on' if cal['on'] else 'off'}; this process measured "
           f"{cal['buckets']} bucket(s) in {cal['seconds']} s"
           + "".join(f"\n  failed: {f}" for f in cal["failed"]))
+    route = data["native_route"]
+    print("enable() on cpu: " + ("the native route (hetero behind aten's CPU mm/bmm, flash "
+                                 "attention, _scaled_mm/_int_mm)" if route["available"] else
+                                 f"the function mode (no native route: {route['reason']})"))
     env_set = data["environment"]["set"]
     print("environment: " + (", ".join(f"{k}={v}" for k, v in env_set.items()) or "no HETERO_* set"))
     for op in data["ops"]:

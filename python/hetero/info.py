@@ -9,7 +9,7 @@ import platform
 
 import torch
 
-from . import calibration, dispatch, env, registry
+from . import calibration, dispatch, env, native_route, registry
 from .ops import registry as op_registry
 
 
@@ -27,7 +27,8 @@ def info() -> dict:
     it), its entry count and the machine fingerprint it was measured on, or ``None``;
     ``tuned_table_ignored``: why a table found at start-up is not used;
     ``calibration``: whether calls of unmeasured buckets are measured, and what that
-    has cost this process (buckets, seconds, failures).
+    has cost this process (buckets, seconds, failures); ``native_route``: whether
+    ``enable()`` can route CPU calls natively here, and why not.
     """
     from . import __version__
 
@@ -71,6 +72,8 @@ def info() -> dict:
         "tuned_table_ignored": dispatch.tuned_ignored,
         "calibration": {"on": dispatch.calibrating(), "buckets": spent.buckets,
                         "seconds": round(spent.seconds, 3), "failed": spent.failed},
+        "native_route": {"available": native_route.unavailable() is None,
+                         "reason": native_route.unavailable()},
         "ops": ops,
         "backends": backends,
     }

@@ -14,6 +14,7 @@ def test_info_lists_reference_and_cpu_as_available(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
     assert "default order for cpu: cpu > torch > reference" in text
+    assert "enable() on cpu: the native route" in text
     ops = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("op ")}
     assert list(ops) == ["op gemm", "op attention", "op scaled_gemm", "op varlen_attention",
                          "op paged_attention"]

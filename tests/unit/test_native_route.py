@@ -334,3 +334,27 @@ def test_sdpa_outputs_and_gradients_are_laid_out_as_pytorchs(layout):
     assert ours.stride() == plain.stride()
     assert [g.stride() for g in grads] == [g.stride() for g in plain_grads]
     assert _attention_served() == 1 and _attention_served("attention_backward") == 1
+
+
+def test_threads_routing_at_once_share_decisions_and_counts():
+    a, b = randn(16, 24, seed=33), randn(24, 8, seed=34)
+    want = torch.mm(a, b)
+    results, errors = [], []
+
+    def work(shift):
+        try:
+            with hetero.enabled(native=True):
+                for i in range(50):
+                    got = torch.mm(a, b) if i % 2 else a @ b
+                    results.append((got - want).abs().max().item() < 1e-4)
+                    torch.mm(randn(3 + shift, 24, seed=i), b)  # misses decided meanwhile
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(results) and len(results) == 150
+    assert _served() == 300 and route.installs() == 0
