@@ -42,12 +42,13 @@ struct Arguments {
 };
 
 // The mask as the (B, Hq, Sq, Sk) view hetero's kernels take: PyTorch broadcasts it from
-// the right, so a missing or size-1 dim gets stride 0.
+// the right, so a missing or size-1 dim gets stride 0. Its dtype is bool or q's (`dtype`):
+// the decision leaves any other to PyTorch.
 TensorView expanded_mask(const Operand& mask, const Operand& q, const Operand& k, DType dtype) {
   const int64_t target[4] = {q.sizes[0], q.sizes[1], q.sizes[2], k.sizes[2]};
   TensorView v;
   v.data = mask.data;
-  v.dtype = dtype;
+  v.dtype = mask.dtype == g_shim.boolean ? DType::boolean : dtype;
   v.ndim = 4;
   for (int d = 0; d < 4; ++d) {
     const int64_t source = d - (4 - mask.dim);

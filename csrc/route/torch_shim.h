@@ -69,7 +69,8 @@ struct TorchShim {
   int (*get_num_threads)();  // at::get_num_threads(), as torch.get_num_threads() reads it
 
   // Codes of the dtypes (c10::ScalarType) and of the CPU device type.
-  int32_t float32 = -1, float16 = -1, bfloat16 = -1, float64 = -1, int32 = -1, cpu = -1;
+  int32_t float32 = -1, float16 = -1, bfloat16 = -1, float64 = -1, int32 = -1, boolean = -1;
+  int32_t cpu = -1;
 };
 
 // Fills `shim` from the loaded library at `path`; returns "" or why it cannot.

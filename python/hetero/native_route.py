@@ -45,7 +45,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 import torch.nn.functional as F
 
-from . import counters, dispatch, torch_ops
+from . import counters, dispatch, env, torch_ops
 from .backends.pytorch import NAME as TORCH_BACKEND
 from .ops import registry as op_registry
 from .ops._checks import real_out
@@ -170,7 +170,8 @@ def _decision(op: str, name: str, verdict, training: bool = False) -> int:
     """``counter * 4 + action`` for a call the function mode's route turned into
     ``verdict`` (a :class:`~hetero.routing.Call` or why PyTorch computes it)."""
     if not isinstance(verdict, Call):
-        return _slot(False, op, f"{name}: {verdict or 'arguments PyTorch checks'}") * 4 + TORCH
+        why = verdict or "arguments the function mode's route leaves to PyTorch"
+        return _slot(False, op, f"{name}: {why}") * 4 + TORCH
     with dispatch.training() if training else nullcontext():
         key, record = verdict.prepare()
         kernel, why = torch_ops.decide(key, record)
@@ -186,37 +187,35 @@ def _decision(op: str, name: str, verdict, training: bool = False) -> int:
                             "native and PyTorch kernels only") * 4 + TORCH
 
 
-def _stashing_errors(run):
-    """``run`` for the native side: an exception's message is stashed for it to raise."""
-    def stashing(*args):
-        try:
-            with torch_ops.plain_torch():
-                return run(*args)
-        except Exception as exc:
-            _errors.message = f"{type(exc).__name__}: {exc}"
-            raise
-    return stashing
+def _native_entry(on_error):
+    """A Python op the native side calls: it runs with the route bypassed, and an
+    exception's message is stashed for the native side to raise. ``on_error``: what to
+    return instead (the decide ops' ``-1``), or ``None`` to re-raise."""
+    def wrap(fn):
+        def entry(*args):
+            try:
+                with torch_ops.plain_torch():
+                    return fn(*args)
+            except Exception as exc:  # noqa: BLE001 - carried to the caller by the native side
+                _errors.message = f"{type(exc).__name__}: {exc}"
+                if on_error is None:
+                    raise
+                return on_error
+        return entry
+    return wrap
 
 
-def _guarded(decide):
-    """``decide`` for the native side: an exception becomes ``-1``, its message stashed."""
-    def guarded(*args):
-        try:
-            with torch_ops.plain_torch():
-                return decide(*args)
-        except Exception as exc:  # noqa: BLE001 - carried to the caller by the native side
-            _errors.message = f"{type(exc).__name__}: {exc}"
-            return -1
-    return guarded
+_decide_entry = _native_entry(-1)  # a decide op answers -1 on failure
+_run_entry = _native_entry(None)  # a run op raises
 
 
-@_guarded
+@_decide_entry
 def _decide_gemm(a: torch.Tensor, b: torch.Tensor) -> int:
     """The decision for ``a @ b`` (aten ``mm`` or ``bmm``)."""
     return _decision("gemm", "mm" if a.dim() == 2 else "bmm", _gemm_verdict(a, b))
 
 
-@_guarded
+@_decide_entry
 def _decide_attention(q, k, v, mask, has_mask: bool, dropout_p: float, causal: bool,
                       scale: float, has_scale: bool, backward: bool) -> int:
     """The decision for PyTorch's CPU flash attention forward (or its ``backward``)."""
@@ -230,7 +229,7 @@ def _decide_attention(q, k, v, mask, has_mask: bool, dropout_p: float, causal: b
     return _decision(op, "scaled_dot_product_attention", verdict, training=backward)
 
 
-@_stashing_errors
+@_run_entry
 def _run_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` on the kernel dispatch picks, a kernel written in Python, through
     hetero's torch bridge (counted there)."""
@@ -262,12 +261,12 @@ def _served_by_hetero_or_torch(func, args: tuple):
     return result
 
 
-@_stashing_errors
+@_run_entry
 def _run_int_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _served_by_hetero_or_torch(torch._int_mm, (a, b))
 
 
-@_stashing_errors
+@_run_entry
 def _run_scaled_mm(a, b, scale_a, scale_b, bias, has_bias: bool, scale_result,
                    has_scale_result: bool, dtype_probe, has_out_dtype: bool,
                    use_fast_accum: bool) -> torch.Tensor:
@@ -313,8 +312,6 @@ def _counts():
 
 
 def _env_threads() -> int:
-    from . import env
-
     return env.settings().num_threads or 0
 
 

@@ -358,3 +358,15 @@ def test_threads_routing_at_once_share_decisions_and_counts():
         t.join()
     assert not errors and all(results) and len(results) == 150
     assert _served() == 300 and route.installs() == 0
+
+
+def test_a_bool_mask_passed_to_the_flash_operator_itself_is_read_as_bool():
+    """F.scaled_dot_product_attention turns bool masks additive first; a direct call of
+    PyTorch's CPU flash operator may still pass one."""
+    q, k, v = randn(1, 2, 5, 16, seed=35), randn(1, 2, 7, 16, seed=36), randn(1, 2, 7, 16, seed=37)
+    mask = torch.rand(5, 7, generator=torch.Generator().manual_seed(38)) > 0.4
+    mask[:, 0] = True
+    with hetero.enabled(native=True):
+        out, _ = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=mask)
+    _check_attention(out, q, k, v, attn_mask=mask)
+    assert _attention_served() == 1
