@@ -51,8 +51,12 @@ int64_t decision(const Key& key, Decide&& decide) {
 
 void count(int64_t counter, uint64_t flops);
 
+// Raises a failed shim call as PyTorch's own error message (or, without one, `what`).
 inline void check(ShimError error, const char* what) {
-  if (error != 0) throw std::runtime_error(std::string("hetero: PyTorch's ") + what + " failed");
+  if (error == 0) return;
+  const std::string message = g_shim.exception_what != nullptr ? g_shim.exception_what() : "";
+  throw std::runtime_error(message.empty() ? std::string("hetero: PyTorch's ") + what + " failed"
+                                           : message);
 }
 
 // Owns one tensor handle and reads its metadata once.

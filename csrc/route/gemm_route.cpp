@@ -56,11 +56,8 @@ AtenTensorHandle torch_kernel(Op op, const Operand& a, const Operand& b, AtenTen
   if (out == nullptr) out = empty_result(op, a, b);
   const ShimError error = op == Op::mm ? g_shim.cpu_mm_out(out, a.handle, b.handle)
                                        : g_shim.cpu_bmm_out(out, a.handle, b.handle);
-  if (error != 0) {
-    g_shim.delete_tensor_object(out);
-    throw std::runtime_error(op == Op::mm ? "hetero: PyTorch's CPU kernel of aten::mm failed"
-                                          : "hetero: PyTorch's CPU kernel of aten::bmm failed");
-  }
+  if (error != 0) g_shim.delete_tensor_object(out);
+  check(error, op == Op::mm ? "CPU kernel of aten::mm" : "CPU kernel of aten::bmm");
   return out;
 }
 

@@ -30,15 +30,15 @@ void int_mm_run(StableIValue* stack, bool has_out) {
     }
     return;
   }
-  if (out == nullptr) {
-    const int64_t sizes[2] = {a.sizes[0], b.dim == 2 ? b.sizes[1] : 0};
+  if (out == nullptr) {  // (M, N), or empty where PyTorch's kernel is about to refuse the call
+    const bool matrices = a.dim == 2 && b.dim == 2;
+    const int64_t sizes[2] = {matrices ? a.sizes[0] : 0, matrices ? b.sizes[1] : 0};
     const int64_t strides[2] = {sizes[1], 1};
-    if (a.dim != 2 || b.dim != 2) {
-      throw std::runtime_error("hetero: aten::_int_mm takes 2-D self and mat2");
-    }
     out = empty(2, sizes, strides, g_shim.int32);
   }
-  check(g_shim.cpu_int_mm_out(out, a.handle, b.handle), "CPU kernel of aten::_int_mm");
+  const ShimError error = g_shim.cpu_int_mm_out(out, a.handle, b.handle);
+  if (error != 0 && !has_out) g_shim.delete_tensor_object(out);
+  check(error, "CPU kernel of aten::_int_mm");
   stack[0] = reinterpret_cast<StableIValue>(out);
 }
 

@@ -55,6 +55,8 @@ std::string load_torch_shim(const std::string& path, TorchShim* shim) {
   shim->delete_stable_ivalue =  // optional: older torch frees these with delete
       reinterpret_cast<decltype(shim->delete_stable_ivalue)>(dlsym(library, "torch_delete_stable_ivalue"));
   find(library, "_ZN2at15get_num_threadsEv", &shim->get_num_threads, &missing);
+  shim->exception_what = reinterpret_cast<decltype(shim->exception_what)>(dlsym(
+      library, "_ZN5torch4csrc4shim7details42get_torch_exception_what_without_backtraceB5cxx11Ev"));
   shim->float32 = code(library, "aoti_torch_dtype_float32", &missing);
   shim->float16 = code(library, "aoti_torch_dtype_float16", &missing);
   shim->bfloat16 = code(library, "aoti_torch_dtype_bfloat16", &missing);

@@ -67,6 +67,9 @@ struct TorchShim {
   ShimError (*delete_stable_ivalue)(StableIValue* value);
 
   int (*get_num_threads)();  // at::get_num_threads(), as torch.get_num_threads() reads it
+  // The message of the exception the last failing shim call caught on this thread (a C++
+  // function of the shim's; optional: without it a failure says which call failed).
+  const std::string& (*exception_what)();
 
   // Codes of the dtypes (c10::ScalarType) and of the CPU device type.
   int32_t float32 = -1, float16 = -1, bfloat16 = -1, float64 = -1, int32 = -1, boolean = -1;
