@@ -201,11 +201,16 @@ def served_device_types() -> frozenset[str]:
         and e.backend.device_type != "any" and not e.reasons_unavailable())
 
 
+def _names(ops: Iterable[str] | str) -> tuple[str, ...]:
+    """``ops`` as a tuple of names (one name may be given as a str)."""
+    return (ops,) if isinstance(ops, str) else tuple(ops)
+
+
 def _config(ops, devices) -> tuple[frozenset[str], frozenset[str]]:
     known = routed_ops()
     if ops is None:
         ops = known
-    ops = (ops,) if isinstance(ops, str) else tuple(ops)
+    ops = _names(ops)
     unknown = [op for op in ops if op not in known]
     if unknown:
         raise ValueError(f"ops: unknown {unknown}; expected some of {known}")
@@ -224,7 +229,7 @@ _native_by_enable = threading.local()  # .on: this thread's native route came fr
 def _native_config(ops, devices) -> frozenset[str]:
     """``enable(native=True)``'s ops, checked with its devices: gemm, attention and
     scaled_gemm on cpu only."""
-    ops = _NATIVE_OPS if ops is None else frozenset((ops,) if isinstance(ops, str) else ops)
+    ops = _NATIVE_OPS if ops is None else frozenset(_names(ops))
     if not ops <= _NATIVE_OPS or not ops:
         raise ValueError(f"ops: the native route serves {sorted(_NATIVE_OPS)} only, "
                          f"got {sorted(ops)}; use native=False for the others")
@@ -245,7 +250,7 @@ def _native(ops, devices, native: bool | None) -> bool:
         return bool(native)
     if native_route.unavailable() is not None or _active() is not None:
         return False
-    if ops is not None and not frozenset((ops,) if isinstance(ops, str) else ops) <= _NATIVE_OPS:
+    if ops is not None and not frozenset(_names(ops)) <= _NATIVE_OPS:
         return False
     types = served_device_types() if devices is None else _config(None, devices)[1]
     return types == {"cpu"}

@@ -35,18 +35,19 @@ def plain_torch():
         yield
 
 
-@contextmanager
-def unrouted():
+class unrouted:  # noqa: N801 - used like a function: ``with unrouted():``
     """Within the block, PyTorch's matmuls on this thread run PyTorch's own kernels even
-    where :mod:`hetero.native_route` routes them (the ``torch`` backend's kernels)."""
-    if native_bypass is None:
-        yield
-        return
-    previous = native_bypass(True)
-    try:
-        yield
-    finally:
-        native_bypass(previous)
+    where :mod:`hetero.native_route` routes them (the ``torch`` backend's kernels). A
+    plain class: it sits on hot paths, where a generator-based context costs more."""
+
+    __slots__ = ("previous",)
+
+    def __enter__(self):
+        self.previous = None if native_bypass is None else native_bypass(True)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            native_bypass(self.previous)
 
 
 def decide(key: tuple, args=None) -> tuple[Kernel | None, str | None]:

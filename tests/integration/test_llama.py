@@ -88,12 +88,17 @@ def test_training_step_matches(dtype):
     assert s.served_fraction() >= 0.9, str(s)
 
 
-def test_torch_compile_matches_without_graph_breaks():
+def _compile_case():
+    """A float32 model, its tokens, and its logits in PyTorch and in float64."""
     model = make_model(torch.float32).eval()
     ids = tokens()
     with torch.no_grad():
-        plain = model(ids).logits
-        exact = copy.deepcopy(model).double()(ids).logits
+        return model, ids, model(ids).logits, copy.deepcopy(model).double()(ids).logits
+
+
+def test_torch_compile_matches_without_graph_breaks():
+    model, ids, plain, exact = _compile_case()
+    with torch.no_grad():
         torch._dynamo.reset()
         breaks_without = torch._dynamo.explain(model)(ids).graph_break_count
         torch._dynamo.reset()
@@ -112,11 +117,8 @@ def test_torch_compile_matches_without_graph_breaks():
 def test_torch_compile_on_the_native_route_is_served_at_run_time():
     """Under the default (native) route the compiled graph is PyTorch's own; its GEMMs and
     attention reach hetero's kernels behind aten when it runs."""
-    model = make_model(torch.float32).eval()
-    ids = tokens()
+    model, ids, plain, exact = _compile_case()
     with torch.no_grad():
-        plain = model(ids).logits
-        exact = copy.deepcopy(model).double()(ids).logits
         torch._dynamo.reset()
         with hetero.enabled():
             ours = torch.compile(model)(ids).logits
