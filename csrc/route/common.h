@@ -31,7 +31,7 @@ int kernel_threads();  // HETERO_NUM_THREADS, else torch.get_num_threads()
 // (kOpMm, ...), then sizes, dtype, flags, layout, alignment; the scope is added.
 constexpr int kKeyFields = 16;
 using Key = std::array<int64_t, kKeyFields>;
-enum OpCode : int64_t { kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward };
+enum OpCode : int64_t { kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward, kOpGemmCall };
 
 // The decision for `key` (counter * 4 + action), asking `decide` on a miss.
 template <typename Decide>
@@ -158,6 +158,7 @@ struct Registration {
   BoxedKernel kernel;
 };
 extern const Registration kGemmKernels[4];
+extern const Registration kGemmCall;  // hetero_route::gemm, registered for good (route.h)
 extern const Registration kAttentionKernels[2];
 extern const Registration kScaledKernels[4];
 

@@ -1,7 +1,9 @@
-// aten::mm, aten::bmm and their .out forms on the CPU, while the native route is installed
-// (route.h): PyTorch's own checks and messages first (these kernels stand where its checks
-// ran), then the cached decision: hetero's cpu::gemm, PyTorch's kernel (called directly,
-// so nothing recurses) or a Python kernel through the op hetero_route::run.
+// GEMM calls served natively:
+// - aten::mm, aten::bmm and their .out forms on the CPU, while the native route is
+//   installed (route.h): PyTorch's own checks and messages first (these kernels stand where
+//   its checks ran), then the cached decision: hetero's cpu::gemm, PyTorch's kernel (called
+//   directly, so nothing recurses) or a Python kernel through the op hetero_route::run_gemm;
+// - hetero_route::gemm, hetero.gemm's common case (see gemm_call below).
 #include "backends/cpu/gemm.h"
 #include "route/common.h"
 
@@ -121,6 +123,48 @@ void run(Op op, StableIValue* stack, bool has_out) {
   stack[0] = reinterpret_cast<StableIValue>(result);
 }
 
+// ---------------------------------------------------------------- hetero.gemm(a, b)
+// hetero_route::gemm(Tensor a, Tensor b) -> Tensor: hetero.gemm's common case (two CPU
+// matrices of one float dtype, no bias, alpha = 1, a fresh result) without Python. The
+// cached decision runs cpu::gemm or PyTorch's kernel. Anything else (other shapes, devices
+// or dtypes, bad input, a kernel written in Python) gets an undefined tensor, None in
+// Python, and hetero.gemm takes its Python path, which checks, names bad arguments and
+// dispatches.
+AtenTensorHandle declined() {
+  AtenTensorHandle none = nullptr;
+  check(g_shim.new_uninitialized_tensor(&none), "aoti_torch_new_uninitialized_tensor");
+  return none;
+}
+
+bool on_cpu(const Operand& t) {
+  int32_t type = -1;
+  check(g_shim.get_device_type(t.handle, &type), "aoti_torch_get_device_type");
+  return type == g_shim.cpu;
+}
+
+AtenTensorHandle gemm_call_result(const Operand& a, const Operand& b) {
+  DType dtype;
+  if (a.dim != 2 || b.dim != 2 || a.sizes[1] != b.sizes[0] || a.dtype != b.dtype ||
+      !hetero_dtype(a.dtype, &dtype) || !on_cpu(a) || !on_cpu(b)) {
+    return declined();
+  }
+  const int64_t m = a.sizes[0], n = b.sizes[1], k = a.sizes[1];
+  const Key key{kOpGemmCall, 1, m, n, k, a.dtype, 2 * column_major(a) + column_major(b),
+                alignment({a.data, b.data})};
+  const int64_t action = decision(key, [&] {
+    StableIValue args[2] = {a.copy(), b.copy()};
+    return ask_python("hetero_route::decide_gemm_call", args);
+  }) & 3;
+  if (action == kNative) return native_gemm(Op::mm, a, b, dtype, nullptr);
+  if (action == kTorch) return torch_kernel(Op::mm, a, b, nullptr);
+  return declined();
+}
+
+void gemm_call(StableIValue* stack, uint64_t, uint64_t) {
+  Operand a(stack[0]), b(stack[1]);
+  stack[0] = reinterpret_cast<StableIValue>(gemm_call_result(a, b));
+}
+
 void mm(StableIValue* stack, uint64_t, uint64_t) { run(Op::mm, stack, false); }
 void mm_out(StableIValue* stack, uint64_t, uint64_t) { run(Op::mm, stack, true); }
 void bmm(StableIValue* stack, uint64_t, uint64_t) { run(Op::bmm, stack, false); }
@@ -129,5 +173,6 @@ void bmm_out(StableIValue* stack, uint64_t, uint64_t) { run(Op::bmm, stack, true
 }  // namespace
 
 const Registration kGemmKernels[4] = {{"mm", mm}, {"mm.out", mm_out}, {"bmm", bmm}, {"bmm.out", bmm_out}};
+const Registration kGemmCall = {"gemm", gemm_call};
 
 }  // namespace hetero::route

@@ -182,6 +182,24 @@ void uninstall() {
 
 int installs() { return g_installs; }
 
+void register_gemm_call() {
+  std::lock_guard<std::mutex> lock(g_install_mutex);
+  static void* library = nullptr;  // kept until the process ends
+  if (library != nullptr) return;
+  if (!g_loaded) throw std::runtime_error("hetero: the native route is not loaded");
+  // CompositeExplicitAutograd: one kernel for every device (it declines what is not CPU),
+  // below autograd and below fake tensors, which never reach it.
+  void* made = nullptr;
+  bool ok = g_shim.library_init_impl("hetero_route", "CompositeExplicitAutograd", __FILE__,
+                                     __LINE__, &made) == 0;
+  ok = ok && g_shim.library_impl(made, kGemmCall.name, kGemmCall.kernel) == 0;
+  if (!ok) {
+    if (made != nullptr) g_shim.delete_library_object(made);
+    throw std::runtime_error("hetero: registering hetero_route::gemm with PyTorch failed");
+  }
+  library = made;
+}
+
 int set_thread_ops(int ops) {
   const int previous = t_ops;
   t_ops = ops;

@@ -35,6 +35,10 @@ void install();
 void uninstall();
 int installs();
 
+// Registers hetero_route::gemm's kernel (gemm_route.cpp) on every device, for the rest of
+// the process; the op's schema must be defined (Python defines it). Throws on failure.
+void register_gemm_call();
+
 // What a thread routes: RoutedOp bits (0: nothing).
 enum RoutedOp : int { kRouteGemm = 1, kRouteAttention = 2, kRouteScaled = 4 };
 int set_thread_ops(int ops);  // these return the previous value

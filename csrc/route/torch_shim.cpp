@@ -41,6 +41,8 @@ std::string load_torch_shim(const std::string& path, TorchShim* shim) {
   find(library, "aoti_torch_get_strides", &shim->get_strides, &missing);
   find(library, "aoti_torch_get_dtype", &shim->get_dtype, &missing);
   find(library, "aoti_torch_is_defined", &shim->is_defined, &missing);
+  find(library, "aoti_torch_get_device_type", &shim->get_device_type, &missing);
+  find(library, "aoti_torch_new_uninitialized_tensor", &shim->new_uninitialized_tensor, &missing);
   find(library, "aoti_torch_empty_strided", &shim->empty_strided, &missing);
   find(library, "aoti_torch_cpu_mm_out", &shim->cpu_mm_out, &missing);
   find(library, "aoti_torch_cpu_bmm_out", &shim->cpu_bmm_out, &missing);

@@ -35,6 +35,8 @@ struct TorchShim {
   ShimError (*get_strides)(AtenTensorHandle tensor, int64_t** strides);  // borrowed, elements
   ShimError (*get_dtype)(AtenTensorHandle tensor, int32_t* dtype);
   ShimError (*is_defined)(AtenTensorHandle tensor, bool* defined);
+  ShimError (*get_device_type)(AtenTensorHandle tensor, int32_t* device_type);
+  ShimError (*new_uninitialized_tensor)(AtenTensorHandle* tensor);  // an undefined tensor
   ShimError (*empty_strided)(int64_t ndim, const int64_t* sizes, const int64_t* strides,
                              int32_t dtype, int32_t device_type, int32_t device_index,
                              AtenTensorHandle* tensor);

@@ -26,6 +26,7 @@ from .ops import OpSpec, list_ops, register_op, unregister_op
 # varlen_attention, paged_attention (the order of list_ops() and of the conformance
 # suite's cases).
 from .ops.gemm import gemm, reference_gemm  # noqa: I001
+from .ops.gemm import api as _gemm_api
 from .ops.attention import attention, reference_attention
 from .ops.scaled_gemm import scaled_gemm
 from .ops.varlen_attention import varlen_attention
@@ -34,9 +35,10 @@ from .registry import register as register_backend
 from .registry import unregister as unregister_backend
 
 from . import calibration  # noqa: E402,I001 - installs self-calibration in dispatch
-from . import distributed  # noqa: E402,I001
+from . import distributed, native_route  # noqa: E402,I001
 
 distributed.install_if_loaded()  # DTensor already in use: the ops' sharding rules now
+_gemm_api.native_gemm = native_route.gemm_entry()  # hetero.gemm's common case, native
 
 try:
     __version__ = _metadata.version("hetero")

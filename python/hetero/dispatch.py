@@ -296,13 +296,18 @@ def _enforce(decision: Decision, fallback: bool, served_by: str, why: str) -> No
 def resolve(key: tuple, record=None):
     """Cache miss: decide for ``key`` (calibrating its bucket on ``record`` if it has not
     been measured), apply the policy and cache the kernel function."""
+    return resolve_kernel(key, record).fn
+
+
+def resolve_kernel(key: tuple, record=None) -> Kernel:
+    """:func:`resolve`, returning the chosen kernel (its function cached as resolve's)."""
     decision = decide(*split_key(key), record)
     if decision.chosen is None:
         raise DispatchError(decision)
     _enforce(decision, decision.fallback, decision.chosen.qualname,
              _why_skipped(decision, decision.chosen.backend))
-    decisions[key] = fn = decision.chosen.fn
-    return fn
+    decisions[key] = decision.chosen.fn
+    return decision.chosen
 
 
 # ---------------------------------------------------------------- the torch bridge

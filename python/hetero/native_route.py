@@ -105,6 +105,25 @@ def unavailable() -> str | None:
     return _why_not
 
 
+def gemm_entry():
+    """``hetero_route::gemm(a, b)`` where the route can run, else ``None``: the entry that
+    serves :func:`hetero.gemm`'s common case natively (two CPU matrices, no bias,
+    ``alpha = beta = 1``, no ``out``, no ``backend``; ``csrc/route/gemm_route.cpp``),
+    returning ``None`` for a call it leaves to hetero.gemm's Python path. Its decisions
+    come from hetero's dispatcher as hetero.gemm's own do (:func:`_decide_gemm_call`),
+    cached natively. Called once at import, so every later ``hetero.use`` scope reaches
+    the native cache."""
+    if unavailable() is not None:
+        return None
+    _define_ops()
+    _native.register_gemm_call()
+    _native.set_num_threads(_env_threads())
+    dispatch.cache_listeners.append(lambda: _native.set_num_threads(_env_threads()))
+    _native.set_thread_scope(dispatch.scope_id(dispatch.current_scope.get()))
+    overload = torch.ops.hetero_route.gemm.default
+    return getattr(overload, "_op", overload)  # the bound C++ function: no __call__ in Python
+
+
 def start(ops=("gemm", "attention", "scaled_gemm")) -> None:
     """Route this thread's CPU ``ops`` natively until the matching :func:`stop` (nests:
     an inner start sets what is routed until it stops); RuntimeError where it cannot."""
@@ -216,6 +235,22 @@ def _decide_gemm(a: torch.Tensor, b: torch.Tensor) -> int:
 
 
 @_decide_entry
+def _decide_gemm_call(a: torch.Tensor, b: torch.Tensor) -> int:
+    """The decision for ``hetero.gemm(a, b)``: hetero.gemm's own dispatch (last resort
+    the reference backend). ``cpu.gemm`` runs natively, the ``torch`` backend as PyTorch's
+    kernel; any other kernel, and a call dispatch refuses, take hetero.gemm's Python path
+    (which raises what is wrong). Not counted, as hetero.gemm's calls are not."""
+    try:
+        key, record = op_registry.spec("gemm").prepare(a, b, None, 1.0, 1.0, None, None)
+        kernel = dispatch.resolve_kernel(key, record)
+    except Exception:  # noqa: BLE001 - the Python path raises it again, for the caller
+        return _NO_COUNTER * 4 + PYTHON
+    if kernel.qualname == "cpu.gemm":
+        return _NO_COUNTER * 4 + NATIVE
+    return _NO_COUNTER * 4 + (TORCH if kernel.backend == TORCH_BACKEND else PYTHON)
+
+
+@_decide_entry
 def _decide_attention(q, k, v, mask, has_mask: bool, dropout_p: float, causal: bool,
                       scale: float, has_scale: bool, backward: bool) -> int:
     """The decision for PyTorch's CPU flash attention forward (or its ``backward``)."""
@@ -288,6 +323,8 @@ def _define_ops() -> None:
         return
     _library = torch.library.Library("hetero_route", "DEF")
     _library.define("decide_gemm(Tensor a, Tensor b) -> int")
+    _library.define("gemm(Tensor a, Tensor b) -> Tensor")  # native kernel: gemm_entry()
+    _library.define("decide_gemm_call(Tensor a, Tensor b) -> int")
     _library.define("run_gemm(Tensor a, Tensor b) -> Tensor")
     _library.define("decide_attention(Tensor q, Tensor k, Tensor v, Tensor mask, bool has_mask, "
                     "float dropout_p, bool causal, float scale, bool has_scale, bool backward) "
@@ -296,7 +333,8 @@ def _define_ops() -> None:
     _library.define("run_scaled_mm(Tensor a, Tensor b, Tensor scale_a, Tensor scale_b, "
                     "Tensor bias, bool has_bias, Tensor scale_result, bool has_scale_result, "
                     "Tensor dtype_probe, bool has_out_dtype, bool use_fast_accum) -> Tensor")
-    for name, fn in (("decide_gemm", _decide_gemm), ("run_gemm", _run_gemm),
+    for name, fn in (("decide_gemm", _decide_gemm), ("decide_gemm_call", _decide_gemm_call),
+                     ("run_gemm", _run_gemm),
                      ("decide_attention", _decide_attention), ("run_int_mm", _run_int_mm),
                      ("run_scaled_mm", _run_scaled_mm)):
         _library.impl(name, fn, "CPU")

@@ -79,6 +79,9 @@ _wants_bucket = dispatch.wants_bucket
 _wants_sizes = dispatch.wants_sizes
 _current_scope = dispatch.current_scope.get
 _new_record = tuple.__new__  # a record without the NamedTuple's Python-level __new__
+#: ``hetero_route::gemm(a, b)``: the common case served natively, ``None`` for any call it
+#: leaves to the Python path (:func:`hetero.native_route.gemm_entry`, set at import).
+native_gemm = None
 
 
 def prepare(a, b, bias, alpha, beta, out, backend) -> tuple[tuple, GemmArgs]:
@@ -200,6 +203,15 @@ def gemm(a: torch.Tensor, b: torch.Tensor, *, bias: torch.Tensor | None = None,
         TypeError, ValueError: bad input, naming the argument.
         hetero.DispatchError: no candidate can serve the call (see ``.decision``).
     """
+    if native_gemm is not None and bias is None and out is None and backend is None:
+        try:
+            if type(alpha) is float and type(beta) is float and alpha == 1.0 and beta == 1.0 \
+                    and not (a.requires_grad or b.requires_grad):
+                result = native_gemm(a, b)
+                if result is not None:
+                    return result
+        except Exception:  # noqa: BLE001 - the Python path below reports it, naming the argument
+            pass
     key, args = prepare(a, b, bias, alpha, beta, out, backend)
     (_decisions.get(key) or dispatch.resolve(key, args))(args)
     return args.out

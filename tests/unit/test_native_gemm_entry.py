@@ -1,0 +1,133 @@
+"""hetero.gemm's common case served natively (hetero.native_route.gemm_entry,
+csrc/route/gemm_route.cpp): results against float64 on awkward shapes and views, that the
+entry (not the Python path) serves them, what it leaves to the Python path, scopes,
+threads, and that bad input still raises hetero's named errors."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+import hetero
+from hetero import dispatch, native_route
+from hetero.ops.gemm import api
+from hetero.ops.gemm.numerics import gemm_error_bound
+from hetero.testing import check_within, randn
+
+pytestmark = pytest.mark.skipif(native_route.unavailable() is not None,
+                                reason=f"native route: {native_route.unavailable()}")
+route = hetero._C.route if native_route.unavailable() is None else None
+
+
+@pytest.fixture
+def python_path_calls(monkeypatch):
+    """How many calls reached hetero.gemm's Python path (its ``prepare``)."""
+    calls = []
+    original = api.prepare
+
+    def counting(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(api, "prepare", counting)
+    return calls
+
+
+def _check(out, a, b):
+    check_within(out, torch.matmul(a.double(), b.double()),
+                 gemm_error_bound(a, b, out_dtype=out.dtype))
+
+
+SIZES = [(8, 8, 8), (0, 5, 3), (4, 0, 3), (4, 5, 0), (1, 1, 1), (7, 13, 11), (37, 130, 65)]
+VIEWS = {
+    "contiguous": lambda a, b: (a, b),
+    "b = w.t()": lambda a, b: (a, b.t().contiguous().t()),
+    "a transposed": lambda a, b: (a.t().contiguous().t(), b),
+    "strided a": lambda a, b: (torch.cat([a, a], 1)[:, ::2] if a.numel() else a, b),
+    "expanded b": lambda a, b: (a, b[:1].expand(b.shape) if b.shape[0] else b),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("view", list(VIEWS))
+@pytest.mark.parametrize("m,k,n", SIZES)
+def test_the_common_case_is_served_natively_within_the_bound(m, k, n, view, dtype,
+                                                             python_path_calls):
+    a, b = VIEWS[view](randn(m, k, dtype=dtype, seed=1), randn(k, n, dtype=dtype, seed=2))
+    torch.full((m, n), float("nan"), dtype=dtype)  # freed: a poisoned block to reuse
+    out = hetero.gemm(a, b)
+    assert out.shape == (m, n) and out.dtype == dtype and out.is_contiguous()
+    _check(out, a, b)
+    assert python_path_calls == []
+    assert torch.equal(out, hetero.gemm(a, b, backend="cpu"))  # the same kernel, in Python
+
+
+def test_the_decision_is_dispatchs_and_cached_natively(python_path_calls):
+    a, b = randn(6, 5, seed=3), randn(5, 4, seed=4)
+    with hetero.use("torch"):
+        assert torch.equal(hetero.gemm(a, b), torch.mm(a, b))  # PyTorch's kernel, natively
+    with hetero.use("reference"):  # a kernel written in Python: hetero.gemm's own path
+        _check(hetero.gemm(a, b), a, b)
+    assert len(python_path_calls) == 1
+    before = route.decisions()
+    hetero.gemm(a, b)
+    hetero.gemm(a, b)
+    assert route.decisions() == before + 1 and len(python_path_calls) == 1
+    dispatch.clear_cache()
+    assert route.decisions() == 0
+
+
+@pytest.mark.parametrize("call", [
+    lambda a, b: hetero.gemm(a, b, alpha=2.0),
+    lambda a, b: hetero.gemm(a, b, beta=0.5, bias=torch.ones(4)),
+    lambda a, b: hetero.gemm(a, b, out=torch.empty(6, 4)),
+    lambda a, b: hetero.gemm(a, b, backend="cpu"),
+    lambda a, b: hetero.gemm(a.double(), b.double()),
+    lambda a, b: hetero.gemm(a.expand(3, 6, 5), b),
+], ids=["alpha", "bias", "out", "backend", "float64", "batched"])
+def test_other_calls_take_the_python_path(call, python_path_calls):
+    a, b = randn(6, 5, seed=5), randn(5, 4, seed=6)
+    call(a, b)
+    assert len(python_path_calls) == 1
+
+
+def test_an_input_that_requires_grad_is_refused_as_before(python_path_calls):
+    a = randn(6, 5, seed=5).requires_grad_()
+    with pytest.raises(RuntimeError, match="hetero.gemm does not record autograd"):
+        hetero.gemm(a, randn(5, 4, seed=6))
+    with torch.no_grad():
+        _check(hetero.gemm(a, randn(5, 4, seed=6)), a.detach(), randn(5, 4, seed=6))
+    assert len(python_path_calls) == 2
+
+
+@pytest.mark.parametrize("args,error,match", [
+    ((randn(2, 3), randn(4, 5)), ValueError, "b: expected 3 rows"),
+    ((randn(2, 3), randn(3, 4, dtype=torch.float16)), TypeError, "b:"),
+    (([[1.0]], randn(1, 1)), TypeError, "a:"),
+    ((randn(2, 3), "b"), TypeError, "b:"),
+    ((torch.ones(2, 3, dtype=torch.int32), torch.ones(3, 2, dtype=torch.int32)), TypeError, "a:"),
+    ((randn(3), randn(3, 2)), ValueError, "a: expected at least 2 dims"),
+])
+def test_bad_input_raises_hetero_gemms_named_errors(args, error, match):
+    with pytest.raises(error, match=match):
+        hetero.gemm(*args)
+
+
+def test_a_scope_on_another_thread_is_its_own(python_path_calls):
+    a, b = randn(5, 5, seed=7), randn(5, 5, seed=8)
+    hetero.gemm(a, b)
+    seen = {}
+
+    def in_a_scope():
+        with hetero.use("reference"):
+            seen["out"] = hetero.gemm(a, b)
+
+    thread = threading.Thread(target=in_a_scope)
+    thread.start()
+    thread.join()
+    _check(seen["out"], a, b)
+    assert len(python_path_calls) == 1  # the reference scope's call only
+    hetero.gemm(a, b)
+    assert len(python_path_calls) == 1
