@@ -8,7 +8,9 @@ against plain PyTorch, interleaved in one process, for three workloads:
   ``--prompt``-token prompt.
 
 Each row: median seconds with and without hetero (rounds alternate so drift hits both),
-ratio = PyTorch time / hetero time, the GEMM and attention GFLOP counted by
+ratio = the median over rounds of PyTorch time / hetero time (the two calls of a round
+run back to back), with a 95% bootstrap interval of that median (``--rounds`` 15 or more
+for a tight one), the GEMM and attention GFLOP counted by
 ``hetero.stats()`` and the share of them hetero's own kernels served. Before timing,
 hetero's result is checked against the same model in float64: the forward's logits and
 the training step's loss within twice PyTorch's error plus a small floor (the run aborts
@@ -30,13 +32,14 @@ import copy
 import platform
 import sys
 
+import numpy as np
 import torch
-from cpu_bench import interleaved, write_json
+from cpu_bench import write_json
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import hetero
 from hetero import env as hetero_env
-from hetero.bench import machine
+from hetero.bench import machine, timing
 from hetero.testing import flash_rule_bound
 
 # A Llama layer stack shrunk to fit a 2-core machine: Llama-style widths (head dim 64,
@@ -125,6 +128,13 @@ def generate(config, dtype, args):
     return run, {"tokens equal to torch's": bool(torch.equal(plain, ours))}
 
 
+def median_interval(samples: np.ndarray, resamples: int = 2000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the median of ``samples``."""
+    rng = np.random.default_rng(0)
+    medians = np.median(rng.choice(samples, (resamples, len(samples))), axis=1)
+    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
+
+
 def measure(workload: str, config: dict, dtype: torch.dtype, args) -> dict:
     run, check = {"forward": forward, "train": train, "generate": generate}[workload](
         config, dtype, args)
@@ -137,10 +147,14 @@ def measure(workload: str, config: dict, dtype: torch.dtype, args) -> dict:
         with hetero.enabled(**ENABLE):
             run()
 
-    t_torch, t_hetero = interleaved([run, with_hetero], args.rounds)
+    with_hetero()  # warm-up, as the check was PyTorch's
+    plain, ours = timing.interleaved([run, with_hetero], torch.device("cpu"), budget_s=0.0,
+                                     min_rounds=args.rounds, max_rounds=args.rounds)
+    ratios = np.array(plain.seconds) / np.array(ours.seconds)
     gflop = (counted.flops() + counted.flops(served=False)) / 1e9
-    return {"workload": workload, "torch_s": t_torch, "hetero_s": t_hetero,
-            "speedup": t_torch / t_hetero, "gflop": gflop,
+    return {"workload": workload, "torch_s": plain.median, "hetero_s": ours.median,
+            "speedup": float(np.median(ratios)), "speedup_95": median_interval(ratios),
+            "gflop": gflop,
             "served_fraction": counted.served_fraction(), "check": check,
             "served": {op: {k: c.calls for k, c in per.items()}
                        for op, per in counted.served.items()}}
@@ -175,7 +189,7 @@ def main(argv=None):
            "seq": args.seq, "train_seq": args.train_seq, "prompt": args.prompt,
            "new_tokens": args.new_tokens, "enable": dict(ENABLE), "small": args.small}
     print(f"# {env['cpu']}, {threads} threads, torch {torch.__version__}", flush=True)
-    print("| workload | dtype | torch s | hetero s | hetero / torch | GFLOP | "
+    print("| workload | dtype | torch s | hetero s | torch / hetero (95% interval) | GFLOP | "
           "served by hetero | check |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []
@@ -186,7 +200,8 @@ def main(argv=None):
             row = dict(measure(workload, config, getattr(torch, name), args), dtype=name)
             rows.append(row)
             print(f"| {workload} | {name} | {row['torch_s']:.3f} | {row['hetero_s']:.3f} | "
-                  f"**{row['speedup']:.2f}×** | {row['gflop']:.1f} | "
+                  f"**{row['speedup']:.2f}×** ({row['speedup_95'][0]:.2f}–"
+                  f"{row['speedup_95'][1]:.2f}) | {row['gflop']:.1f} | "
                   f"{100 * row['served_fraction']:.1f}% | "
                   f"{'; '.join(f'{k}: {v}' for k, v in row['check'].items())} |", flush=True)
     write_json(args.json, env, rows)

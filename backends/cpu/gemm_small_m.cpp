@@ -61,7 +61,9 @@ constexpr int64_t kABlockFloats = kMaxRows * kDotKC;
 static_assert(kRowsOneDotTile * kDotKCOneTile <= kABlockFloats && kAxpyKC <= kDotKC,
               "the A block holds every blocking's M x KC");
 
-constexpr int64_t kMinMacsPerThread = int64_t{1} << 18;
+// Elements of b a thread must stream to be worth waking (128 KiB of fp32): the call is
+// bound by reading b once, not by its multiply-adds.
+constexpr int64_t kMinWeightPerThread = int64_t{1} << 15;
 
 struct Scratch {
   float* a_block;  // M x KC: float32 rows of a
@@ -130,7 +132,7 @@ bool small_m_applies(const Problem& p) {
 
 Status run_small_m(const Problem& p, int requested_threads) {
   const KernelSet& kern = active_kernels();
-  const int threads = threads_for_work(requested_threads, p.M * p.N * p.K * p.batches, kMinMacsPerThread);
+  const int threads = threads_for_work(requested_threads, p.N * p.K * p.batches, kMinWeightPerThread);
   // Work items: (batch element, column part). Few batch elements: split
   // their columns; many: deal them out whole.
   const int64_t col_parts = std::max<int64_t>(1, threads / p.batches);

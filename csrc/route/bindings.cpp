@@ -44,6 +44,8 @@ void bind(py::module_& parent) {
         "Send this thread's calls to PyTorch regardless (True); returns the previous setting.");
   m.def("set_thread_scope", &set_thread_scope, py::arg("scope"),
         "The id of this thread's hetero.use() scope, part of every cached decision's key.");
+  m.def("set_thread_counting", &set_thread_counting, py::arg("on"),
+        "Count this thread's routed calls (True, the default) or not; returns the previous.");
   m.def("set_num_threads", &set_num_threads, py::arg("num_threads"),
         "Threads of the native kernels; 0 follows torch.get_num_threads().");
   m.def("set_error_reader", [](py::object reader) {

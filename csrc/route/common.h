@@ -21,6 +21,7 @@ extern TorchShim g_shim;
 extern thread_local int t_ops;  // RoutedOp bits: what this thread routes
 extern thread_local bool t_bypass;
 extern thread_local int64_t t_scope;
+extern thread_local bool t_uncounted;  // calibration's timing calls are not counted
 
 // Whether a call of `op` on this thread is routed (else it goes straight to PyTorch's).
 inline bool routing(RoutedOp op) { return (t_ops & op) != 0 && !t_bypass; }

@@ -15,6 +15,7 @@ TorchShim g_shim;
 thread_local int t_ops = 0;
 thread_local bool t_bypass = false;
 thread_local int64_t t_scope = 0;
+thread_local bool t_uncounted = false;
 
 namespace {
 
@@ -66,7 +67,7 @@ void remember(const Key& key, int64_t decision) {
 }
 
 void count(int64_t counter, uint64_t flops) {
-  if (counter < 0 || counter >= kMaxCounters) return;  // not counted natively
+  if (counter < 0 || counter >= kMaxCounters || t_uncounted) return;  // not counted natively
   g_counters[counter].calls.fetch_add(1, std::memory_order_relaxed);
   g_counters[counter].flops.fetch_add(flops, std::memory_order_relaxed);
 }
@@ -213,6 +214,12 @@ bool set_thread_bypass(bool on) {
 }
 
 void set_thread_scope(int64_t scope) { t_scope = scope; }
+
+bool set_thread_counting(bool on) {
+  const bool previous = !t_uncounted;
+  t_uncounted = !on;
+  return previous;
+}
 void set_num_threads(int num_threads) { g_num_threads = num_threads; }
 void set_error_reader(std::string (*reader)()) { g_error_reader = reader; }
 

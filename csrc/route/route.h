@@ -44,6 +44,7 @@ enum RoutedOp : int { kRouteGemm = 1, kRouteAttention = 2, kRouteScaled = 4 };
 int set_thread_ops(int ops);  // these return the previous value
 bool set_thread_bypass(bool on);
 void set_thread_scope(int64_t scope);
+bool set_thread_counting(bool on);  // false: this thread's calls are not counted
 void set_num_threads(int num_threads);  // 0: torch.get_num_threads()
 void set_error_reader(std::string (*reader)());
 

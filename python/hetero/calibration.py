@@ -7,7 +7,10 @@ How one bucket is measured: the op's benchmark case of the same sizes
 (``OpSpec.bench.case_of``) runs through the benchmark harness — every candidate checked
 against float64 on a sample of its output (a wrong one is out), then timed interleaved
 for at least :data:`ROUNDS` rounds and :data:`BUDGET_S` seconds each, on inputs of its
-own. The cost is bounded: about ``ROUNDS + 1`` calls of each candidate (more only while
+own. On a CPU, an op the native route serves (:mod:`hetero.native_route`) is timed as
+the route serves it: PyTorch's call, routed to each candidate in turn, so every
+candidate pays the same per-call cost as the calls it will serve; elsewhere each
+candidate runs through the op's function. The cost is bounded: about ``ROUNDS + 1`` calls of each candidate (more only while
 they stay within :data:`BUDGET_S`), plus the float64 check on a sample, once per
 (device, op, dtype, bucket) and machine; :func:`cost` says what it has cost this
 process, ``hetero info`` shows it, and ``HETERO_CALIBRATE=off`` stops it
@@ -28,9 +31,10 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from . import dispatch, tuned
+from . import dispatch, native_route, tuned
 from .bench import runner, timing, tune
 from .bench.work import Inputs
 from .errors import HeteroConfigWarning
@@ -89,9 +93,10 @@ def measure(traits, kernels, record, training: bool = False) -> tuned.Entry | No
         _busy.on = True
         start = time.perf_counter()
         try:
-            rows = runner.measure_case(case, str(traits.dtype).removeprefix("torch."),
-                                       traits.device, names, budget_s=BUDGET_S,
-                                       min_rounds=ROUNDS)
+            with _as_served(traits) as timed_as:
+                rows = runner.measure_case(case, str(traits.dtype).removeprefix("torch."),
+                                           traits.device, names, budget_s=BUDGET_S,
+                                           min_rounds=ROUNDS, timed_as=timed_as)
             allowed = {k.qualname for k in kernels}
             rows = [r for r in rows if tune.row_kernel(r) in allowed]
             found = tune.table_from_runs([{"rows": rows}])
@@ -120,6 +125,16 @@ def measure(traits, kernels, record, training: bool = False) -> tuned.Entry | No
                               f"measurement is kept for this process", HeteroConfigWarning,
                               stacklevel=2)
         return entries[-1]
+
+
+def _as_served(traits):
+    """Where the native route serves the op's CPU calls, its :func:`serving
+    <hetero.native_route.serving>` (candidates timed as PyTorch's call routed to each,
+    at the route's per-call cost); else nothing (timed through hetero's op function)."""
+    if traits.device.type != "cpu" or traits.op not in native_route.SERVED_NATIVELY \
+            or native_route.unavailable() is not None:
+        return nullcontext()
+    return native_route.serving(traits.op)
 
 
 def _measure_training(spec, case, traits, kernels) -> tuned.Entry | None:

@@ -68,14 +68,17 @@ def scope_id(scope: Scope | None) -> int:
     return found
 
 
-def _set_scope(scope: Scope | None):
+def enter_scope(scope: Scope | None):
+    """Make ``scope`` this context's (as :func:`use` does); returns the token for
+    :func:`leave_scope`."""
     token = current_scope.set(scope)
     for listener in scope_listeners:
         listener(scope_id(scope))
     return token
 
 
-def _reset_scope(token) -> None:
+def leave_scope(token) -> None:
+    """Undo :func:`enter_scope`."""
     current_scope.reset(token)
     for listener in scope_listeners:
         listener(scope_id(current_scope.get()))
@@ -162,11 +165,11 @@ def use(*backends: str, policy: str | None = None) -> Iterator[None]:
     scope = Scope(_check_backend_names(backends, "use") if backends else outer.backends,
                   _check_policy(policy) if policy is not None else outer.policy,
                   outer.training)
-    token = _set_scope(scope)
+    token = enter_scope(scope)
     try:
         yield
     finally:
-        _reset_scope(token)
+        leave_scope(token)
 
 
 @contextmanager
@@ -176,11 +179,11 @@ def training() -> Iterator[None]:
     measurement of forward and backward together (``tuned.with_backward(op)``) decides,
     so a kernel with a fast forward but a slow backward does not win a training step."""
     outer = current_scope.get() or Scope(None, None)
-    token = _set_scope(outer._replace(training=True))
+    token = enter_scope(outer._replace(training=True))
     try:
         yield
     finally:
-        _reset_scope(token)
+        leave_scope(token)
 
 
 # ---------------------------------------------------------------- deciding

@@ -127,16 +127,7 @@ def gemm_entry():
 def start(ops=("gemm", "attention", "scaled_gemm")) -> None:
     """Route this thread's CPU ``ops`` natively until the matching :func:`stop` (nests:
     an inner start sets what is routed until it stops); RuntimeError where it cannot."""
-    why = unavailable()
-    if why is not None:
-        raise RuntimeError(f"hetero.enable(native=True): {why}")
-    _define_ops()
-    _native.set_num_threads(_env_threads())
-    if _native.installs():
-        _native.install()
-    else:
-        with _quiet_stderr():  # the dispatcher warns that the kernels replace PyTorch's
-            _native.install()
+    _install()
     mask = sum(_OP_BITS[op] for op in set(ops))
     stack = _state.__dict__.setdefault("stack", [])
     if not stack:
@@ -151,6 +142,63 @@ def stop() -> None:
         return
     _native.set_thread_ops(stack.pop())
     _native.uninstall()
+
+
+def _install() -> None:
+    why = unavailable()
+    if why is not None:
+        raise RuntimeError(f"hetero.enable(native=True): {why}")
+    _define_ops()
+    _native.set_num_threads(_env_threads())
+    if _native.installs():
+        _native.install()
+    else:
+        with _quiet_stderr():  # the dispatcher warns that the kernels replace PyTorch's
+            _native.install()
+
+
+#: The ops whose CPU calls the route serves natively (a calibration times them so), and
+#: the backends it serves as themselves (``None``: any; for attention, a kernel written
+#: in Python is left to PyTorch).
+SERVED_NATIVELY = {"gemm": None, "attention": frozenset({"cpu", TORCH_BACKEND})}
+
+
+@contextmanager
+def serving(op: str):
+    """For calibration: yields ``as_served(fn, backend) -> call``, where ``call()`` runs
+    ``fn`` (PyTorch's own call of ``op``, e.g. ``torch.matmul``) routed natively with
+    dispatch held to ``backend`` (``"torch"``: PyTorch's kernel), on this thread, not
+    counted, even while deciding; ``None`` for a backend the route does not serve as
+    itself. Candidates timed so pay the same per-call cost, the native route's, as the
+    calls they will serve (hetero's Python path would charge hetero's kernels alone for
+    it). ``op`` in :data:`SERVED_NATIVELY`."""
+    _install()
+    bit = _OP_BITS[op]
+    served = SERVED_NATIVELY[op]
+
+    def as_served(fn, backend: str):
+        if served is not None and backend not in served:
+            return None
+        scope = dispatch.Scope((backend,), None)
+
+        def call():
+            token = dispatch.enter_scope(scope)
+            ops = _native.set_thread_ops(bit)
+            bypass = _native.set_thread_bypass(False)
+            counting = _native.set_thread_counting(False)
+            try:
+                return fn()
+            finally:
+                _native.set_thread_counting(counting)
+                _native.set_thread_bypass(bypass)
+                _native.set_thread_ops(ops)
+                dispatch.leave_scope(token)
+        return call
+
+    try:
+        yield as_served
+    finally:
+        _native.uninstall()
 
 
 def active() -> bool:

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 import hetero
-from hetero import calibration, dispatch, fingerprint, registry
+from hetero import calibration, dispatch, fingerprint, native_route, registry
+from hetero.bench import runner
 from hetero.testing import randn
 
 
@@ -156,3 +157,27 @@ def test_training_steps_are_decided_by_forward_and_backward_together(calibrating
     finally:
         registry.unregister("slowgrad")
         dispatch.clear_cache()
+
+
+def test_cpu_candidates_are_timed_as_the_native_route_serves_them(calibrating, monkeypatch):
+    if native_route.unavailable() is not None:
+        pytest.skip(f"native route: {native_route.unavailable()}")
+    timed = []
+    measure_case = runner.measure_case
+
+    def spying(*args, timed_as=None, **kwargs):
+        if timed_as is not None:
+            timed.extend(call for name in ("cpu", "torch")
+                         if (call := timed_as(torch.randn(1).exp, name)) is not None)
+        return measure_case(*args, timed_as=timed_as, **kwargs)
+
+    monkeypatch.setattr(runner, "measure_case", spying)
+    x, w = randn(3, 96, seed=1), randn(64, 96, seed=2)
+    with hetero.enabled(native=True):
+        out = F.linear(x, w)  # an unmeasured bucket: measured on routed torch.matmul calls
+    assert len(timed) == 2 and calibration.cost().failed == []
+    assert (out.double() - x.double() @ w.double().t()).abs().max() < 1e-4
+    (entry,) = json.loads(calibrating.read_text())["entries"]
+    assert entry["kernel"] in ("cpu.gemm", "torch.matmul") and entry["runner_up"]
+    served = hetero.stats().served["gemm"]
+    assert sum(c.calls for c in served.values()) == 1  # the timing calls are not counted

@@ -376,3 +376,19 @@ def test_a_bool_mask_passed_to_the_flash_operator_itself_is_read_as_bool():
         out, _ = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=mask)
     _check_attention(out, q, k, v, attn_mask=mask)
     assert _attention_served() == 1
+
+
+def test_serving_times_a_candidate_as_routed_uncounted_and_restores_the_thread():
+    a, b = randn(9, 7, seed=30), randn(7, 5, seed=31)
+    installs = route.installs()
+    with native_route.serving("gemm") as as_served:
+        on_cpu = as_served(lambda: torch.mm(a, b), "cpu")
+        on_torch = as_served(lambda: torch.mm(a, b), "torch")
+        assert as_served(lambda: None, "reference") is not None  # gemm: Python kernels too
+        assert torch.equal(on_cpu(), hetero.gemm(a, b, backend="cpu"))
+        assert torch.equal(on_torch(), torch.mm(a, b))
+        assert torch.equal(torch.mm(a, b), on_torch())  # this thread does not route
+    with native_route.serving("attention") as as_served:
+        assert as_served(lambda: None, "reference") is None  # served by PyTorch instead
+    assert route.installs() == installs and not native_route.active()
+    assert hetero.stats().served == {}

@@ -187,11 +187,14 @@ def new_row(case, dtype: str, name: str, device_name: str) -> dict:
 
 def measure_case(case, dtype: str, device: torch.device, participants, *, budget_s: float,
                  peaks: machine.Peaks | None = None, inputs: Inputs | None = None,
-                 device_name: str | None = None, min_rounds: int | None = None) -> list[dict]:
+                 device_name: str | None = None, min_rounds: int | None = None,
+                 timed_as=None) -> list[dict]:
     """One (case, dtype): each participant (backend names, and ``torch``, the baseline)
     checked against float64, then timed interleaved for ``budget_s`` seconds beyond
     ``min_rounds`` (default 3 on a CPU, 10 on a GPU); the rows, ranked, with the
-    metrics ``peaks`` allows."""
+    metrics ``peaks`` allows. ``timed_as(torch_call, backend) -> call | None``: time a
+    participant as this call (PyTorch's call of the case served by ``backend``) instead
+    of through hetero's op function, where it gives one (calibration on a CPU)."""
     work = make_work(case, DTYPES[dtype], device, inputs)
     device_name = device_name or tuned.device_name(device)
     peaks = peaks or machine.Peaks({}, None, "not measured")
@@ -214,7 +217,7 @@ def measure_case(case, dtype: str, device: torch.device, participants, *, budget
         runnable.append(name)
     works = [work] + [make_work(case, DTYPES[dtype], device, Inputs(copy=i))
                       for i in range(1, _cold_copies(case, dtype, device, peaks))]
-    samples = timing.interleaved([_rotating(case, works, n) for n in runnable], device,
+    samples = timing.interleaved([_rotating(case, works, n, timed_as) for n in runnable], device,
                                  budget_s=budget_s, min_rounds=min_rounds or (
                                      3 if device.type == "cpu" else 10))
     for name, s in zip(runnable, samples):
@@ -248,9 +251,10 @@ def case_id(case) -> str:
     return f"{case.op}/{case.label}"
 
 
-def _rotating(case, works: list[Work], participant: str):
+def _rotating(case, works: list[Work], participant: str, timed_as=None):
     """The participant's call on each copy of the operands in turn."""
-    calls = [call(case, w, participant) for w in works]
+    calls = [(timed_as and timed_as(w.torch_call, participant)) or call(case, w, participant)
+             for w in works]
     if len(calls) == 1:
         return calls[0]
     turn = iter(range(1 << 62))
