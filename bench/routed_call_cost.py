@@ -6,15 +6,17 @@
 Tiny tensors, so the time is the call's overhead: ``F.linear`` 1×64×64, a decode-sized
 ``scaled_dot_product_attention`` (q (1, 4, 1, 32) against k, v (1, 4, 16, 32)),
 ``torch.mm`` 8×8, ``F.linear`` on an input that requires grad (forward only) and a
-``torch.compile``'d ``F.linear``. One thread, best of 5 × 20000 calls each, in three
-settings one after the other: plain, ``enabled(native=False)`` (the torch function mode)
-and ``enabled(native=True)`` (the native route, the CPU default). Prints what served the
-calls in each.
+``torch.compile``'d ``F.linear``. One thread, best of 5 rounds of 20000 calls each, in
+three settings taking turns within each round: plain, ``enabled(native=False)`` (the
+torch function mode) and ``enabled(native=True)`` (the native route, the CPU default).
+Prints what served the calls in each.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -23,18 +25,14 @@ import hetero
 from hetero import native_route, tuned
 
 CALLS = 20000
+ROUNDS = 5
 
 
-def best_us(fn, rounds: int = 5) -> float:
-    for _ in range(1000):
+def per_call_us(fn) -> float:
+    start = time.perf_counter()
+    for _ in range(CALLS):
         fn()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(CALLS):
-            fn()
-        best = min(best, (time.perf_counter() - start) / CALLS)
-    return best * 1e6
+    return (time.perf_counter() - start) / CALLS * 1e6
 
 
 def served() -> dict:
@@ -56,18 +54,25 @@ def main() -> None:
     settings = {"enabled(native=False)": {"native": False}}
     if native_route.unavailable() is None:
         settings["enabled(native=True)"] = {"native": True}
-    plain = {name: best_us(fn) for name, fn in calls.items()}
-    routed, what = {}, {}
-    for setting, kwargs in settings.items():
-        hetero.reset_stats()
-        with hetero.enabled(**kwargs):
-            routed[setting] = {name: best_us(fn) for name, fn in calls.items()}
-        what[setting] = served()
+    contexts = {"plain": nullcontext, **{s: partial(hetero.enabled, **kw)
+                                         for s, kw in settings.items()}}
+    best = {setting: dict.fromkeys(calls, float("inf")) for setting in contexts}
+    what = {}
+    for round_ in range(ROUNDS + 1):  # the first round warms up and is not kept
+        for setting, context in contexts.items():
+            hetero.reset_stats()
+            with context():
+                for name, fn in calls.items():
+                    took = per_call_us(fn)
+                    if round_:
+                        best[setting][name] = min(best[setting][name], took)
+            what[setting] = served()
+    plain, routed = best.pop("plain"), best
     print(f"# {tuned.device_name(torch.device('cpu'))}, 1 thread, torch {torch.__version__}")
     print("| call | plain us | " + " | ".join(f"{s} us (added)" for s in settings) + " |")
     print("|---|---|" + "---|" * len(settings))
     for name in calls:
-        cells = " | ".join(f"{routed[s][name]:.2f} (+{routed[s][name] - plain[name]:.2f})"
+        cells = " | ".join(f"{routed[s][name]:.2f} ({routed[s][name] - plain[name]:+.2f})"
                            for s in settings)
         print(f"| {name} | {plain[name]:.2f} | {cells} |")
     for setting in settings:

@@ -7,10 +7,12 @@ How one bucket is measured: the op's benchmark case of the same sizes
 (``OpSpec.bench.case_of``) runs through the benchmark harness — every candidate checked
 against float64 on a sample of its output (a wrong one is out), then timed interleaved
 for at least :data:`ROUNDS` rounds and :data:`BUDGET_S` seconds each, on inputs of its
-own. On a CPU, an op the native route serves (:mod:`hetero.native_route`) is timed as
-the route serves it: PyTorch's call, routed to each candidate in turn, so every
-candidate pays the same per-call cost as the calls it will serve; elsewhere each
-candidate runs through the op's function. The cost is bounded: about ``ROUNDS + 1`` calls of each candidate (more only while
+own, each through the op's function. Calls the native route serves
+(:mod:`hetero.native_route`, CPU gemm and attention) are decided by entries of their own,
+``tuned.natively(op)``, measured as the route serves them: PyTorch's call routed to each
+candidate in turn, so every candidate pays the per-call cost the calls it will serve
+pay (through hetero's Python function, hetero's kernels would pay more of it than
+PyTorch's). The cost is bounded: about ``ROUNDS + 1`` calls of each candidate (more only while
 they stay within :data:`BUDGET_S`), plus the float64 check on a sample, once per
 (device, op, dtype, bucket) and machine; :func:`cost` says what it has cost this
 process, ``hetero info`` shows it, and ``HETERO_CALIBRATE=off`` stops it
@@ -32,7 +34,7 @@ import threading
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import dispatch, native_route, tuned
 from .bench import runner, timing, tune
@@ -75,12 +77,17 @@ def _participants(kernels) -> list[str] | None:
     return [n for n in names if n != "torch"] + [runner.TORCH]
 
 
-def measure(traits, kernels, record, training: bool = False) -> tuned.Entry | None:
+def measure(traits, kernels, record, training: bool = False,
+            native: bool = False) -> tuned.Entry | None:
     """Measure the bucket of ``traits`` on a case like ``record``'s among ``kernels``
     (those that can serve it) and add the winner to the tuned table, saved where the
     table lives. With ``training``, the candidates found correct are then timed forward
-    and backward together (:func:`_measure_training`), and that entry is returned.
-    Returns the entry, or ``None`` when nothing was measured."""
+    and backward together (:func:`_measure_training`), and that entry is returned. With
+    ``native``, they are timed as the native route serves them (:func:`_as_served`) and
+    kept under ``tuned.natively(op)``. Returns the entry, or ``None`` when nothing was
+    measured."""
+    if native and _as_served(traits) is None:
+        return None  # the route does not serve this op here: the plain entry decides
     spec = op_registry.spec(traits.op)
     names = _participants(kernels)
     case = spec.bench.case_of(record) if spec.bench and spec.bench.case_of else None
@@ -93,14 +100,15 @@ def measure(traits, kernels, record, training: bool = False) -> tuned.Entry | No
         _busy.on = True
         start = time.perf_counter()
         try:
-            with _as_served(traits) as timed_as:
+            with _as_served(traits) if native else nullcontext() as timed_as:
                 rows = runner.measure_case(case, str(traits.dtype).removeprefix("torch."),
                                            traits.device, names, budget_s=BUDGET_S,
                                            min_rounds=ROUNDS, timed_as=timed_as)
             allowed = {k.qualname for k in kernels}
             rows = [r for r in rows if tune.row_kernel(r) in allowed]
             found = tune.table_from_runs([{"rows": rows}])
-            entries = list(found.entries.values())
+            entries = [replace(e, op=tuned.natively(e.op)) if native else e
+                       for e in found.entries.values()]
             if training:
                 correct = {tune.row_kernel(r) for r in rows if r["status"] == "ok"}
                 entries.append(_measure_training(
@@ -130,10 +138,10 @@ def measure(traits, kernels, record, training: bool = False) -> tuned.Entry | No
 def _as_served(traits):
     """Where the native route serves the op's CPU calls, its :func:`serving
     <hetero.native_route.serving>` (candidates timed as PyTorch's call routed to each,
-    at the route's per-call cost); else nothing (timed through hetero's op function)."""
+    at the route's per-call cost); else ``None``."""
     if traits.device.type != "cpu" or traits.op not in native_route.SERVED_NATIVELY \
             or native_route.unavailable() is not None:
-        return nullcontext()
+        return None
     return native_route.serving(traits.op)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
@@ -45,11 +46,13 @@ REFERENCE = "reference"
 
 class Scope(NamedTuple):
     """What a ``with hetero.use(...)`` block sets; ``None`` fields inherit. ``training``:
-    the calls also run their backward (set by :func:`training`, not by users)."""
+    the calls also run their backward (set by :func:`training`, not by users).
+    ``native``: the native route serves the calls (set by :func:`served_natively`)."""
 
     backends: tuple[str, ...] | None
     policy: str | None
     training: bool = False
+    native: bool = False
 
 
 current_scope: ContextVar[Scope | None] = ContextVar("hetero_scope", default=None)
@@ -99,10 +102,10 @@ wants_sizes: dict[str, bool] = {}
 _tuned: tuned.Table | None = None
 #: Why the table found at start-up is not used (another machine's), or None.
 tuned_ignored: str | None = None
-#: Set by :mod:`hetero.calibration`: ``calibrator(traits, kernels, record, training) ->
-#: Entry or None`` measures the kernels that can serve a call on its record (with
-#: ``training``, forward and backward together) and adds the fastest correct one to the
-#: tuned table.
+#: Set by :mod:`hetero.calibration`: ``calibrator(traits, kernels, record, training,
+#: native) -> Entry or None`` measures the kernels that can serve a call on its record
+#: (with ``training``, forward and backward together; with ``native``, as the native
+#: route serves them) and adds the fastest correct one to the tuned table.
 calibrator = None
 
 
@@ -162,10 +165,24 @@ def use(*backends: str, policy: str | None = None) -> Iterator[None]:
     ...     y = hetero.gemm(a, b)
     """
     outer = current_scope.get() or Scope(None, None)
-    scope = Scope(_check_backend_names(backends, "use") if backends else outer.backends,
-                  _check_policy(policy) if policy is not None else outer.policy,
-                  outer.training)
+    scope = outer._replace(
+        backends=_check_backend_names(backends, "use") if backends else outer.backends,
+        policy=_check_policy(policy) if policy is not None else outer.policy)
     token = enter_scope(scope)
+    try:
+        yield
+    finally:
+        leave_scope(token)
+
+
+@contextmanager
+def served_natively() -> Iterator[None]:
+    """Within the block, calls are decided as calls the native route serves
+    (:mod:`hetero.native_route`): by the tuned table's entries measured so
+    (``tuned.natively(op)``), each candidate at the route's per-call cost; a table
+    without them (``hetero tune``'s) still decides by its plain entries."""
+    outer = current_scope.get() or Scope(None, None)
+    token = enter_scope(outer._replace(native=True))
     try:
         yield
     finally:
@@ -259,11 +276,16 @@ def decide(traits, backend=None, scope: Scope | None = None, record=None) -> Dec
         # forward and backward together.
         training = scope is not None and scope.training and \
             any(k.backward is not None for k in servable)
-        entry = _tuned.lookup(tuned.device_name(traits.device),
-                              tuned.with_backward(traits.op) if training else traits.op,
-                              str(traits.dtype).removeprefix("torch."), traits.bucket)
+        native = scope is not None and scope.native and not training
+        table_op = tuned.with_backward(traits.op) if training else \
+            tuned.natively(traits.op) if native else traits.op
+        lookup = partial(_tuned.lookup, tuned.device_name(traits.device),
+                         dtype=str(traits.dtype).removeprefix("torch."), bucket=traits.bucket)
+        entry = lookup(table_op)
         if entry is None and record is not None and calibrating():
-            entry = calibrator(traits, servable, record, training)
+            entry = calibrator(traits, servable, record, training, native)
+        if entry is None and native:
+            entry = lookup(traits.op)
         if entry is not None:
             chosen = next((c.kernel for c in candidates if not c.reasons
                            and c.kernel.qualname == entry.kernel), chosen)

@@ -239,7 +239,7 @@ def _decision(op: str, name: str, verdict, training: bool = False) -> int:
     if not isinstance(verdict, Call):
         why = verdict or "arguments the function mode's route leaves to PyTorch"
         return _slot(False, op, f"{name}: {why}") * 4 + TORCH
-    with dispatch.training() if training else nullcontext():
+    with dispatch.served_natively(), dispatch.training() if training else nullcontext():
         key, record = verdict.prepare()
         kernel, why = torch_ops.decide(key, record)
     if kernel is None:
@@ -285,7 +285,7 @@ def _decide_gemm(a: torch.Tensor, b: torch.Tensor) -> int:
 @_decide_entry
 def _decide_gemm_call(a: torch.Tensor, b: torch.Tensor) -> int:
     """The decision for ``hetero.gemm(a, b)``: hetero.gemm's own dispatch (last resort
-    the reference backend). ``cpu.gemm`` runs natively, the ``torch`` backend as PyTorch's
+    the reference backend, the tuned table's plain entries, as ``explain`` shows). ``cpu.gemm`` runs natively, the ``torch`` backend as PyTorch's
     kernel; any other kernel, and a call dispatch refuses, take hetero.gemm's Python path
     (which raises what is wrong). Not counted, as hetero.gemm's calls are not."""
     try:

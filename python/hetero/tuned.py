@@ -68,9 +68,25 @@ def with_backward(op: str) -> str:
     return op + WITH_BACKWARD
 
 
+#: Appended to an op's name for the entries measured as the native route serves the op
+#: (:mod:`hetero.native_route`: on the CPU, at its per-call cost), which decide the calls
+#: it serves; the plain entries decide calls made through hetero's functions.
+NATIVE = "@native"
+
+
+def natively(op: str) -> str:
+    """The table's op name for ``op`` measured as the native route serves it."""
+    return op + NATIVE
+
+
+def base_op(name: str) -> str:
+    """The op of a table's op name (``gemm@native`` -> ``gemm``)."""
+    return name.removesuffix(NATIVE).removesuffix(WITH_BACKWARD)
+
+
 def bucket_label(op: str, bucket) -> str:
     """``gemm (16, 4096, 4096, 1)`` -> ``"M≤16 N≤4096 K≤4096 layout 1"``."""
-    spec = op_registry.get(op.removesuffix(WITH_BACKWARD))
+    spec = op_registry.get(base_op(op))
     names = spec.bucket_dims if spec is not None else [f"dim{i}" for i in range(len(bucket))]
     return " ".join(f"{d} {v}" if d.islower() else f"{d}≤{v}" for d, v in zip(names, bucket))
 
@@ -146,9 +162,9 @@ class Table:
 
     @property
     def ops(self) -> set[str]:
-        """The ops with entries (those measured with their backward under their own name
-        too)."""
-        return {e.op.removesuffix(WITH_BACKWARD) for e in self.entries.values()}
+        """The ops with entries (those measured with their backward, or as the native
+        route serves them, under names of their own too)."""
+        return {base_op(e.op) for e in self.entries.values()}
 
     def as_dict(self) -> dict:
         return {"format": FORMAT, "created": self.created, "fingerprint": self.fingerprint,
@@ -174,7 +190,7 @@ class Table:
         entries = []
         for i, item in enumerate(data.get("entries", [])):
             try:
-                spec = op_registry.get(item["op"])  # an op not registered here never matches
+                spec = op_registry.get(base_op(item["op"]))  # one not registered never matches
                 if spec is not None and len(item["bucket"]) != len(spec.bucket_dims):
                     raise ValueError(f"op {item['op']!r} with bucket {item['bucket']!r}")
                 entries.append(Entry(**dict(item, bucket=tuple(int(b) for b in item["bucket"]))))

@@ -159,7 +159,8 @@ def test_training_steps_are_decided_by_forward_and_backward_together(calibrating
         dispatch.clear_cache()
 
 
-def test_cpu_candidates_are_timed_as_the_native_route_serves_them(calibrating, monkeypatch):
+def test_calls_the_native_route_serves_are_measured_as_it_serves_them(calibrating,
+                                                                      monkeypatch):
     if native_route.unavailable() is not None:
         pytest.skip(f"native route: {native_route.unavailable()}")
     timed = []
@@ -178,6 +179,12 @@ def test_cpu_candidates_are_timed_as_the_native_route_serves_them(calibrating, m
     assert len(timed) == 2 and calibration.cost().failed == []
     assert (out.double() - x.double() @ w.double().t()).abs().max() < 1e-4
     (entry,) = json.loads(calibrating.read_text())["entries"]
+    assert entry["op"] == "gemm@native" and entry["bucket"] == [4, 64, 128, 1]
     assert entry["kernel"] in ("cpu.gemm", "torch.matmul") and entry["runner_up"]
     served = hetero.stats().served["gemm"]
     assert sum(c.calls for c in served.values()) == 1  # the timing calls are not counted
+    with hetero.enabled(native=False):  # the function mode: measured through hetero.gemm
+        F.linear(x, w)
+    assert len(timed) == 2
+    ops = sorted(e["op"] for e in json.loads(calibrating.read_text())["entries"])
+    assert ops == ["gemm", "gemm@native"]
