@@ -220,6 +220,7 @@ bool set_thread_counting(bool on) {
   t_uncounted = !on;
   return previous;
 }
+
 void set_num_threads(int num_threads) { g_num_threads = num_threads; }
 void set_error_reader(std::string (*reader)()) { g_error_reader = reader; }
 

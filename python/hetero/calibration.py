@@ -149,22 +149,47 @@ def _measure_training(spec, case, traits, kernels) -> tuned.Entry | None:
     """The fastest of ``kernels`` (found correct on the forward) at a forward and
     backward of ``case``, timed interleaved like the forward; PyTorch's own kernel runs
     its autograd backward, a hetero kernel its own (one without is left out: its
-    backward would be the float64 reference)."""
+    backward would be the float64 reference). Timed on a thread of its own: the native
+    route decides from inside PyTorch's kernels, below autograd, where no step could
+    record its graph."""
     steps = {k.qualname: spec.bench.training_step(case, traits.dtype, traits.device,
                                                    Inputs(), k)
              for k in kernels if k.backward is not None or k.backend == runner.TORCH}
     if not steps:
         return None
-    for step in steps.values():
-        step()  # warm-up, as the forward's check was
-    samples = timing.interleaved(list(steps.values()), traits.device, budget_s=BUDGET_S,
-                                 min_rounds=ROUNDS)
+
+    def timed():
+        for step in steps.values():
+            step()  # warm-up, as the forward's check was
+        return timing.interleaved(list(steps.values()), traits.device, budget_s=BUDGET_S,
+                                  min_rounds=ROUNDS)
+
+    samples = _on_a_thread_of_its_own(timed)
     ranked = tune.torch_keeps(sorted(((name, s.median, 1) for name, s in zip(steps, samples)),
                                      key=lambda row: row[1]))
     (kernel, seconds, _), second = ranked[0], ranked[1] if len(ranked) > 1 else (None, None, 1)
     return tuned.Entry(tuned.device_name(traits.device), tuned.with_backward(traits.op),
                        str(traits.dtype).removeprefix("torch."), tuple(traits.bucket),
                        kernel, seconds, second[0], second[1])
+
+
+def _on_a_thread_of_its_own(fn):
+    """``fn()`` run on a new thread (fresh dispatcher and autograd state), its exception
+    raised here."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="hetero-calibration")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 dispatch.calibrator = measure

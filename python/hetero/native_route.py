@@ -17,6 +17,12 @@ While any thread routes natively, these CPU kernels of PyTorch are hetero's
 
 There is no torch function mode, so calls hetero does not route cost nothing.
 
+Two more users of the same native cache: :func:`hetero.gemm`'s common case, served by
+the op ``hetero_route::gemm`` (:func:`gemm_entry`) whether or not anything is enabled,
+and calibration, which times the candidates of a call the route serves as the route
+serves them (:func:`serving`) and keeps them as the tuned table's ``<op>@native``
+entries, which decide the route's calls (``dispatch.served_natively``).
+
 Each call looks its decision up in a native cache keyed by operator, sizes, dtype,
 flags, layout class, pointer alignment and the ``hetero.use`` scope. A miss asks
 hetero's dispatcher here, once, on the real tensors (:func:`_decide_gemm`,
@@ -284,10 +290,11 @@ def _decide_gemm(a: torch.Tensor, b: torch.Tensor) -> int:
 
 @_decide_entry
 def _decide_gemm_call(a: torch.Tensor, b: torch.Tensor) -> int:
-    """The decision for ``hetero.gemm(a, b)``: hetero.gemm's own dispatch (last resort
-    the reference backend, the tuned table's plain entries, as ``explain`` shows). ``cpu.gemm`` runs natively, the ``torch`` backend as PyTorch's
-    kernel; any other kernel, and a call dispatch refuses, take hetero.gemm's Python path
-    (which raises what is wrong). Not counted, as hetero.gemm's calls are not."""
+    """The decision for ``hetero.gemm(a, b)``: hetero.gemm's own dispatch (the reference
+    backend its last resort, the tuned table's plain entries: what ``explain`` shows).
+    ``cpu.gemm`` runs natively, the ``torch`` backend as PyTorch's kernel; any other
+    kernel, and a call dispatch refuses, take hetero.gemm's Python path (which raises
+    what is wrong). Not counted, as hetero.gemm's calls are not."""
     try:
         key, record = op_registry.spec("gemm").prepare(a, b, None, 1.0, 1.0, None, None)
         kernel = dispatch.resolve_kernel(key, record)

@@ -188,3 +188,15 @@ def test_calls_the_native_route_serves_are_measured_as_it_serves_them(calibratin
     assert len(timed) == 2
     ops = sorted(e["op"] for e in json.loads(calibrating.read_text())["entries"])
     assert ops == ["gemm", "gemm@native"]
+
+
+def test_the_native_route_measures_training_steps_too(calibrating):
+    if native_route.unavailable() is not None:
+        pytest.skip(f"native route: {native_route.unavailable()}")
+    leaves = [randn(1, 2, 64, 32, seed=s).requires_grad_() for s in (1, 2, 3)]
+    with hetero.enabled(native=True):  # the backward is decided inside autograd's pass
+        F.scaled_dot_product_attention(*leaves, is_causal=True).sum().backward()
+    assert calibration.cost().failed == []
+    ops = {e["op"] for e in json.loads(calibrating.read_text())["entries"]}
+    assert "attention+backward" in ops and "attention@native" in ops
+    assert hetero.stats().served["attention_backward"]
