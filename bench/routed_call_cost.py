@@ -6,7 +6,9 @@
 Tiny tensors, so the time is the call's overhead: ``F.linear`` 1×64×64, a decode-sized
 ``scaled_dot_product_attention`` (q (1, 4, 1, 32) against k, v (1, 4, 16, 32)),
 ``torch.mm`` 8×8, ``F.linear`` on an input that requires grad (forward only) and a
-``torch.compile``'d ``F.linear``. One thread, best of 5 rounds of 20000 calls each, in
+``torch.compile``'d ``F.linear``; and a decode SDPA over a growing cache, each length
+1..1024 once, as generation meets them (the native route's decision cache emptied
+before each pass). One thread, best of 5 rounds of 20000 calls each, in
 three settings taking turns within each round: plain, ``enabled(native=False)`` (the
 torch function mode) and ``enabled(native=True)`` (the native route, the CPU default).
 Prints what served the calls in each.
@@ -33,6 +35,18 @@ def per_call_us(fn) -> float:
     for _ in range(CALLS):
         fn()
     return (time.perf_counter() - start) / CALLS * 1e6
+
+
+def growing_cache_us(context, k, v, q) -> float:
+    """Per call: a decode step's SDPA over each cache length 1..len once, as generation
+    meets them (a new key length every call), the native decision cache emptied first."""
+    with context():
+        if native_route.active():
+            hetero._C.route.clear_decisions()
+        start = time.perf_counter()
+        for length in range(1, k.shape[2] + 1):
+            F.scaled_dot_product_attention(q, k[:, :, :length], v[:, :, :length])
+        return (time.perf_counter() - start) / k.shape[2] * 1e6
 
 
 def served() -> dict:
@@ -68,6 +82,9 @@ def main() -> None:
                         best[setting][name] = min(best[setting][name], took)
             what[setting] = served()
     plain, routed = best.pop("plain"), best
+    cache_k, cache_v = torch.randn(1, 4, 1024, 32), torch.randn(1, 4, 1024, 32)
+    growing = {setting: min(growing_cache_us(context, cache_k, cache_v, q)
+                            for _ in range(ROUNDS)) for setting, context in contexts.items()}
     print(f"# {tuned.device_name(torch.device('cpu'))}, 1 thread, torch {torch.__version__}")
     print("| call | plain us | " + " | ".join(f"{s} us (added)" for s in settings) + " |")
     print("|---|---|" + "---|" * len(settings))
@@ -75,6 +92,9 @@ def main() -> None:
         cells = " | ".join(f"{routed[s][name]:.2f} ({routed[s][name] - plain[name]:+.2f})"
                            for s in settings)
         print(f"| {name} | {plain[name]:.2f} | {cells} |")
+    print(f"| SDPA decode over a growing cache (1..1024 keys, each length once) | "
+          f"{growing['plain']:.2f} | " + " | ".join(
+              f"{growing[s]:.2f} ({growing[s] - growing['plain']:+.2f})" for s in settings) + " |")
     for setting in settings:
         print(f"served under {setting}: {what[setting]}")
 

@@ -95,13 +95,19 @@ double flops(const Operand& q, const Operand& k, const Operand& v, bool causal) 
          static_cast<double>(q.sizes[3] + v.sizes[3]);
 }
 
-// The decision for the forward or the backward, asked of Python on a miss.
+// The decision for the forward or the backward, asked of Python on a miss. A decode step
+// brings a new key length every token, so a decision Python marks bucket-wide is kept
+// under the lengths' bucket (and whether Sq == Sk, which causal alignment depends on).
 int64_t decide(OpCode op, const Operand& q, const Operand& k, const Operand& v, Arguments& args) {
-  const Key key{op, q.sizes[0], q.sizes[1], k.sizes[1], q.sizes[2], k.sizes[2], q.sizes[3],
-                v.sizes[3], q.dtype,
-                int64_t{args.causal} | int64_t{args.dropout_p != 0} << 1 | int64_t{bool(args.scale)} << 2,
-                mask_code(args.mask), alignment({q.data, k.data, v.data, args.mask.data})};
-  return decision(key, [&] {
+  const int64_t sq = q.sizes[2], sk = k.sizes[2];
+  const Key exact{op, q.sizes[0], q.sizes[1], k.sizes[1], sq, sk, q.sizes[3], v.sizes[3], q.dtype,
+                  int64_t{args.causal} | int64_t{args.dropout_p != 0} << 1 | int64_t{bool(args.scale)} << 2,
+                  mask_code(args.mask), alignment({q.data, k.data, v.data, args.mask.data})};
+  Key bucketed = exact;
+  bucketed[4] = bucket_of(sq);
+  bucketed[5] = bucket_of(sk);
+  bucketed[12] = sq == sk;
+  return bucketed_decision(exact, bucketed, [&] {
     StableIValue stack[10] = {q.copy(), k.copy(), v.copy(),
                               args.mask.handle != nullptr ? args.mask.copy() : q.copy(),
                               boxed(args.mask.handle != nullptr), boxed(args.dropout_p),

@@ -24,6 +24,7 @@ void bind(py::module_& parent) {
   py::module_ m = parent.def_submodule(
       "route", "hetero's kernels behind PyTorch's CPU aten::mm / aten::bmm (csrc/route/route.h)");
   m.attr("MAX_COUNTERS") = kMaxCounters;
+  m.attr("BUCKET_WIDE") = kBucketWide;
   m.def("load", &load, py::arg("libtorch_path"),
         "Find PyTorch's C shim in the loaded libtorch at libtorch_path; '' or why not.");
   m.def("loaded", &loaded);

@@ -50,6 +50,31 @@ int64_t decision(const Key& key, Decide&& decide) {
   return decided;
 }
 
+// decision(), for a call whose decision Python may mark kBucketWide: looked up under
+// `bucketed` (its sizes rounded up to powers of two, as a negative number so that they
+// never match an exact key's), then under `exact`; a bucket-wide answer is kept under
+// `bucketed`, any other under `exact`.
+template <typename Decide>
+int64_t bucketed_decision(const Key& exact, const Key& bucketed, Decide&& decide) {
+  bool found = false;
+  int64_t decided = cached(bucketed, &found);
+  if (!found) decided = cached(exact, &found);
+  if (found) return decided;
+  decided = decide();
+  const bool bucket_wide = (decided & kBucketWide) != 0;
+  decided &= ~kBucketWide;
+  remember(bucket_wide ? bucketed : exact, decided);
+  return decided;
+}
+
+// -(the smallest power of two >= n), 0 for 0: a size's bucket in a bucketed key (the
+// tuned table's hetero.tuned.pow2_ceil).
+inline int64_t bucket_of(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p <<= 1;
+  return n <= 0 ? 0 : -p;
+}
+
 void count(int64_t counter, uint64_t flops);
 
 // Raises a failed shim call as PyTorch's own error message (or, without one, `what`).

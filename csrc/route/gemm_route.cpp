@@ -46,6 +46,15 @@ void check_operands(Op op, const Operand& a, const Operand& b) {
 // A transposed view of row-major storage (w.t(), as F.linear passes the weight).
 bool column_major(const Operand& t) { return t.stride(-2) == 1 && t.stride(-1) != 1; }
 
+// A GEMM key (op, batch, M, N, K, ...) with its sizes bucketed: a prefill or a batch of
+// sequences brings new sizes often; dispatch sees only their bucket and whether a batch.
+Key bucketed(const Key& exact) {
+  Key key = exact;
+  key[1] = exact[1] > 1;
+  for (int field = 2; field <= 4; ++field) key[field] = bucket_of(exact[field]);
+  return key;
+}
+
 AtenTensorHandle empty_result(Op op, const Operand& a, const Operand& b) {
   const int64_t m = a.size(-2), n = b.size(-1);
   const int64_t sizes[3] = {a.sizes[0], m, n}, strides[3] = {m * n, n, 1};
@@ -103,7 +112,7 @@ void run(Op op, StableIValue* stack, bool has_out) {
   const int64_t m = a.size(-2), n = b.size(-1), k = a.size(-1);
   const Key key{op == Op::mm ? kOpMm : kOpBmm, batch, m, n, k, a.dtype,
                 2 * column_major(a) + column_major(b), alignment({a.data, b.data})};
-  const int64_t decided = decision(key, [&] {
+  const int64_t decided = bucketed_decision(key, bucketed(key), [&] {
     StableIValue args[2] = {a.copy(), b.copy()};
     return ask_python("hetero_route::decide_gemm", args);
   });
@@ -151,7 +160,7 @@ AtenTensorHandle gemm_call_result(const Operand& a, const Operand& b) {
   const int64_t m = a.sizes[0], n = b.sizes[1], k = a.sizes[1];
   const Key key{kOpGemmCall, 1, m, n, k, a.dtype, 2 * column_major(a) + column_major(b),
                 alignment({a.data, b.data})};
-  const int64_t action = decision(key, [&] {
+  const int64_t action = bucketed_decision(key, bucketed(key), [&] {
     StableIValue args[2] = {a.copy(), b.copy()};
     return ask_python("hetero_route::decide_gemm_call", args);
   }) & 3;

@@ -22,8 +22,10 @@ namespace hetero::route {
 constexpr int kMaxCounters = 4096;  // counting slots Python hands out (op, kernel or reason)
 
 // What a decision does; Python's decide op returns counter * 4 + action (or -1: an error,
-// whose message the error reader gives).
+// whose message the error reader gives), plus kBucketWide where the decision holds for
+// every call whose sizes round up to the same powers of two (the tuned table's bucket).
 enum Action : int64_t { kTorch = 0, kNative = 1, kPython = 2 };
+constexpr int64_t kBucketWide = int64_t{1} << 40;
 
 // Loads PyTorch's C shim from `libtorch_path`; "" or why the route cannot run here.
 std::string load(const std::string& libtorch_path);

@@ -24,7 +24,9 @@ serves them (:func:`serving`) and keeps them as the tuned table's ``<op>@native`
 entries, which decide the route's calls (``dispatch.served_natively``).
 
 Each call looks its decision up in a native cache keyed by operator, sizes, dtype,
-flags, layout class, pointer alignment and the ``hetero.use`` scope. A miss asks
+flags, layout class, pointer alignment and the ``hetero.use`` scope; the sizes by their
+bucket (powers of two, as the tuned table's) wherever no kernel limits sizes, so a
+decode step's new key length or a batch's new token count does not ask again. A miss asks
 hetero's dispatcher here, once, on the real tensors (:func:`_decide_gemm`,
 :func:`_decide_attention`, run as ``hetero_route::*`` ops through the dispatcher): the
 decision runs hetero's native kernel (``cpu.gemm``, ``cpu.flash``), PyTorch's own CPU
@@ -282,10 +284,19 @@ _decide_entry = _native_entry(-1)  # a decide op answers -1 on failure
 _run_entry = _native_entry(None)  # a run op raises
 
 
+def _bucket_wide(op: str) -> int:
+    """``BUCKET_WIDE`` where ``op``'s decisions depend on a call's sizes only through the
+    tuned table's bucket (no kernel of it limits sizes; the routes check shapes only for
+    validity, and attention's causal alignment only for ``Sq == Sk``, which the native
+    key keeps), else 0: the native side then keeps one decision per bucket."""
+    return 0 if dispatch.wants_sizes[op] else _native.BUCKET_WIDE
+
+
 @_decide_entry
 def _decide_gemm(a: torch.Tensor, b: torch.Tensor) -> int:
     """The decision for ``a @ b`` (aten ``mm`` or ``bmm``)."""
-    return _decision("gemm", "mm" if a.dim() == 2 else "bmm", _gemm_verdict(a, b))
+    verdict = _gemm_verdict(a, b)
+    return _decision("gemm", "mm" if a.dim() == 2 else "bmm", verdict) | _bucket_wide("gemm")
 
 
 @_decide_entry
@@ -299,10 +310,10 @@ def _decide_gemm_call(a: torch.Tensor, b: torch.Tensor) -> int:
         key, record = op_registry.spec("gemm").prepare(a, b, None, 1.0, 1.0, None, None)
         kernel = dispatch.resolve_kernel(key, record)
     except Exception:  # noqa: BLE001 - the Python path raises it again, for the caller
-        return _NO_COUNTER * 4 + PYTHON
-    if kernel.qualname == "cpu.gemm":
-        return _NO_COUNTER * 4 + NATIVE
-    return _NO_COUNTER * 4 + (TORCH if kernel.backend == TORCH_BACKEND else PYTHON)
+        return _NO_COUNTER * 4 + PYTHON  # kept for these sizes only
+    action = NATIVE if kernel.qualname == "cpu.gemm" else \
+        TORCH if kernel.backend == TORCH_BACKEND else PYTHON
+    return _NO_COUNTER * 4 + action | _bucket_wide("gemm")
 
 
 @_decide_entry
@@ -316,7 +327,8 @@ def _decide_attention(q, k, v, mask, has_mask: bool, dropout_p: float, causal: b
         verdict = _route("attention", F.scaled_dot_product_attention)(
             _Devices, q, k, v, mask if has_mask else None, dropout_p, causal,
             scale if has_scale else None, True)
-    return _decision(op, "scaled_dot_product_attention", verdict, training=backward)
+    return _decision(op, "scaled_dot_product_attention", verdict, training=backward) \
+        | _bucket_wide("attention")
 
 
 @_run_entry

@@ -392,3 +392,37 @@ def test_serving_times_a_candidate_as_routed_uncounted_and_restores_the_thread()
         assert as_served(lambda: None, "reference") is None  # served by PyTorch instead
     assert route.installs() == installs and not native_route.active()
     assert hetero.stats().served == {}
+
+
+def test_decode_attention_is_decided_once_per_length_bucket(monkeypatch):
+    q, results = randn(1, 4, 1, 32, seed=40), []
+
+    def decode(lengths):
+        for length in lengths:
+            k, v = randn(1, 2, length, 32, seed=41), randn(1, 2, length, 32, seed=42)
+            results.append((F.scaled_dot_product_attention(q, k, v, enable_gqa=True), k, v))
+
+    with hetero.use("cpu"), hetero.enabled(native=True):
+        decode(range(17, 33))  # one bucket of key lengths: one decision
+        assert route.decisions() == 1
+        decode([33, 40])  # the next bucket
+        assert route.decisions() == 2
+        dispatch.clear_cache()
+        monkeypatch.setitem(dispatch.wants_sizes, "attention", True)  # a kernel limits sizes
+        decode([17, 18, 19])
+        assert route.decisions() == 3
+    assert hetero.stats().served["attention"]["cpu.flash"].calls == len(results) == 21
+    for out, k, v in results:
+        _check_attention(out, q, k, v)
+
+
+def test_gemm_sizes_within_a_bucket_share_a_decision():
+    w = randn(48, 40, seed=43)
+    with hetero.enabled(native=True):
+        outs = [(x, F.linear(x, w)) for x in (randn(m, 40, seed=m) for m in range(17, 33))]
+        assert route.decisions() == 1  # M in (16, 32]: one bucket
+        F.linear(randn(33, 40, seed=44), w)
+        assert route.decisions() == 2
+    for x, out in outs:
+        _check(out, x, w.t())
+    assert _served() == 17
