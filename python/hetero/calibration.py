@@ -12,7 +12,9 @@ own, each through the op's function. Calls the native route serves
 ``tuned.natively(op)``, measured as the route serves them: PyTorch's call routed to each
 candidate in turn, so every candidate pays the per-call cost the calls it will serve
 pay (through hetero's Python function, hetero's kernels would pay more of it than
-PyTorch's). The cost is bounded: about ``ROUNDS + 1`` calls of each candidate (more only while
+PyTorch's).
+
+The cost is bounded: about ``ROUNDS + 1`` calls of each candidate (more only while
 they stay within :data:`BUDGET_S`), plus the float64 check on a sample, once per
 (device, op, dtype, bucket) and machine; :func:`cost` says what it has cost this
 process, ``hetero info`` shows it, and ``HETERO_CALIBRATE=off`` stops it
