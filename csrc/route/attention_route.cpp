@@ -107,7 +107,7 @@ int64_t decide(OpCode op, const Operand& q, const Operand& k, const Operand& v, 
   bucketed[4] = bucket_of(sq);
   bucketed[5] = bucket_of(sk);
   bucketed[12] = sq == sk;
-  return bucketed_decision(exact, bucketed, [&] {
+  return decision(exact, bucketed, [&] {
     StableIValue stack[10] = {q.copy(), k.copy(), v.copy(),
                               args.mask.handle != nullptr ? args.mask.copy() : q.copy(),
                               boxed(args.mask.handle != nullptr), boxed(args.dropout_p),

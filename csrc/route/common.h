@@ -34,28 +34,15 @@ constexpr int kKeyFields = 16;
 using Key = std::array<int64_t, kKeyFields>;
 enum OpCode : int64_t { kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward, kOpGemmCall };
 
-// The decision for `key` (counter * 4 + action), asking `decide` on a miss.
-template <typename Decide>
-int64_t decision(const Key& key, Decide&& decide);
 int64_t cached(const Key& key, bool* found);
 void remember(const Key& key, int64_t decision);
 
+// The decision for a call (counter * 4 + action), looked up under `bucketed` (its sizes
+// rounded up to powers of two, negated so that they never match an exact key's), then
+// under `exact`; on a miss `decide` asks Python, and an answer it marks kBucketWide is
+// kept under `bucketed`, any other under `exact`.
 template <typename Decide>
-int64_t decision(const Key& key, Decide&& decide) {
-  bool found = false;
-  const int64_t known = cached(key, &found);
-  if (found) return known;
-  const int64_t decided = decide();
-  remember(key, decided);
-  return decided;
-}
-
-// decision(), for a call whose decision Python may mark kBucketWide: looked up under
-// `bucketed` (its sizes rounded up to powers of two, as a negative number so that they
-// never match an exact key's), then under `exact`; a bucket-wide answer is kept under
-// `bucketed`, any other under `exact`.
-template <typename Decide>
-int64_t bucketed_decision(const Key& exact, const Key& bucketed, Decide&& decide) {
+int64_t decision(const Key& exact, const Key& bucketed, Decide&& decide) {
   bool found = false;
   int64_t decided = cached(bucketed, &found);
   if (!found) decided = cached(exact, &found);

@@ -112,7 +112,7 @@ void run(Op op, StableIValue* stack, bool has_out) {
   const int64_t m = a.size(-2), n = b.size(-1), k = a.size(-1);
   const Key key{op == Op::mm ? kOpMm : kOpBmm, batch, m, n, k, a.dtype,
                 2 * column_major(a) + column_major(b), alignment({a.data, b.data})};
-  const int64_t decided = bucketed_decision(key, bucketed(key), [&] {
+  const int64_t decided = decision(key, bucketed(key), [&] {
     StableIValue args[2] = {a.copy(), b.copy()};
     return ask_python("hetero_route::decide_gemm", args);
   });
@@ -160,7 +160,7 @@ AtenTensorHandle gemm_call_result(const Operand& a, const Operand& b) {
   const int64_t m = a.sizes[0], n = b.sizes[1], k = a.sizes[1];
   const Key key{kOpGemmCall, 1, m, n, k, a.dtype, 2 * column_major(a) + column_major(b),
                 alignment({a.data, b.data})};
-  const int64_t action = bucketed_decision(key, bucketed(key), [&] {
+  const int64_t action = decision(key, bucketed(key), [&] {
     StableIValue args[2] = {a.copy(), b.copy()};
     return ask_python("hetero_route::decide_gemm_call", args);
   }) & 3;

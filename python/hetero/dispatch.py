@@ -181,12 +181,8 @@ def served_natively() -> Iterator[None]:
     (:mod:`hetero.native_route`): by the tuned table's entries measured so
     (``tuned.natively(op)``), each candidate at the route's per-call cost; a table
     without them (``hetero tune``'s) still decides by its plain entries."""
-    outer = current_scope.get() or Scope(None, None)
-    token = enter_scope(outer._replace(native=True))
-    try:
+    with _scope_marked(native=True):
         yield
-    finally:
-        leave_scope(token)
 
 
 @contextmanager
@@ -195,8 +191,15 @@ def training() -> Iterator[None]:
     records them): for an op whose kernels bring their own backward, the tuned table's
     measurement of forward and backward together (``tuned.with_backward(op)``) decides,
     so a kernel with a fast forward but a slow backward does not win a training step."""
+    with _scope_marked(training=True):
+        yield
+
+
+@contextmanager
+def _scope_marked(**marks: bool) -> Iterator[None]:
+    """The current scope with ``marks`` (``Scope`` fields) set, for the block."""
     outer = current_scope.get() or Scope(None, None)
-    token = enter_scope(outer._replace(training=True))
+    token = enter_scope(outer._replace(**marks))
     try:
         yield
     finally:
