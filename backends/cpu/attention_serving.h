@@ -1,5 +1,6 @@
-// Attention as serving engines call it (attention_serving.cpp): sequences of
-// different lengths packed into one batch, and keys/values in a paged cache.
+// Attention as serving engines call it: sequences of different lengths packed
+// into one batch (attention_serving.cpp), and keys/values in a paged cache
+// (attention_paged.cpp).
 #pragma once
 
 #include <cstdint>

@@ -144,7 +144,7 @@ constexpr float kExp2Poly[6] = {1.327645520e-3f, 9.675535917e-3f, 5.550713273e-2
 // Paged attention rows: query rows of one sequence over keys [j0, j1) of a
 // paged cache, for `heads` consecutive key/value heads (heads x rows rows,
 // head-major); row r of every head sees keys [lo[r], hi[r]). Leaves what
-// attention_serving.cpp's generic path does for each row: o (heads * rows x
+// attention_paged.cpp's generic path does for each row: o (heads * rows x
 // Dv, unnormalised), m (log2 units) and l. No softcap. Two kernels take them:
 //   AMX tiles (kernels_amx_attention.cpp): bf16, one head, up to 16 rows, head
 //     dim a multiple of 32 (at most 512), value dim a multiple of 16, blocks

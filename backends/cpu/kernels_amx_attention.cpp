@@ -4,7 +4,7 @@
 //
 // What it computes: for up to 16 query rows of one (sequence, key/value head)
 // the online softmax over keys [j0, j1) of a paged cache, leaving (O, m, l)
-// as attention_serving.cpp's generic path does (m in log2 units, O unnormed).
+// as attention_paged.cpp's generic path does (m in log2 units, O unnormed).
 //
 // The algorithm, per 32 keys (two 16-key groups, each inside one page since
 // the block size is a multiple of 16):

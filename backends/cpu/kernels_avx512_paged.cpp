@@ -5,7 +5,7 @@
 // What it computes: for R <= 8 query rows per key/value head (a GQA group's
 // heads of one or a few queries) and up to 16 consecutive heads of one
 // sequence, the online softmax over keys [j0, j1) of a paged cache, leaving
-// (O, m, l) as attention_serving.cpp's generic path does. Decode reads each
+// (O, m, l) as attention_paged.cpp's generic path does. Decode reads each
 // key and value once for all R rows, so the kernel must keep up with memory:
 // a GQA group of 4 does 4 flops per bf16 byte of the cache. Taking the heads
 // together makes each key's rows (Hkv x D, contiguous in the usual
