@@ -17,13 +17,17 @@
 //
 // Two micro-kernels plug into this nest (a Tiling: tile, blocks, packers):
 // the fp32 one of kernels.h, which every dtype can take (bf16/fp16 widened
-// while packing), and, where the kernel set has one, the bf16 pair-dot GEMM
-// (kernels.h DotGemm) for bf16 inputs, which multiplies them unwidened.
+// while packing), and, where the kernel set has one, the bf16 GEMM of
+// kernels.h DotGemm (vdpbf16ps pairs, or AMX tiles) for bf16 inputs, which
+// multiplies them unwidened.
 //
-// Threads form a tm x tn grid over (rows, columns) of each batch element; the
-// tm threads sharing a column range pack their Bp together and meet at a
+// Threads form a tm x tn grid over (rows, columns) of each batch element. A
+// thread alone on its columns packs Bp a sliver's KC block at a time, just
+// before the first row block uses it (so it is used from cache); the tm
+// threads sharing a column range pack the whole panel together and meet at a
 // barrier. Many small batch elements are instead dealt out whole, one thread
-// each. Decode-shaped calls (a few rows of a) take gemm_small_m.cpp instead.
+// each. Decode-shaped calls (a few rows of a) take gemm_small_m.cpp instead,
+// or, bf16 x @ w.t() on AMX, gemm_weight_stream.cpp.
 
 #include "gemm.h"
 
@@ -36,6 +40,7 @@
 
 #include "gemm_problem.h"
 #include "gemm_small_m.h"
+#include "gemm_weight_stream.h"
 #include "kernels.h"
 #include "thread_pool.h"
 #include "hetero/gemm_args.h"
@@ -58,14 +63,14 @@ static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must be whole slivers");
 // one, or a DotGemm. Packed elements are counted in bytes.
 struct Tiling {
   int64_t mr, nr, mc, kc, nc;
-  int64_t k_align;  // packed depth is a multiple of this (2: bf16 pairs)
+  int64_t k_align;  // packed depth is a multiple of this (DotGemm::k_align)
   int64_t bytes;    // of one packed element
   const KernelSet* fp32;
   const DotGemm* dot;
   const uint16_t* table = nullptr;  // byte-coded operands: their bf16 codes (dot only)
 
   static Tiling of(const KernelSet& ks) { return {kMR, kNR, kMC, kKC, kNC, 1, 4, &ks, nullptr}; }
-  static Tiling of(const DotGemm& d) { return {d.mr, d.nr, d.mc, d.kc, d.nc, 2, 2, nullptr, &d}; }
+  static Tiling of(const DotGemm& d) { return {d.mr, d.nr, d.mc, d.kc, d.nc, d.k_align, 2, nullptr, &d}; }
 
   // scratch: room for the decoded block (byte-coded operands only).
   void pack_a(const MatrixRef& a, int64_t rows, int64_t depth, char* dst, uint16_t* scratch) const {
@@ -129,7 +134,8 @@ struct Plan {
 };
 
 // The grid whose busiest thread has the fewest padded tiles; ties go to more
-// row groups, which share one packed Bp.
+// column groups: a thread alone on its columns packs its Bp as it uses it
+// (in cache, with no barrier), and the packing work is split either way.
 Plan make_plan(const Problem& p, const Tiling& t, int requested) {
   Plan plan;
   const int64_t macs = p.M * p.N * std::max<int64_t>(p.K, 1) * p.batches;
@@ -140,7 +146,7 @@ Plan make_plan(const Problem& p, const Tiling& t, int requested) {
   }
   const int64_t m_slivers = ceil_div(p.M, t.mr), n_slivers = ceil_div(p.N, t.nr);
   int64_t best = -1;
-  for (int tm = plan.threads; tm >= 1; --tm) {
+  for (int tm = 1; tm <= plan.threads; ++tm) {
     if (plan.threads % tm != 0) continue;
     const int tn = plan.threads / tm;
     const int64_t cost = ceil_div(m_slivers, tm) * ceil_div(n_slivers, tn);
@@ -195,11 +201,16 @@ void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m
                    int64_t n0, int64_t n1, int member, int members, Barrier* barrier,
                    const Buffers& buf) {
   const int64_t K = p.K, Kp = round_up(K, t.k_align), ldc = t.nc;
+  if (t.dot != nullptr && t.dot->begin != nullptr) t.dot->begin();
   for (int64_t jc = n0; jc < n1; jc += t.nc) {
     const int64_t nc = std::min(t.nc, n1 - jc);
     const int64_t slivers = ceil_div(nc, t.nr);
-    if (K > 0) {
-      if (members > 1) barrier->wait();  // everyone is done with the previous Bp
+    // A thread alone on its columns packs each Bp sliver's depth block just
+    // before the first row block uses it, while it is in cache; a group packs
+    // the whole panel together first.
+    const bool pack_as_used = members == 1;
+    if (K > 0 && !pack_as_used) {
+      barrier->wait();  // everyone is done with the previous Bp
       int64_t s0, s1;
       split_range(slivers, members, member, &s0, &s1);
       if (s1 > s0) {
@@ -207,7 +218,7 @@ void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m
         t.pack_b(b, K, std::min(nc - s0 * t.nr, (s1 - s0) * t.nr),
                  buf.packed_b + s0 * Kp * t.nr * t.bytes, buf.decoded);
       }
-      if (members > 1) barrier->wait();  // Bp complete
+      barrier->wait();  // Bp complete
     }
     // While the first row block computes, the next panel's columns of b (this
     // member's share of its packing) are fetched from memory, a part per sliver
@@ -230,8 +241,13 @@ void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m
         const MatrixRef a{g.a.at(ic, pc), g.a.dtype, g.a.row_stride, g.a.col_stride};
         t.pack_a(a, mc, kc, buf.packed_a, buf.decoded);
         for (int64_t jr = 0; jr < slivers; ++jr) {
+          char* b_sliver = buf.packed_b + (jr * Kp + pc) * t.nr * t.bytes;
+          if (ic == m0 && pack_as_used) {
+            const int64_t col = jc + jr * t.nr;
+            const MatrixRef b{g.b.at(pc, col), g.b.dtype, g.b.row_stride, g.b.col_stride};
+            t.pack_b(b, kc, std::min(t.nr, jc + nc - col), b_sliver, buf.decoded);
+          }
           if (ic == m0) next_b.step((pc / t.kc) * slivers + jr, ceil_div(K, t.kc) * slivers);
-          const char* b_sliver = buf.packed_b + (jr * Kp + pc) * t.nr * t.bytes;
           for (int64_t ir = 0; ir < row_slivers; ++ir) {
             t.micro(kcp, buf.packed_a + ir * kcp * t.mr * t.bytes, b_sliver,
                     buf.acc + ir * t.mr * ldc + jr * t.nr, ldc, pc > 0);
@@ -325,6 +341,7 @@ Status gemm_impl(const TensorView& a, const TensorView& b, const TensorView& out
   p.M = a.sizes[nb], p.K = a.sizes[nb + 1], p.N = b.sizes[nb + 1];
   p.batches = 1;
   for (int32_t d = 0; d < nb; ++d) p.batches *= a.sizes[d];
+  if (weight_stream_applies(p)) return run_weight_stream(p, num_threads);
   return small_m_applies(p) ? run_small_m(p, num_threads) : run(p, num_threads);
 }
 

@@ -43,16 +43,41 @@ struct MatrixRef {
 // Packed A: row slivers of mr rows; within a sliver, for each pair of k, the
 // mr 32-bit words (a[i][k], a[i][k+1]). Packed B: column slivers of nr
 // columns; for each pair of k, the nr words (b[k][j], b[k+1][j]). Depth is
-// rounded up to an even number with zeros, rows and columns to whole slivers.
+// rounded up to a multiple of k_align with zeros, rows and columns to whole
+// slivers. The AMX GEMM (kernels_amx_gemm.cpp) packs A its own way, as tiles.
 struct DotGemm {
   int64_t mr, nr;      // the micro-tile of C
-  int64_t mc, kc, nc;  // blocks: mc a multiple of mr, kc even, nc a multiple of nr
+  int64_t mc, kc, nc;  // blocks: mc a multiple of mr, kc of k_align, nc of nr
+  int64_t k_align;     // packed depth is a multiple of this (2: pairs; AMX: 32)
   void (*pack_a)(const MatrixRef& src, int64_t rows, int64_t depth, uint16_t* dst);
   void (*pack_b)(const MatrixRef& src, int64_t depth, int64_t cols, uint16_t* dst);
   // c[mr x nr] (row stride ldc) = (accumulate ? c : 0) + a_sliver . b_sliver
-  // over `depth` (even) values of k.
+  // over `depth` (a multiple of k_align) values of k.
   void (*micro)(int64_t depth, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
                 bool accumulate);
+  // Called on a thread before its micro calls of a block, nullptr if none is
+  // needed (AMX: loading the tile configuration once, not per micro call).
+  void (*begin)() = nullptr;
+};
+
+// x @ w.t() for bf16 x of a few rows on AMX tiles, reading w where it lies,
+// once (gemm_weight_stream.cpp drives it): w is a Linear weight, row j of w
+// being column j of b with k contiguous. The roles of the tile product swap
+// so that w needs no packing: 16 rows of w load straight from memory as the
+// A tile, and x, packed once per call as pairs of k, is the B tile.
+struct WeightStream {
+  int64_t min_rows, max_rows;  // rows of x it serves
+  int64_t k_align;   // depth: a multiple of this
+  int64_t cols;      // columns (rows of w) per call
+  // x(i, k) = x[i * rs + k * cs] for i < rows, k < depth into dst, per
+  // block of 32 rows: for each pair of k, the 32 words (x[i][k], x[i][k+1]),
+  // rows past `rows` zero. dst holds ceil(rows / 32) * 32 * depth values.
+  void (*pack_x)(const uint16_t* x, int64_t rs, int64_t cs, int64_t rows, int64_t depth,
+                 uint16_t* dst);
+  // c[i * ldc + j] = sum over k of x[i][k] * w[j * ldw + k] in fp32, for
+  // i < rows, j < cols (every one of those rows of w must exist).
+  void (*multiply)(const uint16_t* xp, int64_t rows, int64_t depth, const uint16_t* w, int64_t ldw,
+                   float* c, int64_t ldc);
 };
 
 // Flash attention's two products in bf16 pairs (attention_forward.cpp), in
@@ -243,10 +268,12 @@ struct KernelSet {
   const DotAttention* bf16_attention;
   // Byte-coded inputs of scaled GEMMs; never null (the portable decode).
   const QuantizedKernels* quantized;
-  // Paged attention rows (PagedRows): on AMX tiles, nullptr without AMX-BF16;
-  // on AVX-512 vectors, nullptr outside the avx512 set.
+  // Paged attention rows (PagedRows): on AMX tiles, nullptr outside the amx
+  // set; on AVX-512 vectors, nullptr below the avx512 set.
   PagedRowsFn amx_paged_rows = nullptr;
   PagedRowsFn vector_paged_rows = nullptr;
+  // bf16 x @ w.t() of a few rows streaming w (AMX); nullptr outside the amx set.
+  const WeightStream* weight_stream = nullptr;
 };
 
 // Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
@@ -256,6 +283,9 @@ const KernelSet* avx2_kernels();
 // AVX-512 (F, BW, VL, DQ) with AVX512_BF16 where the CPU has it; nullptr when
 // this build has no x86 path.
 const KernelSet* avx512_kernels();
+// The avx512 set with bf16 GEMMs and paged attention on AMX tiles; nullptr
+// where this build, the CPU or the OS has no AMX-BF16.
+const KernelSet* amx_kernels();
 // The vdpbf16ps GEMM and attention products of the avx512 set
 // (kernels_avx512_bf16.cpp); nullptr when this build has no x86 path. Callers
 // check the CPU has AVX512_BF16.
@@ -272,6 +302,12 @@ const Int8Gemm* avx512_int8_gemm();
 // The portable table decode, with no small-M product.
 const QuantizedKernels* portable_quantized_kernels();
 
+// The AMX bf16 GEMM (kernels_amx_gemm.cpp); nullptr when this build, the CPU
+// or the OS has no AMX-BF16.
+const DotGemm* amx_bf16_gemm();
+// Its weight-streaming product for a few rows (kernels_amx_gemm.cpp); nullptr
+// where amx_bf16_gemm() is.
+const WeightStream* amx_weight_stream();
 // The AMX paged attention rows (kernels_amx_attention.cpp); nullptr when
 // this build has no AMX. Callers check amx_peak.h's amx_bf16_available().
 PagedRowsFn amx_paged_rows_kernel();
@@ -282,7 +318,7 @@ PagedRowsFn avx512_paged_rows_kernel(bool pair_dot);
 
 // The kernels used now: the best this CPU supports unless overridden.
 const KernelSet& active_kernels();
-// Selects "auto", "avx512", "avx2" or "portable"; returns false (changing
+// Selects "auto", "amx", "avx512", "avx2" or "portable"; returns false (changing
 // nothing) for a name this build or CPU cannot run.
 bool select_kernels(const char* isa);
 // The kernel sets this build and CPU run, best last, separated by commas.

@@ -9,7 +9,6 @@
 // loops and the bf16 pair dot product, vdpbf16ps, which multiplies bf16 at
 // twice the fp32 FMA rate.
 
-#include "amx_peak.h"
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -93,8 +92,21 @@ const KernelSet* avx512_kernels() {
     k.bf16_gemm = bf16 ? avx512_bf16_gemm() : nullptr;
     k.bf16_attention = bf16 ? avx512_bf16_attention() : nullptr;
     if (bf16 && cpu_has_avx512_vbmi_vnni()) k.quantized = avx512_quantized_kernels();
-    if (bf16 && amx_bf16_available()) k.amx_paged_rows = amx_paged_rows_kernel();
     k.vector_paged_rows = avx512_paged_rows_kernel(bf16);
+    return k;
+  }();
+  return &kernels;
+}
+
+const KernelSet* amx_kernels() {
+  const KernelSet* avx512 = avx512_kernels();
+  if (amx_bf16_gemm() == nullptr || avx512->bf16_gemm == nullptr) return nullptr;
+  static const KernelSet kernels = [avx512] {
+    KernelSet k = *avx512;
+    k.isa = "amx";
+    k.bf16_gemm = amx_bf16_gemm();
+    k.amx_paged_rows = amx_paged_rows_kernel();
+    k.weight_stream = amx_weight_stream();
     return k;
   }();
   return &kernels;
@@ -108,6 +120,7 @@ const KernelSet* avx512_kernels() {
 namespace hetero {
 namespace cpu {
 const KernelSet* avx512_kernels() { return nullptr; }
+const KernelSet* amx_kernels() { return nullptr; }
 }  // namespace cpu
 }  // namespace hetero
 

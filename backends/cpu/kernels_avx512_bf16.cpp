@@ -271,7 +271,7 @@ const DotAttention* avx512_bf16_attention() {
 }
 
 const DotGemm* avx512_bf16_gemm() {
-  static const DotGemm gemm{kMR16, kNR16, kMC16, kKC16, kNC16, pack_a, pack_b, micro};
+  static const DotGemm gemm{kMR16, kNR16, kMC16, kKC16, kNC16, 2, pack_a, pack_b, micro};
   return &gemm;
 }
 

@@ -47,10 +47,13 @@ Candidate runnable(const char* name) {
                     cpu_supports({"avx512f", "avx512bw", "avx512vl", "avx512dq"});
     return {name, ok ? avx512_kernels() : nullptr};
   }
+  if (std::strcmp(name, "amx") == 0) {
+    return {name, runnable("avx512").kernels != nullptr ? amx_kernels() : nullptr};
+  }
   return {name, nullptr};
 }
 
-constexpr const char* kAllSets[] = {"portable", "avx2", "avx512"};
+constexpr const char* kAllSets[] = {"portable", "avx2", "avx512", "amx"};
 
 const KernelSet& best_kernels() {
   const KernelSet* best = &portable_kernels();

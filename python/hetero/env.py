@@ -37,7 +37,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "HETERO_NUM_THREADS=4",
     ),
     "HETERO_CPU_ISA": (
-        "Kernel set of the native `cpu` backend: `avx512`, `avx2` or `portable`, to run a "
+        "Kernel set of the native `cpu` backend: `amx`, `avx512`, `avx2` or `portable`, to run a "
         "lower set than the CPU's best (so every set stays tested). Default: the best "
         "this CPU runs (`hetero info` names it).",
         "HETERO_CPU_ISA=avx2",

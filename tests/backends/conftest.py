@@ -1,5 +1,5 @@
 """The CPU kernel sets: every test that takes the ``isa`` fixture runs once per set this
-build and CPU run (``portable``, ``avx2``, ``avx512`` where the CPU has them), so a
+build and CPU run (``portable``, ``avx2``, ``avx512``, ``amx`` where the CPU has them), so a
 lower set stays tested on a higher machine."""
 
 from __future__ import annotations

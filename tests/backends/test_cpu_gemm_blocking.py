@@ -3,8 +3,16 @@
 The BLIS path (backends/cpu/gemm.cpp): shapes that cross every block and sliver
 boundary of the fp32 micro-kernel (MR=6, NR=16, MC=144, KC=256, NC=512) and of the
 avx512 set's bf16 pair-dot one (MR=8, NR=48, MC=96, KC=1024, NC=480; odd depths,
-whose last pair is half padding), thread grids over rows, columns and whole batch
-elements, and results that do not depend on the thread count.
+whose last pair is half padding) and of the amx set's tiles (MR=NR=32, MC=256, KC=512,
+NC=512; depths padded to 32), thread grids over rows (one Bp packed together),
+columns (each thread packing its Bp as it uses it) and whole batch elements, and
+results that do not depend on the thread count.
+
+The weight-streaming path (backends/cpu/gemm_weight_stream.cpp; the amx set, bf16
+x @ w.t() of 3 to 128 rows, K a multiple of 32): row counts around its tiles (16, 32)
+and limits, columns around its 32-row chunks of w and its 256-column stores, a w whose
+rows are further apart than K, and the epilogue; on the other sets the same calls
+check whatever path serves them.
 
 The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows with b unit-stride
 along k or n): row counts around its tiles (4, 3, 2, 1 rows), columns around its
@@ -39,10 +47,12 @@ def check(out, a, b, bias=None, alpha=1.0, beta=0.0):
 
 
 # M, N, K around MR/NR sliver edges and MC/KC/NC block edges, with primes: the
-# fp32 tiles first, then the bf16 pair-dot tiles.
+# fp32 tiles first, then the bf16 pair-dot tiles, then the AMX tiles (the last one
+# splits its rows between two threads).
 EDGE_SHAPES = [(1, 1, 1), (6, 16, 1), (7, 17, 257), (149, 523, 263), (145, 33, 513),
                (5, 1031, 3), (290, 16, 256),
-               (8, 48, 2), (9, 49, 1025), (97, 481, 1023), (193, 97, 2049), (56, 960, 17)]
+               (8, 48, 2), (9, 49, 1025), (97, 481, 1023), (193, 97, 2049), (56, 960, 17),
+               (32, 32, 32), (33, 65, 31), (257, 545, 545), (300, 32, 600)]
 
 
 @pytest.mark.parametrize("b_strides", ["contiguous", "no unit stride"])
@@ -116,6 +126,30 @@ def test_thread_count_must_be_positive():
     a, b = randn(2, 2), randn(2, 2)
     with pytest.raises(ValueError, match="^num_threads: expected >= 1, got 0"):
         run(a, b, torch.empty(2, 2), threads=0)
+
+
+# ---------------------------------------------------------------- weight stream
+
+@pytest.mark.parametrize("m", [3, 15, 16, 17, 33, 64, 128, 129])
+@pytest.mark.parametrize("n,k", [(32, 32), (45, 64), (300, 1024), (520, 96)])
+def test_weight_stream_rows_and_chunks(isa, m, n, k):
+    a = randn(m, k, dtype=torch.bfloat16, seed=31)
+    b = randn(n, k, dtype=torch.bfloat16, seed=32).t()
+    check(run(a, b, poison_(torch.empty(m, n, dtype=torch.bfloat16)), threads=2), a, b)
+
+
+@pytest.mark.parametrize("a_layout", ["contiguous", "transposed"])
+def test_weight_stream_strided_weight_and_epilogue(isa, a_layout):
+    # w's rows 2K apart (a slice of a wider weight), a in either layout, batched with a
+    # shared weight, and bias, alpha, beta into a float32 output.
+    m, n, k = 20, 70, 64
+    w = randn(n, 2 * k, dtype=torch.bfloat16, seed=33)[:, :k]
+    a = (randn(2, m, k, dtype=torch.bfloat16, seed=34) if a_layout == "contiguous"
+         else randn(2, k, m, dtype=torch.bfloat16, seed=34).transpose(1, 2))
+    b = w.t().expand(2, k, n)
+    bias = randn(2, m, n, dtype=torch.bfloat16, seed=35)
+    out = poison_(torch.empty(2, m, n))
+    check(run(a, b, out, bias, alpha=0.5, beta=2.0, threads=3), a, b, bias, 0.5, 2.0)
 
 
 # ---------------------------------------------------------------- small-M path

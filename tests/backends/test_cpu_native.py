@@ -221,6 +221,11 @@ def test_rounding_of_exact_products_is_bit_exact(isa, dtype):
     out = nan_like((a.shape[0], b.shape[1]), dtype)
     gemm(a, b, out, None, 1.0, 0.0)
     want = exact_products(a, b).to(dtype)
+    if isa == "amx" and dtype == torch.bfloat16:
+        # AMX flushes a product that underflows float32 to zero before adding
+        # it, and the zero padding of the pair then makes it +0: a zero's sign
+        # is the one difference allowed.
+        out, want = out.masked_fill(out == 0, 0.0), want.masked_fill(want == 0, 0.0)
     assert_bitwise_equal(out, want)
     finite = want.isfinite() & (want != 0)
     assert finite.any() and want.isinf().any() and (want == 0).any()

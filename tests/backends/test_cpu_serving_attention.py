@@ -78,22 +78,25 @@ def test_paged_matches_the_oracle(isa, dtype, mask, shape):
 
 
 def test_the_amx_path_runs_exactly_where_the_cpu_has_amx(isa):
-    """bf16 paged attention runs on AMX tiles in the avx512 set where this build, the CPU
-    and the OS allow AMX (the cases above then test it), and never in a lower set."""
+    """bf16 paged attention runs on AMX tiles in the amx set, which exists exactly where
+    this build, the CPU and the OS allow AMX (the cases above then test it), and never in
+    a lower set."""
     from hetero import _C, fingerprint
 
     amx_usable = _C.amx_bf16_peak_gflops(1, 0.001) > 0  # build, CPUID and arch_prctl
-    expected = isa == "avx512" and "avx512_bf16" in fingerprint.cpu_flags() and amx_usable
+    assert ("amx" in _C.cpu_isas().split(",")) == (amx_usable and "avx512_bf16" in fingerprint.cpu_flags())
+    expected = isa == "amx"
     assert _C.cpu_amx_attention() == expected
     assert ("AMX" in hetero.registry.get("cpu").backend.details.get("paged attention", "")) == expected
 
 
 def test_the_vector_paged_kernel_runs_in_the_avx512_set_only(isa):
     """The avx512 set's paged kernel (kernels_avx512_paged.cpp) serves paged attention
-    there (the cases above then test it); the lower sets keep the small-M products."""
+    there and in the amx set (the cases above then test it); the lower sets keep the
+    small-M products."""
     from hetero import _C
 
-    assert _C.cpu_vector_paged_attention() == (isa == "avx512")
+    assert _C.cpu_vector_paged_attention() == (isa in ("avx512", "amx"))
 
 
 def test_paged_decode_agrees_with_attention_on_the_gathered_cache():

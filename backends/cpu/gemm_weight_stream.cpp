@@ -1,0 +1,97 @@
+// out = alpha * (a @ b) + beta * bias for bf16 a of a few rows and b = w.t()
+// (a Linear weight, rows of w contiguous along k), on the kernel set's
+// WeightStream (kernels.h; the amx set's AMX tiles).
+//
+// The BLIS path (gemm.cpp) packs b before multiplying: for a few rows of a
+// that is a second pass over the weight's bytes, which is what such a call
+// is bound by. Here the tiles read w where it lies, once, and only a (a few
+// rows, packed once per call as pairs of k) is rearranged.
+//
+// Threads split the columns (rows of w) in whole WeightStream::cols chunks:
+//
+//   xp = pack(a)                                  shared, packed before the threads start
+//   for each thread's chunk group (kChunksPerStore chunks):
+//     for each chunk: C[:, chunk] = xp . w[chunk rows]^T       (WeightStream::multiply)
+//     out[:, group] = alpha * C + beta * bias                  (gemm_problem.h store)
+//
+// A last chunk past N is copied into a zero-padded block first, so the tiles
+// never read past w.
+
+#include "gemm_weight_stream.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "thread_pool.h"
+#include "workspace.h"
+
+namespace hetero {
+namespace cpu {
+namespace {
+
+constexpr int64_t kChunksPerStore = 8;
+// Weight elements a thread must stream to be worth waking (as gemm_small_m.cpp).
+constexpr int64_t kMinWeightPerThread = int64_t{1} << 15;
+
+// Columns [col, col + ws.cols) of one batch element into c (row stride ldc).
+void multiply_chunk(const WeightStream& ws, const Problem& p, const Gemm2d& g, const uint16_t* xp,
+                    int64_t col, uint16_t* tail, float* c, int64_t ldc) {
+  const auto* w = static_cast<const uint16_t*>(g.b.data);
+  const int64_t ldw = g.b.col_stride;
+  if (col + ws.cols <= p.N) return ws.multiply(xp, p.M, p.K, w + col * ldw, ldw, c, ldc);
+  const int64_t n = p.N - col;
+  for (int64_t j = 0; j < n; ++j) std::memcpy(tail + j * p.K, w + (col + j) * ldw, sizeof(uint16_t) * p.K);
+  std::memset(tail + n * p.K, 0, sizeof(uint16_t) * static_cast<size_t>((ws.cols - n) * p.K));
+  ws.multiply(xp, p.M, p.K, tail, p.K, c, ldc);
+}
+
+}  // namespace
+
+bool weight_stream_applies(const Problem& p) {
+  const WeightStream* ws = active_kernels().weight_stream;
+  const int32_t nb = p.b->ndim - 2;
+  return ws != nullptr && p.a->dtype == DType::bfloat16 && p.b->dtype == DType::bfloat16 &&
+         p.b->strides[nb] == 1 && p.K > 0 && p.K % ws->k_align == 0 && p.M >= ws->min_rows && p.M <= ws->max_rows;
+}
+
+Status run_weight_stream(const Problem& p, int requested_threads) {
+  const WeightStream& ws = *active_kernels().weight_stream;
+  const int threads = threads_for_work(requested_threads, p.N * p.K * p.batches, kMinWeightPerThread);
+  const int64_t ldc = kChunksPerStore * ws.cols;
+  const int64_t x_floats = ceil_div(round_up(p.M, 32) * p.K, 2);
+  std::vector<float*> scratch;
+  float* packed_x;
+  try {
+    scratch = per_thread_scratch(threads, p.M * ldc + ceil_div(ws.cols * p.K, 2) + 16);
+    thread_local Workspace x_space;
+    packed_x = x_space.reserve(x_floats);
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("gemm: cannot allocate workspace: ") + e.what());
+  }
+  auto* xp = reinterpret_cast<uint16_t*>(packed_x);
+  const int64_t chunks = ceil_div(p.N, ws.cols);
+  for (int64_t bi = 0; bi < p.batches; ++bi) {
+    const Gemm2d g = p.element(bi);
+    ws.pack_x(static_cast<const uint16_t*>(g.a.data), g.a.row_stride, g.a.col_stride, p.M, p.K, xp);
+    parallel_run(threads, [&](int t) {
+      float* c = scratch[t];
+      auto* tail = reinterpret_cast<uint16_t*>(c + round_up(p.M * ldc, 16));
+      int64_t c0, c1;
+      split_range(chunks, threads, t, &c0, &c1);
+      for (int64_t q0 = c0; q0 < c1; q0 += kChunksPerStore) {
+        const int64_t q1 = std::min(c1, q0 + kChunksPerStore);
+        for (int64_t q = q0; q < q1; ++q) multiply_chunk(ws, p, g, xp, q * ws.cols, tail, c + (q - q0) * ws.cols, ldc);
+        const int64_t col = q0 * ws.cols;
+        store(c, ldc, g, 0, col, p.M, std::min(q1 * ws.cols, p.N) - col, p.alpha, p.beta);
+      }
+    });
+  }
+  return Status::Ok();
+}
+
+}  // namespace cpu
+}  // namespace hetero

@@ -1,0 +1,21 @@
+// The weight-streaming GEMM driver (gemm_weight_stream.cpp): bf16 x @ w.t()
+// of a few rows on the kernel set's WeightStream (AMX tiles).
+#pragma once
+
+#include "gemm_problem.h"
+#include "hetero/status.h"
+
+namespace hetero {
+namespace cpu {
+
+// Whether run_weight_stream serves p: the active set has a WeightStream, a
+// and b are bf16, b = w.t() (unit row stride), K > 0 is a multiple of the
+// stream's depth step and M within its rows.
+bool weight_stream_applies(const Problem& p);
+
+// Computes p on up to requested_threads threads; p must satisfy
+// weight_stream_applies. Fails only when its workspace cannot be allocated.
+Status run_weight_stream(const Problem& p, int requested_threads);
+
+}  // namespace cpu
+}  // namespace hetero
