@@ -306,10 +306,13 @@ Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,
     PagedCall c{q, k_cache, v_cache, block_table, seq_lens, out, cu_q, mask, Hq, Hkv, D, Dv, bs};
     const KernelSet& ks = active_kernels();
     // The kernel set's paged kernels (kernels.h PagedRows): unit-stride query
-    // rows, no softcap; AMX for bf16 in whole tiles, else AVX-512 vectors.
+    // rows, no softcap; AMX for bf16 where a (sequence, key/value head) has at
+    // least half a tile of query rows on average, else AVX-512 vectors (a
+    // decode step's few rows per head would leave most of each tile idle).
     int64_t rows_per_part = kRowsPerPart, max_heads = 1;
+    const bool tiles_fill = q.sizes[0] * (Hq / std::max<int64_t>(Hkv, 1)) >= 8 * block_table.sizes[0];
     if (q.strides[2] == 1 && mask.softcap == 0.0 && D % 32 == 0 && D <= 512 && Dv % 16 == 0 && Dv <= 512) {
-      if (ks.amx_paged_rows != nullptr && q.dtype == DType::bfloat16 && bs % 16 == 0) {
+      if (ks.amx_paged_rows != nullptr && q.dtype == DType::bfloat16 && bs % 16 == 0 && tiles_fill) {
         c.rows_kernel = ks.amx_paged_rows;
         c.aligned_walk = true;
         rows_per_part = 16;

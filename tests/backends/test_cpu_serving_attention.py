@@ -58,7 +58,9 @@ def test_varlen_matches_the_oracle(isa, dtype, mask, lens):
     ([130], [70], 32, 2, 1),           # more query rows than one part
     ([5, 40], None, 16, 32, 8),        # Llama-3-8B's heads: all eight in one item
     ([21], [2], 8, 64, 8),             # 16 rows per head: the heads in two items
-], ids=["decode", "split", "prime-block", "chunked", "long-chunk", "many-heads", "head-split"])
+    ([40, 100], [8, 13], 16, 8, 2),    # 32 and 52 rows per head: AMX tiles in the amx set
+], ids=["decode", "split", "prime-block", "chunked", "long-chunk", "many-heads", "head-split",
+        "tile-rows"])
 def test_paged_matches_the_oracle(isa, dtype, mask, shape):
     lens, counts, block_size, hq, hkv = shape
     k_cache, v_cache, table = paged_cache(lens, block_size, hkv, 64, 64, dtype=dtype, seed=4)

@@ -161,7 +161,8 @@ class CpuBackend(Backend):
         details = {"kernel set": f"{_C.cpu_isa()} (this CPU and build run {_C.cpu_isas()}; "
                                  f"HETERO_CPU_ISA picks one)"}
         if _C.cpu_amx_attention():
-            details["paged attention"] = "bf16 on AMX tiles (AMX-BF16), the rest on AVX-512 vectors"
+            details["paged attention"] = ("bf16 with 8+ query rows per key/value head on AMX "
+                                          "tiles (AMX-BF16), the rest on AVX-512 vectors")
         elif _C.cpu_vector_paged_attention():
             details["paged attention"] = "AVX-512 vectors, all key/value heads of a page row at once"
         return details
