@@ -15,10 +15,11 @@
 // polynomial). With causal masking, key blocks past the diagonal are skipped,
 // and so are the tiles of S and P . V that the diagonal hides.
 //
-// The two products come in two forms (a Products class each, below): fp32
+// The two products come in three forms (a Products class each, below): fp32
 // (the kernel set's micro-kernel; bf16/fp16 widened while packing), and, for
 // bf16 q, k, v where the kernel set has AVX512_BF16, bf16 pairs (kernels.h
-// DotAttention) at twice the rate, with P rounded to bf16 for P . V.
+// DotAttention) at twice the rate, or in the amx set AMX tiles, with P
+// rounded to bf16 for P . V.
 // Calls with at most 8 queries per head go to attention_decode.cpp instead.
 
 #include <algorithm>
@@ -44,6 +45,8 @@ constexpr int64_t kBK = 128;  // keys per block: whole key slivers of both forms
 static_assert(kBQ % kMR == 0 && kBK % kNR == 0, "fp32: blocks must be whole slivers");
 static_assert(kBQ % kDotAttentionMR == 0 && kBK % kDotAttentionNR == 0 && kBK % 2 == 0,
               "bf16: blocks must be whole slivers and pairs");
+static_assert(kBQ % kTileAttentionMR == 0 && kBK % kTileAttentionNR == 0 && kBK % kTileAttentionK == 0,
+              "AMX: blocks must be whole tiles and steps");
 
 // ------------------------------------------------------------ the products
 // Each form: its tile (mr x nr), packed depth granule (k_align) and packed
@@ -60,6 +63,7 @@ class Fp32Products {
 
   explicit Fp32Products(const KernelSet& ks) : ks_(ks) {}
 
+  void begin() const {}
   void pack_q(const ForwardCall& c, const MatrixRef& q, int64_t rows, char* dst) const {
     float* qp = reinterpret_cast<float*>(dst);
     ks_.pack_a(q, rows, c.shape.D, qp);
@@ -93,6 +97,7 @@ class Bf16Products {
 
   explicit Bf16Products(const DotAttention& dot) : dot_(dot) {}
 
+  void begin() const {}
   void pack_q(const ForwardCall& c, const MatrixRef& q, int64_t rows, char* dst) const {
     dot_.pack_a(q, rows, c.shape.D, reinterpret_cast<uint16_t*>(dst));
   }
@@ -121,6 +126,55 @@ class Bf16Products {
     std::memcpy(last_pair, vp + even * nr, sizeof(last_pair));
     for (uint32_t& word : last_pair) word &= 0xffffu;
     dot_.micro(2, pp + even * mr, reinterpret_cast<const uint16_t*>(last_pair), o, ldo, true);
+  }
+
+ private:
+  const DotAttention& dot_;
+};
+
+// AMX tiles (the amx set): as Bf16Products with 32 x 32 tiles and depth in
+// steps of 32, so the keys of P . V past those a row sliver sees are padded
+// to a whole step; their V is zeroed in a copy of the last step (as the odd
+// key above) so that an inf or NaN there cannot leak in as 0 * inf.
+class TileProducts {
+ public:
+  static constexpr int64_t mr = kTileAttentionMR, nr = kTileAttentionNR, k_align = kTileAttentionK,
+                           bytes = sizeof(uint16_t);
+  static constexpr bool packs_p = true;
+
+  explicit TileProducts(const DotAttention& dot) : dot_(dot) {}
+
+  void begin() const { dot_.begin(); }
+  void pack_q(const ForwardCall& c, const MatrixRef& q, int64_t rows, char* dst) const {
+    dot_.pack_a(q, rows, c.shape.D, reinterpret_cast<uint16_t*>(dst));
+  }
+  float score_scale(const ForwardCall& c) const { return c.q_scale; }
+  void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, char* dst) const {
+    dot_.pack_b(src, depth, cols, reinterpret_cast<uint16_t*>(dst));
+  }
+  void scores(int64_t depth, const char* q, const char* k, float* s, int64_t lds) const {
+    dot_.micro(round_up(depth, k_align), reinterpret_cast<const uint16_t*>(q),
+               reinterpret_cast<const uint16_t*>(k), s, lds, false);
+  }
+  void pack_p(const float* p, int64_t lds, int64_t rows, int64_t keys, char* dst) const {
+    dot_.pack_a_f32(p, lds, rows, keys, reinterpret_cast<uint16_t*>(dst));
+  }
+  void accumulate_pv(int64_t keys, const float*, int64_t, const char* p, const char* v, float* o,
+                     int64_t ldo) const {
+    const uint16_t* pp = reinterpret_cast<const uint16_t*>(p);
+    const uint16_t* vp = reinterpret_cast<const uint16_t*>(v);
+    const int64_t whole = keys / k_align * k_align;
+    if (whole > 0) dot_.micro(whole, pp, vp, o, ldo, true);
+    if (keys == whole) return;
+    // The last step's V: k_align / 2 rows of nr (key pair) words, zero past keys.
+    alignas(64) uint32_t last[k_align / 2 * nr];
+    std::memcpy(last, vp + whole * nr, sizeof(last));
+    for (int64_t pair = 0; pair < k_align / 2; ++pair) {
+      const int64_t key = whole + 2 * pair;
+      const uint32_t keep = key + 1 < keys ? ~0u : key < keys ? 0xffffu : 0u;
+      for (int64_t j = 0; j < nr; ++j) last[pair * nr + j] &= keep;
+    }
+    dot_.micro(k_align, pp + whole * mr, reinterpret_cast<const uint16_t*>(last), o, ldo, true);
   }
 
  private:
@@ -201,16 +255,11 @@ void query_block(const KernelSet& ks, const Products& pr, const ForwardCall& c,
     for (int64_t r = 0; r < bq; ++r) {
       float* s = w.s + r * kBK;
       const int64_t seen = c.mask.visible(i0 + r, j0, bk);
-      if (score_scale != 1.0f) {
-        for (int64_t j = 0; j < seen; ++j) s[j] *= score_scale;
-      }
+      if (score_scale != 1.0f) ks.scale(s, seen, score_scale);
       c.mask.apply(s, b, h, i0 + r, j0, seen);
       const float rescale = online_softmax_row(ks, s, seen, &w.m[r], &w.l[r]);
       std::fill(s + seen, s + bk, 0.0f);
-      if (rescale != 1.0f) {
-        float* o = w.o + r * w.dv_pad;
-        for (int64_t d = 0; d < g.Dv; ++d) o[d] *= rescale;
-      }
+      if (rescale != 1.0f) ks.scale(w.o + r * w.dv_pad, g.Dv, rescale);
     }
     for (int64_t ir = 0; ir < row_slivers; ++ir) {
       pr.pack_p(w.s + ir * mr * kBK, kBK, std::min(mr, bq - ir * mr), sliver_keys(ir),
@@ -243,6 +292,7 @@ void run(const KernelSet& ks, const Products& pr, const ForwardCall& c, int thre
   const std::vector<float*> scratch = per_thread_scratch(threads, Scratch<Products>::floats(g));
 
   parallel_run(threads, [&](int t) {
+    pr.begin();
     const Scratch<Products> w = Scratch<Products>::carve(scratch[t], g);
     int64_t packed_pair = -1;
     for (int64_t item = t; item < items; item += threads) {
@@ -273,6 +323,8 @@ void run_forward(const ForwardCall& c, int num_threads) {
                     c.v.dtype == DType::bfloat16 && ks.bf16_attention != nullptr;
   if (decode_applies(c)) {
     attention_decode(ks, c, threads);
+  } else if (bf16 && ks.tile_attention != nullptr) {
+    run(ks, TileProducts(*ks.tile_attention), c, threads);
   } else if (bf16) {
     run(ks, Bf16Products(*ks.bf16_attention), c, threads);
   } else {

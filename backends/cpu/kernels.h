@@ -96,7 +96,14 @@ struct DotAttention {
   // As DotGemm::micro, for the tile above.
   void (*micro)(int64_t depth, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
                 bool accumulate);
+  // As DotGemm::begin.
+  void (*begin)() = nullptr;
 };
+// The same four on AMX tiles (kernels_amx_gemm.cpp), in the AMX DotGemm's
+// layouts and 32 x 32 tile, depth padded to kTileAttentionK.
+constexpr int64_t kTileAttentionMR = 32;
+constexpr int64_t kTileAttentionNR = 32;
+constexpr int64_t kTileAttentionK = 32;
 
 // Scaled GEMMs on byte-coded inputs (float8, int8; csrc/hetero/quantized.h):
 // every value is exact in bf16, so they are decoded through a 256-entry table
@@ -256,6 +263,8 @@ struct KernelSet {
   // x[j] - shift <= -127 (masked scores are -inf), a subnormal or 0 up to
   // -126; NaN stays NaN.
   float (*exp2_sum)(float* x, int64_t n, float shift);
+  // x[j] *= a for j < n (the score scale, the online softmax's rescale of O).
+  void (*scale)(float* x, int64_t n, float a);
   // Runs `iterations` rounds of independent multiply-adds at the best rate
   // this kernel set reaches; returns the flops done. For measuring the peak.
   int64_t (*fma_loop)(int64_t iterations);
@@ -265,6 +274,7 @@ struct KernelSet {
   // GEMMs whose inputs are both bf16; nullptr: they are widened to fp32.
   const DotGemm* bf16_gemm;
   // Attention forward on bf16 q, k, v; nullptr: they are widened to fp32.
+  // tile_attention: the same on AMX tiles, used instead where set (amx set).
   const DotAttention* bf16_attention;
   // Byte-coded inputs of scaled GEMMs; never null (the portable decode).
   const QuantizedKernels* quantized;
@@ -274,6 +284,7 @@ struct KernelSet {
   PagedRowsFn vector_paged_rows = nullptr;
   // bf16 x @ w.t() of a few rows streaming w (AMX); nullptr outside the amx set.
   const WeightStream* weight_stream = nullptr;
+  const DotAttention* tile_attention = nullptr;
 };
 
 // Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
@@ -305,9 +316,10 @@ const QuantizedKernels* portable_quantized_kernels();
 // The AMX bf16 GEMM (kernels_amx_gemm.cpp); nullptr when this build, the CPU
 // or the OS has no AMX-BF16.
 const DotGemm* amx_bf16_gemm();
-// Its weight-streaming product for a few rows (kernels_amx_gemm.cpp); nullptr
-// where amx_bf16_gemm() is.
+// Its weight-streaming product for a few rows and its attention products
+// (kernels_amx_gemm.cpp); nullptr where amx_bf16_gemm() is.
 const WeightStream* amx_weight_stream();
+const DotAttention* amx_attention();
 // The AMX paged attention rows (kernels_amx_attention.cpp); nullptr when
 // this build has no AMX. Callers check amx_peak.h's amx_bf16_available().
 PagedRowsFn amx_paged_rows_kernel();

@@ -221,6 +221,31 @@ void micro(int64_t depth, const uint16_t* a, const uint16_t* b, float* c, int64_
   _tile_stored(3, c10 + 16, c_stride);
 }
 
+// ------------------------------------------------------- attention's products
+
+// Flash attention's P (float32 rows p[i * ld + k], i < rows, k < depth) rounded
+// to bf16 (to nearest even) into Ap's tiles, zeros past rows and depth.
+void pack_a_f32(const float* p, int64_t ld, int64_t rows, int64_t depth, uint16_t* dst) {
+  const int64_t steps = steps_of(depth);
+  for (int64_t s0 = 0; s0 < rows; s0 += kMRAmx) {
+    uint16_t* sliver = dst + s0 * steps * kStep;
+    for (int64_t r = 0; r < kMRAmx; ++r) {
+      const float* row = p + (s0 + r) * ld;
+      const bool inside = s0 + r < rows;
+      for (int64_t t = 0; t < steps; ++t) {
+        const int64_t k0 = t * kStep, n = depth - k0 < kStep ? depth - k0 : kStep;
+        const __mmask16 lo = n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
+        const __mmask16 hi = n >= 32 ? __mmask16(0xFFFF) : n > 16 ? static_cast<__mmask16>((1u << (n - 16)) - 1) : 0;
+        const __m512 x0 = inside ? _mm512_maskz_loadu_ps(lo, row + k0) : _mm512_setzero_ps();
+        const __m512 x1 = inside ? _mm512_maskz_loadu_ps(hi, row + k0 + 16) : _mm512_setzero_ps();
+        uint16_t* out = sliver + (2 * t + r / kTileRows) * kTileValues + (r % kTileRows) * kStep;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), (__m256i)_mm512_cvtneps_pbh(x0));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16), (__m256i)_mm512_cvtneps_pbh(x1));
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------- streaming the weight
 
 // WeightStream (kernels.h): c = x . w^T for 32 rows of w at a time, which
@@ -287,6 +312,14 @@ void stream_multiply(const uint16_t* xp, int64_t rows, int64_t depth, const uint
 
 }  // namespace
 
+const DotAttention* amx_attention() {
+  static_assert(kTileAttentionMR == kMRAmx && kTileAttentionNR == kNRAmx && kTileAttentionK == kStep,
+                "attention runs the GEMM's tiles");
+  if (amx_bf16_gemm() == nullptr) return nullptr;
+  static const DotAttention attention{pack_a, pack_a_f32, pack_b, micro, begin};
+  return &attention;
+}
+
 const WeightStream* amx_weight_stream() {
   if (amx_bf16_gemm() == nullptr) return nullptr;
   static const WeightStream stream{kStreamMinRows, kStreamMaxRows, kStep, kStreamCols, pack_x, stream_multiply};
@@ -307,7 +340,16 @@ const DotGemm* amx_bf16_gemm() {
 namespace hetero {
 namespace cpu {
 const DotGemm* amx_bf16_gemm() { return nullptr; }
+const DotAttention* amx_attention() {
+  static_assert(kTileAttentionMR == kMRAmx && kTileAttentionNR == kNRAmx && kTileAttentionK == kStep,
+                "attention runs the GEMM's tiles");
+  if (amx_bf16_gemm() == nullptr) return nullptr;
+  static const DotAttention attention{pack_a, pack_a_f32, pack_b, micro, begin};
+  return &attention;
+}
+
 const WeightStream* amx_weight_stream() { return nullptr; }
+const DotAttention* amx_attention() { return nullptr; }
 }  // namespace cpu
 }  // namespace hetero
 

@@ -282,6 +282,13 @@ float exp2_sum(float* x, int64_t n, float shift) {
   return total;
 }
 
+void scale(float* x, int64_t n, float a) {
+  const __m256 f = _mm256_set1_ps(a);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), f));
+  for (; j < n; ++j) x[j] *= a;
+}
+
 // ---------------------------------------------------------------- peak
 
 // 12 independent FMA chains, as many as the micro-kernel keeps in flight.
@@ -347,7 +354,7 @@ int64_t fma_loop(int64_t iterations) {
 
 const KernelSet* avx2_kernels() {
   static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, avx2::small_m_dot,
-                                 avx2::small_m_axpy, avx2::order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr,
+                                 avx2::small_m_axpy, avx2::order_dot_rows, row_max, exp2_sum, scale, fma_loop, nullptr, nullptr, nullptr,
                                  portable_quantized_kernels()};
   return &kernels;
 }

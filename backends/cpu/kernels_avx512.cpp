@@ -15,6 +15,8 @@
 
 #include <immintrin.h>
 
+#include "avx512_vectors.h"
+
 namespace hetero {
 namespace cpu {
 namespace {
@@ -79,6 +81,44 @@ int64_t bf16_dot_loop(int64_t iterations) {
   return iterations * 12 * 16 * 4;
 }
 
+// ---------------------------------------------------------------- softmax
+// The avx2 set's row_max, exp2_sum and scale at 512 bits (the same exp2
+// polynomial, so exp2 values agree bit for bit; sums are added in 16 lanes).
+
+float row_max(const float* x, int64_t n) {
+  __m512 m = _mm512_set1_ps(-__builtin_inff());
+  __mmask16 nan = 0;  // maxps drops a NaN in its first operand: tracked on the side
+  int64_t j = 0;
+  for (; j < n; j += 16) {
+    const __mmask16 keep = n - j >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), keep, x + j);
+    m = _mm512_max_ps(m, v);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  }
+  return nan ? __builtin_nanf("") : _mm512_reduce_max_ps(m);
+}
+
+float exp2_sum(float* x, int64_t n, float shift) {
+  const __m512 s = _mm512_set1_ps(shift);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 keep = n - j >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 t = _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), keep, x + j);
+    const __m512 e = avx512::exp2_nonpositive(_mm512_sub_ps(t, s));
+    _mm512_mask_storeu_ps(x + j, keep, e);
+    sum = _mm512_add_ps(sum, e);  // lanes past n hold 2^-inf = 0
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+void scale(float* x, int64_t n, float a) {
+  const __m512 f = _mm512_set1_ps(a);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 keep = n - j >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1);
+    _mm512_mask_storeu_ps(x + j, keep, _mm512_mul_ps(_mm512_maskz_loadu_ps(keep, x + j), f));
+  }
+}
+
 }  // namespace
 
 const KernelSet* avx512_kernels() {
@@ -87,6 +127,9 @@ const KernelSet* avx512_kernels() {
     KernelSet k = *avx2;
     k.isa = "avx512";
     k.fma_loop = fma_loop;
+    k.row_max = row_max;
+    k.exp2_sum = exp2_sum;
+    k.scale = scale;
     const bool bf16 = cpu_has_avx512_bf16();
     k.bf16_dot_loop = bf16 ? bf16_dot_loop : nullptr;
     k.bf16_gemm = bf16 ? avx512_bf16_gemm() : nullptr;
@@ -107,6 +150,7 @@ const KernelSet* amx_kernels() {
     k.bf16_gemm = amx_bf16_gemm();
     k.amx_paged_rows = amx_paged_rows_kernel();
     k.weight_stream = amx_weight_stream();
+    k.tile_attention = amx_attention();
     return k;
   }();
   return &kernels;

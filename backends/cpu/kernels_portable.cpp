@@ -124,6 +124,10 @@ float exp2_sum(float* x, int64_t n, float shift) {
   return sum;
 }
 
+void scale(float* x, int64_t n, float a) {
+  for (int64_t j = 0; j < n; ++j) x[j] *= a;
+}
+
 template <typename Out>
 void store_rows_typed(const float* c, int64_t ldc, int64_t rows, int64_t cols, float alpha, Out* dst,
                       int64_t ld) {
@@ -176,7 +180,7 @@ const QuantizedKernels* portable_quantized_kernels() {
 }
 
 const KernelSet& portable_kernels() {
-  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, fma_loop, nullptr, nullptr, nullptr, portable_quantized_kernels()};
+  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, scale, fma_loop, nullptr, nullptr, nullptr, portable_quantized_kernels()};
   return kernels;
 }
 
