@@ -274,7 +274,6 @@ struct KernelSet {
   // GEMMs whose inputs are both bf16; nullptr: they are widened to fp32.
   const DotGemm* bf16_gemm;
   // Attention forward on bf16 q, k, v; nullptr: they are widened to fp32.
-  // tile_attention: the same on AMX tiles, used instead where set (amx set).
   const DotAttention* bf16_attention;
   // Byte-coded inputs of scaled GEMMs; never null (the portable decode).
   const QuantizedKernels* quantized;
@@ -282,7 +281,8 @@ struct KernelSet {
   // set; on AVX-512 vectors, nullptr below the avx512 set.
   PagedRowsFn amx_paged_rows = nullptr;
   PagedRowsFn vector_paged_rows = nullptr;
-  // bf16 x @ w.t() of a few rows streaming w (AMX); nullptr outside the amx set.
+  // bf16 x @ w.t() of a few rows streaming w, and attention forward on bf16
+  // in AMX tiles (used instead of bf16_attention); nullptr outside the amx set.
   const WeightStream* weight_stream = nullptr;
   const DotAttention* tile_attention = nullptr;
 };
@@ -294,8 +294,8 @@ const KernelSet* avx2_kernels();
 // AVX-512 (F, BW, VL, DQ) with AVX512_BF16 where the CPU has it; nullptr when
 // this build has no x86 path.
 const KernelSet* avx512_kernels();
-// The avx512 set with bf16 GEMMs and paged attention on AMX tiles; nullptr
-// where this build, the CPU or the OS has no AMX-BF16.
+// The avx512 set with bf16 GEMMs, flash attention and paged attention on AMX
+// tiles; nullptr where this build, the CPU or the OS has no AMX-BF16.
 const KernelSet* amx_kernels();
 // The vdpbf16ps GEMM and attention products of the avx512 set
 // (kernels_avx512_bf16.cpp); nullptr when this build has no x86 path. Callers

@@ -1,8 +1,11 @@
-// bf16 GEMMs on AMX tiles (kernels.h DotGemm): the amx kernel set's bf16
-// GEMM, for CPUs with AMX-BF16 (Intel Sapphire Rapids and later). Compiled
-// with -mamx-tile -mamx-bf16 and AVX-512; reached only through the amx set,
-// which exists where amx_peak.h's check passes. gemm.cpp's BLIS loop nest
-// drives it like the vector micro-kernels.
+// bf16 products on AMX tiles, for CPUs with AMX-BF16 (Intel Sapphire Rapids
+// and later): the amx kernel set's bf16 GEMM (kernels.h DotGemm, driven by
+// gemm.cpp's BLIS loop nest like the vector micro-kernels), flash attention's
+// two products in the same layouts (DotAttention, attention_forward.cpp) and
+// a weight-streaming product for a few rows of x (WeightStream,
+// gemm_weight_stream.cpp). Compiled with -mamx-tile -mamx-bf16 and AVX-512;
+// reached only through the amx set, which exists where amx_peak.h's check
+// passes.
 //
 // Micro-tile 32 x 32 of C, as four 16 x 16 fp32 tiles (C00 C01 / C10 C11),
 // plus two A tiles (16 rows x 32 values of k) and two B tiles (16 pairs of k
@@ -340,14 +343,6 @@ const DotGemm* amx_bf16_gemm() {
 namespace hetero {
 namespace cpu {
 const DotGemm* amx_bf16_gemm() { return nullptr; }
-const DotAttention* amx_attention() {
-  static_assert(kTileAttentionMR == kMRAmx && kTileAttentionNR == kNRAmx && kTileAttentionK == kStep,
-                "attention runs the GEMM's tiles");
-  if (amx_bf16_gemm() == nullptr) return nullptr;
-  static const DotAttention attention{pack_a, pack_a_f32, pack_b, micro, begin};
-  return &attention;
-}
-
 const WeightStream* amx_weight_stream() { return nullptr; }
 const DotAttention* amx_attention() { return nullptr; }
 }  // namespace cpu

@@ -143,7 +143,7 @@ const KernelSet* avx512_kernels() {
 
 const KernelSet* amx_kernels() {
   const KernelSet* avx512 = avx512_kernels();
-  if (amx_bf16_gemm() == nullptr || avx512->bf16_gemm == nullptr) return nullptr;
+  if (avx512 == nullptr || avx512->bf16_gemm == nullptr || amx_bf16_gemm() == nullptr) return nullptr;
   static const KernelSet kernels = [avx512] {
     KernelSet k = *avx512;
     k.isa = "amx";
