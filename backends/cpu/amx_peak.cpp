@@ -71,11 +71,19 @@ int64_t amx_loop(int64_t iterations) {
 
 bool amx_bf16_available() { return tile_state_granted(); }
 
+bool amx_int8_available() {
+  unsigned eax, ebx, ecx, edx;
+  return tile_state_granted() && __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) &&
+         (edx & (1u << 25)) != 0;  // AMX-INT8
+}
+
 AmxLoop amx_bf16_loop() { return tile_state_granted() ? amx_loop : nullptr; }
 
 #else
 
 bool amx_bf16_available() { return false; }
+
+bool amx_int8_available() { return false; }
 
 AmxLoop amx_bf16_loop() { return nullptr; }
 

@@ -21,6 +21,8 @@ using AmxLoop = int64_t (*)(int64_t iterations);
 
 // Whether this CPU has AMX-BF16 and the kernel lets this process use tiles.
 bool amx_bf16_available();
+// The same with AMX-INT8 as well.
+bool amx_int8_available();
 
 // The loop (flops done for `iterations` rounds), or nullptr without AMX.
 AmxLoop amx_bf16_loop();

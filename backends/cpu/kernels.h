@@ -156,6 +156,23 @@ struct Int8Gemm {
                 bool accumulate);
 };
 
+// Exact int8 x @ w.t() for a few rows of x on AMX-INT8 tiles (tdpbssd:
+// signed bytes, int32 sums), w read where it lies as WeightStream does for
+// bf16 (kernels_amx_int8.cpp), 64 values of k per tile row.
+struct Int8Stream {
+  int64_t min_rows, max_rows;  // rows of x it serves
+  int64_t k_align;             // depth: a multiple of this
+  int64_t cols;                // columns (rows of w) per call
+  // x(i, k) = x[i * rs + k * cs] for i < rows, k < depth into dst, per block
+  // of 32 rows: for each quad of k, the 32 4-byte words x[i][k..k+3], rows
+  // past `rows` zero. dst holds ceil(rows / 32) * 32 * depth bytes.
+  void (*pack_x)(const uint8_t* x, int64_t rs, int64_t cs, int64_t rows, int64_t depth, uint8_t* dst);
+  // c[i * ldc + j] = sum over k of x[i][k] * w[j * ldw + k] (int8 values,
+  // exact in int32) for i < rows, j < cols (those rows of w must exist).
+  void (*multiply)(const uint8_t* xp, int64_t rows, int64_t depth, const uint8_t* w, int64_t ldw,
+                   int32_t* c, int64_t ldc);
+};
+
 struct QuantizedKernels {
   // dst[i * ld_dst + k] = table[src[i * ld_src + k]] for i < rows, k < cols.
   void (*decode_rows)(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t cols,
@@ -165,6 +182,8 @@ struct QuantizedKernels {
   void (*small_m)(const QuantizedSmallM& p, int64_t col0, int64_t col1);
   // Exact int8 GEMMs; nullptr: int8 is decoded to bf16 like float8.
   const Int8Gemm* int8_gemm;
+  // Exact int8 x @ w.t() of a few rows on AMX tiles; nullptr outside the amx set.
+  const Int8Stream* int8_stream = nullptr;
 };
 constexpr int64_t kQuantizedRows = 4;
 
@@ -320,6 +339,8 @@ const DotGemm* amx_bf16_gemm();
 // (kernels_amx_gemm.cpp); nullptr where amx_bf16_gemm() is.
 const WeightStream* amx_weight_stream();
 const DotAttention* amx_attention();
+// The AMX-INT8 stream (kernels_amx_int8.cpp); nullptr without AMX-INT8.
+const Int8Stream* amx_int8_stream();
 // The AMX paged attention rows (kernels_amx_attention.cpp); nullptr when
 // this build has no AMX. Callers check amx_peak.h's amx_bf16_available().
 PagedRowsFn amx_paged_rows_kernel();

@@ -151,6 +151,9 @@ const KernelSet* amx_kernels() {
     k.amx_paged_rows = amx_paged_rows_kernel();
     k.weight_stream = amx_weight_stream();
     k.tile_attention = amx_attention();
+    static QuantizedKernels quantized = *avx512->quantized;
+    quantized.int8_stream = amx_int8_stream();
+    k.quantized = &quantized;
     return k;
   }();
   return &kernels;

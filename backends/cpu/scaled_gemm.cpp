@@ -8,6 +8,9 @@
 //                  decoding in registers (kernels.h QuantizedSmallM); columns
 //                  are split over threads. Decode is where the 1-byte weight
 //                  halves the bytes a bf16 weight moves.
+//   int8, no block scales, 3 to 128 rows, b = w.t(), on the amx set: the
+//                  AMX-INT8 stream (kernels.h Int8Stream), exact int32 sums
+//                  of the bytes as they are, w read once where it lies.
 //   int8, no block scales, where the set has vpdpbusd: int8_gemm.cpp, exact
 //                  int32 sums of the bytes as they are.
 //   otherwise      gemm.cpp's bf16 GEMM into a float32 tile, decoding a and b
@@ -191,6 +194,48 @@ void run_streaming(const Call& c, const uint16_t* table, void* acc, int threads)
   });
 }
 
+// int8 of a few rows on the kernel set's Int8Stream (AMX tiles): exact int32
+// sums into exact (M x N). Threads split w's rows in whole chunks; a last
+// chunk past N goes through a zero-padded copy of its rows.
+Status run_int8_stream(const Call& c, const Int8Stream& s, int32_t* exact, int threads) {
+  const int64_t M = c.M, N = c.N, K = c.K, ldw = c.b->strides[1];
+  const auto* w = static_cast<const uint8_t*>(c.b->data);
+  const int t = threads_for_work(threads, N * K, kMinBytesPerThread);
+  thread_local std::vector<uint8_t> packed_x;
+  std::vector<uint8_t> tail_w;
+  std::vector<int32_t> tail_c;
+  try {
+    packed_x.resize(static_cast<size_t>(round_up(M, 32) * K));
+    if (N % s.cols != 0) {
+      tail_w.assign(static_cast<size_t>(s.cols * K), 0);
+      tail_c.resize(static_cast<size_t>(M * s.cols));
+      const int64_t col = N / s.cols * s.cols;
+      for (int64_t j = col; j < N; ++j) std::memcpy(&tail_w[(j - col) * K], w + j * ldw, static_cast<size_t>(K));
+    }
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("scaled_gemm: cannot allocate workspace: ") + e.what());
+  }
+  uint8_t* xp = packed_x.data();  // the caller's buffer: threads get the pointer
+  s.pack_x(static_cast<const uint8_t*>(c.a->data), c.a->strides[0], c.a->strides[1], M, K, xp);
+  const int64_t chunks = ceil_div(N, s.cols);
+  parallel_run(t, [&](int i) {
+    int64_t q0, q1;
+    split_range(chunks, t, i, &q0, &q1);
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t col = q * s.cols;
+      if (col + s.cols <= N) {
+        s.multiply(xp, M, K, w + col * ldw, ldw, exact + col, N);
+        continue;
+      }
+      s.multiply(xp, M, K, tail_w.data(), K, tail_c.data(), s.cols);
+      for (int64_t r = 0; r < M; ++r) {
+        std::memcpy(exact + r * N + col, &tail_c[r * s.cols], sizeof(int32_t) * static_cast<size_t>(N - col));
+      }
+    }
+  });
+  return Status::Ok();
+}
+
 // The general path: decoded operands, the bf16 GEMM slice by slice.
 Status run_decoded(const Call& c, const uint16_t* table, float* total, int32_t* exact,
                    int threads) {
@@ -305,15 +350,24 @@ Status scaled_gemm_impl(const TensorView& a, const TensorView& b, const TensorVi
 
   const uint16_t* table = table_of(a.dtype);
   const QuantizedKernels& q = *active_kernels().quantized;
-  const bool streaming = q.small_m != nullptr && c.M <= kSmallRows && b.strides[0] == 1 && c.K > 0;
-  const bool int8_gemm_applies = !streaming && c.exact_int && q.int8_gemm != nullptr && c.K > 0;
+  const Int8Stream* int8_stream = q.int8_stream;
+  if (int8_stream != nullptr && !(c.exact_int && b.strides[0] == 1 && c.K > 0 && c.K % int8_stream->k_align == 0 &&
+                                  c.M >= int8_stream->min_rows && c.M <= int8_stream->max_rows)) {
+    int8_stream = nullptr;
+  }
+  const bool streaming = int8_stream == nullptr && q.small_m != nullptr && c.M <= kSmallRows &&
+                         b.strides[0] == 1 && c.K > 0;
+  const bool int8_gemm_applies = int8_stream == nullptr && !streaming && c.exact_int &&
+                                 q.int8_gemm != nullptr && c.K > 0;
   // The sums: M x N (padded to whole micro-tiles for the int8 GEMM), float or int32.
   const int64_t ld = int8_gemm_applies ? round_up(c.N, q.int8_gemm->nr) : c.N;
   const int64_t rows = int8_gemm_applies ? round_up(c.M, q.int8_gemm->mr) : c.M;
   thread_local Workspace acc_space;
   float* total = acc_space.reserve(rows * ld);
   int32_t* exact = reinterpret_cast<int32_t*>(total);  // one or the other is used
-  if (streaming) {
+  if (int8_stream != nullptr) {
+    if (!(s = run_int8_stream(c, *int8_stream, exact, num_threads)).ok()) return s;
+  } else if (streaming) {
     run_streaming(c, table, total, num_threads);
   } else if (int8_gemm_applies) {
     int8_gemm(*q.int8_gemm, static_cast<const uint8_t*>(a.data), a.strides[0], a.strides[1],

@@ -1,7 +1,8 @@
 """The cpu backend's scaled GEMM: hetero.scaled_gemm(..., backend="cpu") against the
 float64 oracle with poisoned outputs, on every kernel set this machine runs (the
 ``isa`` fixture), both paths (decode-shaped rows stream the weight; the rest decode and
-run the bf16 GEMM), every input dtype and scale recipe, awkward shapes and views."""
+run the bf16 GEMM) and the amx set's int8 stream, every input dtype and scale recipe,
+awkward shapes and views."""
 
 from __future__ import annotations
 
@@ -57,6 +58,37 @@ def test_int8_sums_are_exact(isa, m, n, k):
     a, b = _operands(torch.int8, m, n, k, seed=3)
     check_against_oracle("scaled_gemm", a, b, None, None, backend="cpu",
                          out_dtype=torch.int32)
+
+
+# The amx set's int8 stream: 3-128 rows, K in 64s, b = w.t(); rows around its 16-row
+# tiles and 32-row blocks, columns around its 32-row chunks of w.
+INT8_STREAM_SHAPES = [(3, 32, 64), (16, 45, 128), (17, 300, 64), (33, 31, 1024), (128, 70, 192),
+                      (129, 33, 64)]
+
+
+@pytest.mark.parametrize("m, n, k", INT8_STREAM_SHAPES)
+def test_int8_stream_rows_and_chunks(isa, m, n, k):
+    a = torch.full((m, k), -128, dtype=torch.int8)
+    b = torch.full((n, k), -128, dtype=torch.int8).t()
+    got = hetero.scaled_gemm(a, b, None, None, out_dtype=torch.int32, backend="cpu")
+    assert torch.equal(got, torch.full((m, n), 16384 * k, dtype=torch.int32))
+    a, b = _operands(torch.int8, m, n, k, seed=5)
+    a = a.t().contiguous().t() if m % 2 else a  # a transposed as well
+    check_against_oracle("scaled_gemm", a, b, None, None, backend="cpu", out_dtype=torch.int32)
+    sa, sb = scales("row", m, n, k, seed=k)
+    check_against_oracle("scaled_gemm", a, b, sa, sb, backend="cpu")
+
+
+def test_int8_stream_on_two_threads(isa):
+    """Enough weight for two threads (and a last chunk past N): exact against torch."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a, b = _operands(torch.int8, 64, 301, 1024, seed=9)
+        got = hetero.scaled_gemm(a, b, None, None, out_dtype=torch.int32, backend="cpu")
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(got, torch._int_mm(a, b))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
