@@ -15,11 +15,11 @@
 // polynomial). With causal masking, key blocks past the diagonal are skipped,
 // and so are the tiles of S and P . V that the diagonal hides.
 //
-// The two products come in three forms (a Products class each, below): fp32
+// The two products come in two forms (a Products class each, below): fp32
 // (the kernel set's micro-kernel; bf16/fp16 widened while packing), and, for
 // bf16 q, k, v where the kernel set has AVX512_BF16, bf16 pairs (kernels.h
-// DotAttention) at twice the rate, or in the amx set AMX tiles, with P
-// rounded to bf16 for P . V.
+// DotAttention: vdpbf16ps at twice the rate, or in the amx set AMX tiles),
+// with P rounded to bf16 for P . V.
 // Calls with at most 8 queries per head go to attention_decode.cpp instead.
 
 #include <algorithm>
@@ -87,64 +87,25 @@ class Fp32Products {
   const KernelSet& ks_;
 };
 
-// bf16 pairs: S is scaled after the product (scaling bf16 Q would round it
-// again); P is rounded to bf16 and packed per row sliver.
-class Bf16Products {
+// bf16 pairs (kernels.h DotAttention): S is scaled after the product (scaling
+// bf16 Q would round it again); P is rounded to bf16 and packed per row
+// sliver. Two tilings take this form: vdpbf16ps pairs (mr x nr, depth in
+// pairs) and AMX tiles (32 x 32, depth in steps of 32). The keys of P . V
+// past those a row sliver sees are padded to a whole depth step (an odd last
+// key to a pair) with keys no row of the sliver sees (P = 0 there); their V
+// is zeroed in a copy of that step so that an inf or NaN in it cannot leak in
+// as 0 * inf.
+template <int64_t kRows, int64_t kCols, int64_t kAlign>
+class PairProducts {
  public:
-  static constexpr int64_t mr = kDotAttentionMR, nr = kDotAttentionNR, k_align = 2,
-                           bytes = sizeof(uint16_t);
+  static constexpr int64_t mr = kRows, nr = kCols, k_align = kAlign, bytes = sizeof(uint16_t);
   static constexpr bool packs_p = true;
 
-  explicit Bf16Products(const DotAttention& dot) : dot_(dot) {}
+  explicit PairProducts(const DotAttention& dot) : dot_(dot) {}
 
-  void begin() const {}
-  void pack_q(const ForwardCall& c, const MatrixRef& q, int64_t rows, char* dst) const {
-    dot_.pack_a(q, rows, c.shape.D, reinterpret_cast<uint16_t*>(dst));
+  void begin() const {
+    if (dot_.begin != nullptr) dot_.begin();
   }
-  float score_scale(const ForwardCall& c) const { return c.q_scale; }
-  void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, char* dst) const {
-    dot_.pack_b(src, depth, cols, reinterpret_cast<uint16_t*>(dst));
-  }
-  void scores(int64_t depth, const char* q, const char* k, float* s, int64_t lds) const {
-    dot_.micro(round_up(depth, 2), reinterpret_cast<const uint16_t*>(q),
-               reinterpret_cast<const uint16_t*>(k), s, lds, false);
-  }
-  void pack_p(const float* p, int64_t lds, int64_t rows, int64_t keys, char* dst) const {
-    dot_.pack_a_f32(p, lds, rows, keys, reinterpret_cast<uint16_t*>(dst));
-  }
-  // o += P[0:mr, 0:keys] . V[0:keys, 0:nr] from packed P and V. An odd last
-  // key is paired with a key no row of the sliver sees (P = 0 there), whose V
-  // is replaced by 0 so that an inf or NaN in it cannot leak in as 0 * inf.
-  void accumulate_pv(int64_t keys, const float*, int64_t, const char* p, const char* v, float* o,
-                     int64_t ldo) const {
-    const uint16_t* pp = reinterpret_cast<const uint16_t*>(p);
-    const uint16_t* vp = reinterpret_cast<const uint16_t*>(v);
-    const int64_t even = keys / 2 * 2;
-    if (even > 0) dot_.micro(even, pp, vp, o, ldo, true);
-    if (keys == even) return;
-    uint32_t last_pair[nr];  // (v[keys - 1][j], 0) for the nr columns
-    std::memcpy(last_pair, vp + even * nr, sizeof(last_pair));
-    for (uint32_t& word : last_pair) word &= 0xffffu;
-    dot_.micro(2, pp + even * mr, reinterpret_cast<const uint16_t*>(last_pair), o, ldo, true);
-  }
-
- private:
-  const DotAttention& dot_;
-};
-
-// AMX tiles (the amx set): as Bf16Products with 32 x 32 tiles and depth in
-// steps of 32, so the keys of P . V past those a row sliver sees are padded
-// to a whole step; their V is zeroed in a copy of the last step (as the odd
-// key above) so that an inf or NaN there cannot leak in as 0 * inf.
-class TileProducts {
- public:
-  static constexpr int64_t mr = kTileAttentionMR, nr = kTileAttentionNR, k_align = kTileAttentionK,
-                           bytes = sizeof(uint16_t);
-  static constexpr bool packs_p = true;
-
-  explicit TileProducts(const DotAttention& dot) : dot_(dot) {}
-
-  void begin() const { dot_.begin(); }
   void pack_q(const ForwardCall& c, const MatrixRef& q, int64_t rows, char* dst) const {
     dot_.pack_a(q, rows, c.shape.D, reinterpret_cast<uint16_t*>(dst));
   }
@@ -159,6 +120,7 @@ class TileProducts {
   void pack_p(const float* p, int64_t lds, int64_t rows, int64_t keys, char* dst) const {
     dot_.pack_a_f32(p, lds, rows, keys, reinterpret_cast<uint16_t*>(dst));
   }
+  // o += P[0:mr, 0:keys] . V[0:keys, 0:nr] from packed P and V.
   void accumulate_pv(int64_t keys, const float*, int64_t, const char* p, const char* v, float* o,
                      int64_t ldo) const {
     const uint16_t* pp = reinterpret_cast<const uint16_t*>(p);
@@ -180,6 +142,8 @@ class TileProducts {
  private:
   const DotAttention& dot_;
 };
+using Bf16Products = PairProducts<kDotAttentionMR, kDotAttentionNR, 2>;
+using TileProducts = PairProducts<kTileAttentionMR, kTileAttentionNR, kTileAttentionK>;
 
 // ------------------------------------------------------------------ driver
 

@@ -40,6 +40,7 @@
 
 #include <cstring>
 
+#include "amx_stream.h"
 #include "avx512_vectors.h"
 
 namespace hetero {
@@ -251,66 +252,28 @@ void pack_a_f32(const float* p, int64_t ld, int64_t rows, int64_t depth, uint16_
 
 // ------------------------------------------------------- streaming the weight
 
-// WeightStream (kernels.h): c = x . w^T for 32 rows of w at a time, which
-// load straight from memory as A tiles (16 rows at w's row stride), against
-// x packed as pairs (B tiles, 16 rows of x each). The tiles hold
-// T = w . x^T (32 w rows x 32 x rows); T is stored and transposed into c.
-// Each step prefetches w kPrefetchSteps steps ahead, one line per row: the
-// first block of x rows reads w from memory, the others from L2.
+// WeightStream (kernels.h): amx_stream.h's loop on tdpbf16ps, x packed as
+// pairs (the attention B slivers of x^T: 32 rows of x per sliver).
 // Rows of x it serves: from 3 (below, the vector small-M product streams w as
 // fast) to 128 (above, packing w once pays: the BLIS nest is faster).
 constexpr int64_t kStreamMinRows = 3, kStreamMaxRows = 128;
-constexpr int64_t kStreamCols = 32;
-constexpr int64_t kPrefetchSteps = 8;
+
+struct Bf16Dot {  // amx_stream.h's Dot
+  static void c0() { _tile_dpbf16ps(0, 4, 6); }
+  static void c1() { _tile_dpbf16ps(1, 4, 7); }
+  static void c2() { _tile_dpbf16ps(2, 5, 6); }
+  static void c3() { _tile_dpbf16ps(3, 5, 7); }
+};
 
 void pack_x(const uint16_t* x, int64_t rs, int64_t cs, int64_t rows, int64_t depth, uint16_t* dst) {
-  // x^T (depth x rows) packed as the attention B slivers: 32 rows of x per sliver.
   avx512_bf16_attention()->pack_b({x, DType::bfloat16, cs, rs}, depth, rows, dst);
 }
 
 void stream_multiply(const uint16_t* xp, int64_t rows, int64_t depth, const uint16_t* w, int64_t ldw,
                      float* c, int64_t ldc) {
-  static const TileConfig config;  // per call: each call is a whole pass over depth
-  _tile_loadconfig(&config);
-  const int64_t w_stride = ldw * static_cast<int64_t>(sizeof(uint16_t));
-  const uint16_t* w1 = w + kTileRows * ldw;
-  alignas(64) float t[kStreamCols * 32];
-  for (int64_t i0 = 0; i0 < rows; i0 += 32, xp += 32 * depth) {
-    const bool two = rows - i0 > kTileRows;  // a second B tile of x rows
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int64_t k = 0; k < depth; k += kStep) {
-      if (i0 == 0 && k + kPrefetchSteps * kStep < depth) {
-        for (int64_t r = 0; r < kStreamCols; ++r) {
-          _mm_prefetch(reinterpret_cast<const char*>(w + r * ldw + k + kPrefetchSteps * kStep), _MM_HINT_T0);
-        }
-      }
-      const uint16_t* x = xp + k * 32;  // 16 pairs x 32 words per step
-      _tile_loadd(4, w + k, w_stride);
-      _tile_loadd(6, x, 128);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_loadd(5, w1 + k, w_stride);
-      _tile_dpbf16ps(2, 5, 6);
-      if (two) {
-        _tile_loadd(7, x + 32, 128);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(3, 5, 7);
-      }
-    }
-    // T tiles: (w rows 0-15 | 16-31) x (x rows 0-15 | 16-31), row stride 32 floats.
-    _tile_stored(0, t, 128);
-    _tile_stored(2, t + 16 * 32, 128);
-    if (two) {
-      _tile_stored(1, t + 16, 128);
-      _tile_stored(3, t + 16 * 32 + 16, 128);
-    }
-    const int64_t n = rows - i0 < 32 ? rows - i0 : 32;
-    for (int64_t i = 0; i < n; ++i) {
-      for (int64_t j = 0; j < kStreamCols; ++j) c[(i0 + i) * ldc + j] = t[j * 32 + i];
-    }
-  }
+  constexpr int64_t E = sizeof(uint16_t);
+  amx::stream_rows<Bf16Dot>(reinterpret_cast<const uint8_t*>(xp), rows, depth * E,
+                            reinterpret_cast<const uint8_t*>(w), ldw * E, c, ldc);
 }
 
 }  // namespace
@@ -325,7 +288,7 @@ const DotAttention* amx_attention() {
 
 const WeightStream* amx_weight_stream() {
   if (amx_bf16_gemm() == nullptr) return nullptr;
-  static const WeightStream stream{kStreamMinRows, kStreamMaxRows, kStep, kStreamCols, pack_x, stream_multiply};
+  static const WeightStream stream{kStreamMinRows, kStreamMaxRows, kStep, amx::kStreamCols, pack_x, stream_multiply};
   return &stream;
 }
 
