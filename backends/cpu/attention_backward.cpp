@@ -38,16 +38,18 @@ namespace {
 constexpr int64_t kBQ = 64;  // query rows per block
 constexpr int64_t kBK = 64;  // keys per block
 
-// c (rows padded to kMR, ldc >= n padded to kNR) = or += a (m x depth) . b (depth x n).
+// c (rows padded to the fp32 tile's mr, ldc >= n padded to its nr) = or +=
+// a (m x depth) . b (depth x n).
 void tile_product(const KernelSet& ks, const MatrixRef& a, const MatrixRef& b, int64_t m,
                   int64_t n, int64_t depth, float* c, int64_t ldc, bool accumulate,
                   float* packed_a, float* packed_b) {
-  ks.pack_a(a, m, depth, packed_a);
-  ks.pack_b(b, depth, n, packed_b);
-  for (int64_t jr = 0; jr * kNR < n; ++jr) {
-    for (int64_t ir = 0; ir * kMR < m; ++ir) {
-      ks.micro(depth, packed_a + ir * depth * kMR, packed_b + jr * depth * kNR,
-               c + ir * kMR * ldc + jr * kNR, ldc, accumulate);
+  const FloatGemm& f = *ks.fp32_gemm;
+  f.pack_a(a, m, depth, packed_a);
+  f.pack_b(b, depth, n, packed_b);
+  for (int64_t jr = 0; jr * f.nr < n; ++jr) {
+    for (int64_t ir = 0; ir * f.mr < m; ++ir) {
+      f.micro(depth, packed_a + ir * depth * f.mr, packed_b + jr * depth * f.nr,
+              c + ir * f.mr * ldc + jr * f.nr, ldc, accumulate);
     }
   }
 }
@@ -64,23 +66,23 @@ struct Call {
 
 struct Scratch {
   float *p, *dp, *acc_k, *acc_v, *packed_a, *packed_b;
-  int64_t ld_d, ld_dv;  // row strides of acc_k (D) and acc_v (Dv), padded to kNR
+  int64_t ld_d, ld_dv;  // row strides of acc_k (D) and acc_v (Dv), padded to the tile's nr
 
   static int64_t widest(const AttentionShape& g) { return std::max({g.D, g.Dv, kBK, kBQ}); }
-  static int64_t floats(const AttentionShape& g) {
-    const int64_t rows = round_up(std::max(kBQ, kBK), kMR), w = round_up(widest(g), kNR);
+  static int64_t floats(const AttentionShape& g, const FloatGemm& f) {
+    const int64_t rows = round_up(std::max(kBQ, kBK), f.mr), w = round_up(widest(g), f.nr);
     return 2 * rows * kBK + 2 * rows * w + rows * w + w * w + 6 * 16;
   }
-  static Scratch carve(float* base, const AttentionShape& g) {
+  static Scratch carve(float* base, const AttentionShape& g, const FloatGemm& f) {
     auto take = [&base](int64_t n) {
       float* p = base;
       base += round_up(n, 16);
       return p;
     };
-    const int64_t rows = round_up(std::max(kBQ, kBK), kMR), w = round_up(widest(g), kNR);
+    const int64_t rows = round_up(std::max(kBQ, kBK), f.mr), w = round_up(widest(g), f.nr);
     Scratch s;
-    s.ld_d = round_up(g.D, kNR);
-    s.ld_dv = round_up(g.Dv, kNR);
+    s.ld_d = round_up(g.D, f.nr);
+    s.ld_dv = round_up(g.Dv, f.nr);
     s.p = take(rows * kBK);
     s.dp = take(rows * kBK);
     s.acc_k = take(rows * w);
@@ -170,7 +172,7 @@ void key_block(const KernelSet& ks, const Call& c, const Scratch& w, const RowSt
                const KeptScores& kept, int64_t b, int64_t hkv, int64_t j0) {
   const AttentionShape& g = c.shape;
   const int64_t bk = std::min(kBK, g.Sk - j0);
-  const int64_t rows = round_up(bk, kMR);
+  const int64_t rows = round_up(bk, ks.fp32_gemm->mr);
   std::memset(w.acc_k, 0, sizeof(float) * static_cast<size_t>(rows * w.ld_d));
   std::memset(w.acc_v, 0, sizeof(float) * static_cast<size_t>(rows * w.ld_dv));
   // Under causal, query i sees key j0 only if i + offset >= j0.
@@ -201,7 +203,7 @@ void query_block(const KernelSet& ks, const Call& c, const Scratch& w, const Row
                  const KeptScores& kept, int64_t b, int64_t h, int64_t i0) {
   const AttentionShape& g = c.shape;
   const int64_t bq = std::min(kBQ, g.Sq - i0);
-  std::memset(w.acc_k, 0, sizeof(float) * static_cast<size_t>(round_up(bq, kMR) * w.ld_d));
+  std::memset(w.acc_k, 0, sizeof(float) * static_cast<size_t>(round_up(bq, ks.fp32_gemm->mr) * w.ld_d));
   int64_t key_end = g.Sk;
   if (c.mask.causal) key_end = std::max<int64_t>(0, std::min(g.Sk, i0 + bq + g.causal_offset()));
   for (int64_t j0 = 0; j0 < key_end; j0 += kBK) {
@@ -237,7 +239,8 @@ Status attention_backward(const TensorView& dout, const TensorView& q, const Ten
     const int64_t query_items = g.B * g.Hq * ceil_div(g.Sq, kBQ);
     const int64_t work = g.B * g.Hq * g.Sq * std::max<int64_t>(g.Sk, 1) * (g.D + g.Dv);
     const int threads = threads_for_work(num_threads, work, int64_t{1} << 17);
-    const std::vector<float*> scratch = per_thread_scratch(threads, Scratch::floats(g));
+    const KernelSet& ks = active_kernels();
+    const std::vector<float*> scratch = per_thread_scratch(threads, Scratch::floats(g, *ks.fp32_gemm));
     thread_local Workspace stats_memory;
     const int64_t rows = g.B * g.Hq * g.Sq;
     float* stats = stats_memory.reserve(round_up(rows, 16) + rows);
@@ -246,15 +249,14 @@ Status attention_backward(const TensorView& dout, const TensorView& q, const Ten
     const int64_t pairs = rows * g.Sk;
     const bool keep = pairs > 0 && pairs <= score_memory_bytes / static_cast<int64_t>(sizeof(float));
     const KeptScores kept{keep ? kept_memory.reserve(pairs) : nullptr};
-    const KernelSet& ks = active_kernels();
     parallel_run(threads, [&](int t) {
-      float* rows = Scratch::carve(scratch[t], g).acc_k;  // at least 2 * Dv floats
+      float* rows = Scratch::carve(scratch[t], g, *ks.fp32_gemm).acc_k;  // at least 2 * Dv floats
       for (int64_t head = t; head < g.B * g.Hq; head += threads) {
         row_stats(ks, c, rs, rows, head / g.Hq, head % g.Hq);
       }
     });
     parallel_run(threads, [&](int t) {  // dK, dV
-      const Scratch w = Scratch::carve(scratch[t], g);
+      const Scratch w = Scratch::carve(scratch[t], g, *ks.fp32_gemm);
       const int64_t blocks = ceil_div(g.Sk, kBK);
       for (int64_t item = t; item < key_items; item += threads) {
         const int64_t pair = item / blocks;
@@ -262,7 +264,7 @@ Status attention_backward(const TensorView& dout, const TensorView& q, const Ten
       }
     });
     parallel_run(threads, [&](int t) {  // dQ, after every dS is kept
-      const Scratch w = Scratch::carve(scratch[t], g);
+      const Scratch w = Scratch::carve(scratch[t], g, *ks.fp32_gemm);
       const int64_t blocks = ceil_div(g.Sq, kBQ);
       for (int64_t item = t; item < query_items; item += threads) {
         const int64_t head = item / blocks;

@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,6 @@ namespace {
 
 constexpr int64_t kBQ = 96;   // query rows per block: whole row slivers of both forms
 constexpr int64_t kBK = 128;  // keys per block: whole key slivers of both forms
-static_assert(kBQ % kMR == 0 && kBK % kNR == 0, "fp32: blocks must be whole slivers");
 static_assert(kBQ % kDotAttentionMR == 0 && kBK % kDotAttentionNR == 0 && kBK % 2 == 0,
               "bf16: blocks must be whole slivers and pairs");
 static_assert(kBQ % kTileAttentionMR == 0 && kBK % kTileAttentionNR == 0 && kBK % kTileAttentionK == 0,
@@ -54,37 +54,41 @@ static_assert(kBQ % kTileAttentionMR == 0 && kBK % kTileAttentionNR == 0 && kBK 
 // Packed buffers are bytes; a sliver of `width` lines and depth d starts
 // width * round_up(d, k_align) * bytes after the previous one.
 
-// fp32: Q is packed pre-multiplied by scale * log2(e), so S needs no scaling;
-// P is read in place (micro_rows).
+// fp32 (the kernel set's FloatGemm, whose tile divides kBQ x kBK): Q is
+// packed pre-multiplied by scale * log2(e), so S needs no scaling; P is read
+// in place (micro_rows).
 class Fp32Products {
  public:
-  static constexpr int64_t mr = kMR, nr = kNR, k_align = 1, bytes = sizeof(float);
+  static constexpr int64_t k_align = 1, bytes = sizeof(float);
   static constexpr bool packs_p = false;
+  const int64_t mr, nr;
 
-  explicit Fp32Products(const KernelSet& ks) : ks_(ks) {}
+  explicit Fp32Products(const FloatGemm& f) : mr(f.mr), nr(f.nr), f_(f) {
+    if (kBQ % mr != 0 || kBK % nr != 0) throw std::logic_error("fp32 tile does not divide the blocks");
+  }
 
   void begin() const {}
   void pack_q(const ForwardCall& c, const MatrixRef& q, int64_t rows, char* dst) const {
     float* qp = reinterpret_cast<float*>(dst);
-    ks_.pack_a(q, rows, c.shape.D, qp);
+    f_.pack_a(q, rows, c.shape.D, qp);
     for (int64_t x = 0; x < ceil_div(rows, mr) * mr * c.shape.D; ++x) qp[x] *= c.q_scale;
   }
   float score_scale(const ForwardCall&) const { return 1.0f; }
   void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, char* dst) const {
-    ks_.pack_b(src, depth, cols, reinterpret_cast<float*>(dst));
+    f_.pack_b(src, depth, cols, reinterpret_cast<float*>(dst));
   }
   void scores(int64_t depth, const char* q, const char* k, float* s, int64_t lds) const {
-    ks_.micro(depth, reinterpret_cast<const float*>(q), reinterpret_cast<const float*>(k), s, lds, false);
+    f_.micro(depth, reinterpret_cast<const float*>(q), reinterpret_cast<const float*>(k), s, lds, false);
   }
   void pack_p(const float*, int64_t, int64_t, int64_t, char*) const {}
   // o += P[0:mr, 0:keys] . V[0:keys, 0:nr]; p: P's rows (row stride lds).
   void accumulate_pv(int64_t keys, const float* p, int64_t lds, const char*, const char* v, float* o,
                      int64_t ldo) const {
-    ks_.micro_rows(keys, p, lds, reinterpret_cast<const float*>(v), o, ldo, true);
+    f_.micro_rows(keys, p, lds, reinterpret_cast<const float*>(v), o, ldo, true);
   }
 
  private:
-  const KernelSet& ks_;
+  const FloatGemm& f_;
 };
 
 // bf16 pairs (kernels.h DotAttention): S is scaled after the product (scaling
@@ -154,23 +158,23 @@ struct Scratch {
   float *s, *o, *m, *l;
   int64_t dv_pad;
 
-  static constexpr int64_t P = Products::nr, A = Products::k_align, E = Products::bytes;
+  static constexpr int64_t A = Products::k_align, E = Products::bytes;
   // Bytes of each part, in the order carve lays them out.
-  static std::vector<int64_t> part_bytes(const AttentionShape& g) {
-    const int64_t dp = round_up(g.D, A), skp = round_up(g.Sk, A), dv_pad = round_up(g.Dv, P);
+  static std::vector<int64_t> part_bytes(const Products& pr, const AttentionShape& g) {
+    const int64_t P = pr.nr, dp = round_up(g.D, A), skp = round_up(g.Sk, A), dv_pad = round_up(g.Dv, P);
     return {round_up(g.Sk, P) * dp * E, dv_pad * skp * E, kBQ * dp * E,
             Products::packs_p ? kBQ * kBK * E : 0,
             kBQ * kBK * 4, kBQ * dv_pad * 4, kBQ * 4, kBQ * 4};
   }
-  static int64_t floats(const AttentionShape& g) {
+  static int64_t floats(const Products& pr, const AttentionShape& g) {
     int64_t total = 0;
-    for (int64_t b : part_bytes(g)) total += round_up(b, 64);
+    for (int64_t b : part_bytes(pr, g)) total += round_up(b, 64);
     return total / 4;
   }
-  static Scratch carve(float* base, const AttentionShape& g) {
+  static Scratch carve(float* base, const Products& pr, const AttentionShape& g) {
     char* next = reinterpret_cast<char*>(base);
     std::vector<char*> parts;
-    for (int64_t b : part_bytes(g)) {
+    for (int64_t b : part_bytes(pr, g)) {
       parts.push_back(next);
       next += round_up(b, 64);
     }
@@ -178,7 +182,7 @@ struct Scratch {
     s.kp = parts[0], s.vp = parts[1], s.qp = parts[2], s.pp = parts[3];
     s.s = reinterpret_cast<float*>(parts[4]), s.o = reinterpret_cast<float*>(parts[5]);
     s.m = reinterpret_cast<float*>(parts[6]), s.l = reinterpret_cast<float*>(parts[7]);
-    s.dv_pad = round_up(g.Dv, P);
+    s.dv_pad = round_up(g.Dv, pr.nr);
     return s;
   }
 };
@@ -188,7 +192,7 @@ struct Scratch {
 template <class Products>
 void query_block(const KernelSet& ks, const Products& pr, const ForwardCall& c,
                  const Scratch<Products>& w, int64_t b, int64_t h, int64_t i0, int64_t bq) {
-  constexpr int64_t mr = Products::mr, nr = Products::nr, E = Products::bytes;
+  const int64_t mr = pr.mr, nr = pr.nr, E = Products::bytes;
   const AttentionShape& g = c.shape;
   const int64_t dp = round_up(g.D, Products::k_align), skp = round_up(g.Sk, Products::k_align);
   const int64_t row_slivers = ceil_div(bq, mr);
@@ -253,11 +257,11 @@ void run(const KernelSet& ks, const Products& pr, const ForwardCall& c, int thre
   int64_t chunks = 1;
   if (pairs % threads != 0 && pairs < 4 * threads) chunks = std::min(units, ceil_div(2 * threads, pairs));
   const int64_t items = pairs * chunks;
-  const std::vector<float*> scratch = per_thread_scratch(threads, Scratch<Products>::floats(g));
+  const std::vector<float*> scratch = per_thread_scratch(threads, Scratch<Products>::floats(pr, g));
 
   parallel_run(threads, [&](int t) {
     pr.begin();
-    const Scratch<Products> w = Scratch<Products>::carve(scratch[t], g);
+    const Scratch<Products> w = Scratch<Products>::carve(scratch[t], pr, g);
     int64_t packed_pair = -1;
     for (int64_t item = t; item < items; item += threads) {
       const int64_t pair = item / chunks, chunk = item % chunks;
@@ -292,7 +296,7 @@ void run_forward(const ForwardCall& c, int num_threads) {
   } else if (bf16) {
     run(ks, Bf16Products(*ks.bf16_attention), c, threads);
   } else {
-    run(ks, Fp32Products(ks), c, threads);
+    run(ks, Fp32Products(*ks.fp32_gemm), c, threads);
   }
 }
 

@@ -1,6 +1,7 @@
-// What the AVX-512 and AMX kernel files share: the vector exp2 of the online
-// softmax (kernels_avx512_paged.cpp, kernels_amx_attention.cpp) and a 16 x 16
-// transpose of 32-bit words (the AMX files' pair layouts). Include only from
+// What the AVX-512 and AMX kernel files share: widening loads, the vector
+// exp2 of the online softmax (kernels_avx512_paged.cpp,
+// kernels_amx_attention.cpp) and a 16 x 16 transpose of 32-bit words (the
+// AMX files' pair layouts, the fp32 packers). Include only from
 // files compiled with -mavx512f -mfma, on x86-64.
 #pragma once
 
@@ -11,6 +12,17 @@
 namespace hetero {
 namespace cpu {
 namespace avx512 {
+
+// 16 consecutive elements widened to float32 (bf16: a 16-bit shift; fp16:
+// vcvtph2ps, exact, subnormals included).
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const BFloat16* p) {
+  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+}
+inline __m512 load16(const Half* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
 
 // 2^t for t <= 0, exactly 0 at or below -127 (masked scores are -inf):
 // kernels.h's kExp2Poly at 512 bits.

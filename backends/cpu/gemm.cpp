@@ -16,10 +16,10 @@
 // MC x NC floats per block, which is 1/K of the arithmetic.
 //
 // Two micro-kernels plug into this nest (a Tiling: tile, blocks, packers):
-// the fp32 one of kernels.h, which every dtype can take (bf16/fp16 widened
-// while packing), and, where the kernel set has one, the bf16 GEMM of
-// kernels.h DotGemm (vdpbf16ps pairs, or AMX tiles) for bf16 inputs, which
-// multiplies them unwidened.
+// the kernel set's fp32 one (kernels.h FloatGemm), which every dtype can take
+// (bf16/fp16 widened while packing), and, where the kernel set has one, the
+// bf16 GEMM of kernels.h DotGemm (vdpbf16ps pairs, or AMX tiles) for bf16
+// inputs, which multiplies them unwidened.
 //
 // Threads form a tm x tn grid over (rows, columns) of each batch element. A
 // thread alone on its columns packs Bp a sliver's KC block at a time, just
@@ -51,25 +51,17 @@ namespace hetero {
 namespace cpu {
 namespace {
 
-// fp32: MC x KC floats of Ap (144 KiB) sit in a 512 KiB L2 next to Bp slivers;
-// a KC x NR Bp sliver (16 KiB) stays in a 32 KiB L1 while MC / MR tiles use
-// it. NC bounds the accumulator workspace and how often Ap is repacked (N / NC).
-constexpr int64_t kMC = 144;  // multiple of kMR
-constexpr int64_t kKC = 256;
-constexpr int64_t kNC = 512;  // multiple of kNR
-static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must be whole slivers");
-
 // The micro-kernel of one call, its blocks and packers: the kernel set's fp32
 // one, or a DotGemm. Packed elements are counted in bytes.
 struct Tiling {
   int64_t mr, nr, mc, kc, nc;
   int64_t k_align;  // packed depth is a multiple of this (DotGemm::k_align)
   int64_t bytes;    // of one packed element
-  const KernelSet* fp32;
+  const FloatGemm* fp32;
   const DotGemm* dot;
   const uint16_t* table = nullptr;  // byte-coded operands: their bf16 codes (dot only)
 
-  static Tiling of(const KernelSet& ks) { return {kMR, kNR, kMC, kKC, kNC, 1, 4, &ks, nullptr}; }
+  static Tiling of(const FloatGemm& f) { return {f.mr, f.nr, f.mc, f.kc, f.nc, 1, 4, &f, nullptr}; }
   static Tiling of(const DotGemm& d) { return {d.mr, d.nr, d.mc, d.kc, d.nc, d.k_align, 2, nullptr, &d}; }
 
   // scratch: room for the decoded block (byte-coded operands only).
@@ -262,7 +254,7 @@ void compute_block(const Tiling& t, const Problem& p, const Gemm2d& g, int64_t m
 // bf16 inputs go to the kernel set's pair-dot GEMM where it has one.
 Tiling tiling_for(const Problem& p, const KernelSet& ks) {
   const bool bf16 = p.a->dtype == DType::bfloat16 && p.b->dtype == DType::bfloat16;
-  return bf16 && ks.bf16_gemm != nullptr ? Tiling::of(*ks.bf16_gemm) : Tiling::of(ks);
+  return bf16 && ks.bf16_gemm != nullptr ? Tiling::of(*ks.bf16_gemm) : Tiling::of(*ks.fp32_gemm);
 }
 
 Status run(const Problem& p, int requested_threads, const uint16_t* table = nullptr) {

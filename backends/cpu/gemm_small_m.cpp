@@ -17,9 +17,10 @@
 //       C[:, jb:+JB] (+)= A . b[pc:+KC, jb:+JB]       (kernels.h small_m_dot / small_m_axpy)
 //   out[:, chunk] = alpha * C + beta * bias           (C: fp32, gemm_problem.h store)
 //
-// Up to 48 rows this beats the fp32 BLIS path on both layouts; measured on an
-// AVX2 Zen 1 with bench/cpu_bench.py (bench/RESULTS.md). bf16 x bf16 with the
-// avx512 set's pair-dot GEMM goes there from 8 rows up (measured, Zen 4).
+// Up to 48 rows this beats the 6 x 16 fp32 BLIS tile on both layouts
+// (measured on an AVX2 Zen 1 with bench/cpu_bench.py, bench/RESULTS.md), up to
+// 16 the avx512 set's 12 x 32 one (FloatGemm::small_m_rows). bf16 x bf16 with
+// the avx512 set's pair-dot GEMM goes there from 8 rows up (measured, Zen 4).
 
 #include "gemm_small_m.h"
 
@@ -127,7 +128,8 @@ bool small_m_applies(const Problem& p) {
   const bool bf16_dot = p.a->dtype == DType::bfloat16 && p.b->dtype == DType::bfloat16 &&
                         active_kernels().bf16_gemm != nullptr;
   if (bf16_dot && p.M >= kMinDotGemmRows) return false;
-  return p.M <= kMaxRows && p.K > 0 && (p.b->strides[nb] == 1 || p.b->strides[nb + 1] == 1);
+  const int64_t max_rows = std::min(kMaxRows, active_kernels().fp32_gemm->small_m_rows);
+  return p.M <= max_rows && p.K > 0 && (p.b->strides[nb] == 1 || p.b->strides[nb + 1] == 1);
 }
 
 Status run_small_m(const Problem& p, int requested_threads) {

@@ -5,12 +5,12 @@
 // For decode-shaped GEMMs (a few rows of A), products read straight from B's
 // storage. For attention, the two vector loops of an online softmax.
 //
-// Packed A ("Ap"): row slivers of kMR rows; within a sliver, for each k, the
-// kMR values of column k. Packed B ("Bp"): column slivers of kNR columns;
-// within a sliver, for each k, the kNR values of row k. Both are float32
+// Packed A ("Ap"): row slivers of mr rows; within a sliver, for each k, the
+// mr values of column k. Packed B ("Bp"): column slivers of nr columns;
+// within a sliver, for each k, the nr values of row k. Both are float32
 // whatever the source dtype (bf16/fp16 are widened while packing, so they run
 // at fp32 FMA speed) and zero-padded to whole slivers, so the micro-kernel
-// never sees an edge.
+// never sees an edge. Each kernel set's FloatGemm names its tile (mr x nr).
 #pragma once
 
 #include <cstdint>
@@ -20,10 +20,19 @@
 namespace hetero {
 namespace cpu {
 
-// 6 x 16 floats = 12 AVX2 accumulators, plus 2 B vectors and 1 broadcast A
-// value: 15 of the 16 ymm registers.
+// The portable and avx2 sets' tile: 6 x 16 floats = 12 AVX2 accumulators,
+// plus 2 B vectors and 1 broadcast A value: 15 of the 16 ymm registers.
 constexpr int64_t kMR = 6;
 constexpr int64_t kNR = 16;
+// Their blocks: MC x KC floats of Ap (144 KiB) sit in a 512 KiB L2 next to Bp
+// slivers; a KC x NR Bp sliver (16 KiB) stays in a 32 KiB L1 while MC / MR
+// tiles use it. NC bounds the accumulator workspace and how often Ap is
+// repacked (N / NC).
+constexpr int64_t kFloatMC = 144, kFloatKC = 256, kFloatNC = 512;
+// Up to this many rows, the small-M products beat this tile (measured on an
+// AVX2 Zen 1, bench/RESULTS.md).
+constexpr int64_t kFloatSmallMRows = 48;
+static_assert(kFloatMC % kMR == 0 && kFloatNC % kNR == 0, "blocks must be whole slivers");
 
 // A strided 2-D source of any supported dtype; strides in elements.
 struct MatrixRef {
@@ -35,6 +44,32 @@ struct MatrixRef {
   const void* at(int64_t i, int64_t j) const {
     return static_cast<const char*>(data) + (i * row_stride + j * col_stride) * element_size(dtype);
   }
+};
+
+// The fp32 GEMM of a kernel set, driven by the BLIS loop nest of gemm.cpp
+// (and the matrix products of attention): the packers, in the layouts above
+// for its tile, and the micro-kernel. Every tile sums each element of C over
+// k in order, one fused multiply-add at a time, so the sets agree bit for bit
+// where the blocks (kc) agree.
+struct FloatGemm {
+  int64_t mr, nr;      // the micro-tile of C
+  int64_t mc, kc, nc;  // blocks: mc a multiple of mr, nc of nr
+  // Calls of at most this many rows of A run faster on the set's
+  // decode-shaped products (gemm_small_m.cpp) than on this tile (measured).
+  int64_t small_m_rows;
+  // Packs src[0:rows, 0:depth] into ceil(rows / mr) slivers at dst.
+  void (*pack_a)(const MatrixRef& src, int64_t rows, int64_t depth, float* dst);
+  // Packs src[0:depth, 0:cols] into ceil(cols / nr) slivers at dst.
+  void (*pack_b)(const MatrixRef& src, int64_t depth, int64_t cols, float* dst);
+  // c[mr x nr] (row stride ldc) = (accumulate ? c : 0) + a_sliver . b_sliver,
+  // summing depth products in order. With accumulate false and depth 0, c = 0.
+  void (*micro)(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
+                bool accumulate);
+  // The same with mr rows of A read in place, row-major: A(i, k) = a[i * lda
+  // + k]. For a freshly computed A (attention's P) that would be packed only
+  // to be read once per B sliver.
+  void (*micro_rows)(int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+                     bool accumulate);
 };
 
 // A GEMM on bf16 inputs that multiplies them in bf16 pairs (vdpbf16ps:
@@ -235,10 +270,8 @@ using PagedRowsFn = void (*)(const PagedRows& rows, float* o, float* m, float* l
 
 struct KernelSet {
   const char* isa;
-  // Packs src[0:rows, 0:depth] into ceil(rows / kMR) slivers at dst.
-  void (*pack_a)(const MatrixRef& src, int64_t rows, int64_t depth, float* dst);
-  // Packs src[0:depth, 0:cols] into ceil(cols / kNR) slivers at dst.
-  void (*pack_b)(const MatrixRef& src, int64_t depth, int64_t cols, float* dst);
+  // GEMMs in float32 (and bf16/fp16 widened while packing).
+  const FloatGemm* fp32_gemm;
   // dst[i * ld + k] = float(src(i, k)) for i < rows, k < depth: rows of a
   // dtype widened to float32 (vector loads where src.col_stride == 1).
   void (*widen_rows)(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld);
@@ -247,15 +280,6 @@ struct KernelSet {
   // to nearest even exactly as from_float rounds (dtype float32/fp16/bf16).
   void (*store_rows)(const float* c, int64_t ldc, int64_t rows, int64_t cols, float alpha,
                      void* dst, DType dtype, int64_t ld);
-  // c[kMR x kNR] (row stride ldc) = (accumulate ? c : 0) + a_sliver . b_sliver,
-  // summing depth products in order. With accumulate false and depth 0, c = 0.
-  void (*micro)(int64_t depth, const float* a, const float* b, float* c, int64_t ldc,
-                bool accumulate);
-  // The same with kMR rows of A read in place, row-major: A(i, k) = a[i * lda
-  // + k]. For a freshly computed A (attention's P) that would be packed only
-  // to be read once per B sliver.
-  void (*micro_rows)(int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
-                     bool accumulate);
   // Products for a few rows of A (decode) read straight from b[0:depth,
   // 0:cols], unpacked. a: rows x depth float32, unit k stride, row stride
   // lda. c: rows x cols float32, row stride ldc; c = a . b, or c += a . b with
@@ -316,6 +340,9 @@ const KernelSet* avx512_kernels();
 // The avx512 set with bf16 GEMMs, flash attention and paged attention on AMX
 // tiles; nullptr where this build, the CPU or the OS has no AMX-BF16.
 const KernelSet* amx_kernels();
+// The avx512 set's fp32 GEMM (kernels_avx512_fp32.cpp: a 12 x 32 tile in
+// zmm registers); nullptr when this build has no x86 path.
+const FloatGemm* avx512_fp32_gemm();
 // The vdpbf16ps GEMM and attention products of the avx512 set
 // (kernels_avx512_bf16.cpp); nullptr when this build has no x86 path. Callers
 // check the CPU has AVX512_BF16.

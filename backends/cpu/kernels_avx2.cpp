@@ -353,7 +353,8 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet* avx2_kernels() {
-  static const KernelSet kernels{"avx2", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, avx2::small_m_dot,
+  static const FloatGemm fp32_gemm{kMR, kNR, kFloatMC, kFloatKC, kFloatNC, kFloatSmallMRows, pack_a, pack_b, micro, micro_rows};
+  static const KernelSet kernels{"avx2", &fp32_gemm, widen_rows, store_rows, avx2::small_m_dot,
                                  avx2::small_m_axpy, avx2::order_dot_rows, row_max, exp2_sum, scale, fma_loop, nullptr, nullptr, nullptr,
                                  portable_quantized_kernels()};
   return &kernels;

@@ -3,11 +3,11 @@
 // -mfma -mf16c; nothing here runs unless the CPU reports those features
 // (kernels_select.cpp), so the module still loads on older CPUs.
 //
-// The set starts from the AVX2 set's packing and micro-kernels (on CPUs that
-// run 512-bit FMAs as two 256-bit halves, such as AMD Zen 4, the fp32 FMA
-// peak is the same either way) and adds what only AVX-512 has: 512-bit peak
-// loops and the bf16 pair dot product, vdpbf16ps, which multiplies bf16 at
-// twice the fp32 FMA rate.
+// The set starts from the AVX2 set (its decode-shaped products, the widening
+// and storing loops) and adds what only AVX-512 has: the fp32 GEMM on a
+// 12 x 32 tile of zmm registers (kernels_avx512_fp32.cpp), 512-bit softmax
+// and peak loops, and the bf16 pair dot product, vdpbf16ps, which multiplies
+// bf16 at twice the fp32 FMA rate.
 
 #include "kernels.h"
 
@@ -126,6 +126,7 @@ const KernelSet* avx512_kernels() {
   static const KernelSet kernels = [avx2] {
     KernelSet k = *avx2;
     k.isa = "avx512";
+    k.fp32_gemm = avx512_fp32_gemm();
     k.fma_loop = fma_loop;
     k.row_max = row_max;
     k.exp2_sum = exp2_sum;

@@ -180,7 +180,8 @@ const QuantizedKernels* portable_quantized_kernels() {
 }
 
 const KernelSet& portable_kernels() {
-  static const KernelSet kernels{"portable", pack_a, pack_b, widen_rows, store_rows, micro, micro_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, scale, fma_loop, nullptr, nullptr, nullptr, portable_quantized_kernels()};
+  static const FloatGemm fp32_gemm{kMR, kNR, kFloatMC, kFloatKC, kFloatNC, kFloatSmallMRows, pack_a, pack_b, micro, micro_rows};
+  static const KernelSet kernels{"portable", &fp32_gemm, widen_rows, store_rows, small_m_dot, small_m_axpy, order_dot_rows, row_max, exp2_sum, scale, fma_loop, nullptr, nullptr, nullptr, portable_quantized_kernels()};
   return kernels;
 }
 

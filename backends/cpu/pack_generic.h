@@ -1,5 +1,6 @@
-// Portable packing into the Ap/Bp layouts of kernels.h, for any dtype and
-// strides. The AVX2 file uses these for layouts it has no fast path for.
+// Portable packing into the Ap/Bp layouts of kernels.h, for any dtype, strides
+// and tile (mr rows, nr columns; the portable and avx2 sets' by default). The
+// vector files use these for layouts and edges they have no fast path for.
 #pragma once
 
 #include "kernels.h"
@@ -7,18 +8,18 @@
 namespace hetero {
 namespace cpu {
 
-template <typename In>
+template <typename In, int64_t mr = kMR>
 void pack_a_generic(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
   const In* a = static_cast<const In*>(src.data);
-  for (int64_t s = 0; s * kMR < rows; ++s, dst += depth * kMR) {
-    for (int64_t r = 0; r < kMR; ++r) {
-      const int64_t i = s * kMR + r;
+  for (int64_t s = 0; s * mr < rows; ++s, dst += depth * mr) {
+    for (int64_t r = 0; r < mr; ++r) {
+      const int64_t i = s * mr + r;
       if (i >= rows) {
-        for (int64_t k = 0; k < depth; ++k) dst[k * kMR + r] = 0.0f;
+        for (int64_t k = 0; k < depth; ++k) dst[k * mr + r] = 0.0f;
         continue;
       }
       const In* row = a + i * src.row_stride;
-      for (int64_t k = 0; k < depth; ++k) dst[k * kMR + r] = to_float(row[k * src.col_stride]);
+      for (int64_t k = 0; k < depth; ++k) dst[k * mr + r] = to_float(row[k * src.col_stride]);
     }
   }
 }
@@ -31,16 +32,16 @@ void widen_rows_generic(const MatrixRef& src, int64_t rows, int64_t depth, float
   }
 }
 
-template <typename In>
+template <typename In, int64_t nr = kNR>
 void pack_b_generic(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
   const In* b = static_cast<const In*>(src.data);
-  for (int64_t s = 0; s * kNR < cols; ++s, dst += depth * kNR) {
-    const int64_t width = cols - s * kNR < kNR ? cols - s * kNR : kNR;
+  for (int64_t s = 0; s * nr < cols; ++s, dst += depth * nr) {
+    const int64_t width = cols - s * nr < nr ? cols - s * nr : nr;
     for (int64_t k = 0; k < depth; ++k) {
-      const In* row = b + k * src.row_stride + s * kNR * src.col_stride;
-      float* out = dst + k * kNR;
+      const In* row = b + k * src.row_stride + s * nr * src.col_stride;
+      float* out = dst + k * nr;
       for (int64_t c = 0; c < width; ++c) out[c] = to_float(row[c * src.col_stride]);
-      for (int64_t c = width; c < kNR; ++c) out[c] = 0.0f;
+      for (int64_t c = width; c < nr; ++c) out[c] = 0.0f;
     }
   }
 }

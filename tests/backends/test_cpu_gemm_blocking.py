@@ -1,12 +1,14 @@
 """The native CPU GEMM's drivers, on every kernel set this CPU runs.
 
 The BLIS path (backends/cpu/gemm.cpp): shapes that cross every block and sliver
-boundary of the fp32 micro-kernel (MR=6, NR=16, MC=144, KC=256, NC=512) and of the
+boundary of the fp32 micro-kernels (MR=6, NR=16 in the portable and avx2 sets, MR=12,
+NR=32 in avx512 and amx; MC=144, KC=256, NC=512; packed 16 values of k at a time), of the
 avx512 set's bf16 pair-dot one (MR=8, NR=48, MC=96, KC=1024, NC=480; odd depths,
 whose last pair is half padding) and of the amx set's tiles (MR=NR=32, MC=256, KC=512,
 NC=512; depths padded to 32), thread grids over rows (one Bp packed together),
 columns (each thread packing its Bp as it uses it) and whole batch elements, and
-results that do not depend on the thread count.
+results that do not depend on the thread count, and fp32 results that do not depend on
+which FMA kernel set computed them.
 
 The weight-streaming path (backends/cpu/gemm_weight_stream.cpp; the amx set, bf16
 x @ w.t() of 3 to 128 rows, K a multiple of 32): row counts around its tiles (16, 32)
@@ -14,12 +16,12 @@ and limits, columns around its 32-row chunks of w and its 256-column stores, a w
 rows are further apart than K, and the epilogue; on the other sets the same calls
 check whatever path serves them.
 
-The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows with b unit-stride
-along k or n): row counts around its tiles (4, 3, 2, 1 rows), columns around its
-blocks (24, 96) and chunk (2016), depths around its vector width (8), its bf16 pair
-groups (16) and blocks (64, 4096, 8192), bf16/fp16 weights widened once per block
-(more than 16 rows for bf16, 8 for fp16), and the same thread-count independence
-(one test for both paths)."""
+The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows, 16 in the avx512 and
+amx sets, with b unit-stride along k or n): row counts around its tiles (4, 3, 2, 1 rows),
+columns around its blocks (24, 96) and chunk (2016), depths around its vector width
+(8), its bf16 pair groups (16) and blocks (64, 4096, 8192), bf16/fp16 weights widened
+once per block (more than 16 rows for bf16, 8 for fp16), and the same thread-count
+independence (one test for both paths)."""
 
 import pytest
 import torch
@@ -47,10 +49,10 @@ def check(out, a, b, bias=None, alpha=1.0, beta=0.0):
 
 
 # M, N, K around MR/NR sliver edges and MC/KC/NC block edges, with primes: the
-# fp32 tiles first, then the bf16 pair-dot tiles, then the AMX tiles (the last one
-# splits its rows between two threads).
+# fp32 tiles first (6 x 16, then 12 x 32 and its 16-deep packing), then the bf16
+# pair-dot tiles, then the AMX tiles (the last one splits its rows between two threads).
 EDGE_SHAPES = [(1, 1, 1), (6, 16, 1), (7, 17, 257), (149, 523, 263), (145, 33, 513),
-               (5, 1031, 3), (290, 16, 256),
+               (5, 1031, 3), (290, 16, 256), (12, 32, 16), (13, 63, 47), (155, 97, 273),
                (8, 48, 2), (9, 49, 1025), (97, 481, 1023), (193, 97, 2049), (56, 960, 17),
                (32, 32, 32), (33, 65, 31), (257, 545, 545), (300, 32, 600)]
 
@@ -98,6 +100,29 @@ def test_results_do_not_depend_on_thread_count(isa, threads, case, dtype):
     got = run(a, b, poison_(torch.empty(m, n)), threads=threads)
     assert torch.equal(got, want)
     check(got, a, b)
+
+
+FMA_SETS = [name for name in _C.cpu_isas().split(",") if name != "portable"]
+
+
+@pytest.mark.skipif(len(FMA_SETS) < 2, reason="this CPU runs one FMA kernel set")
+@pytest.mark.parametrize("layout", GEMM_LAYOUTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_fp32_tiles_agree_bit_for_bit_across_sets(layout, dtype):
+    # Every fp32 tile sums each element over the same KC blocks in order, one FMA at a
+    # time, so the 6 x 16 and 12 x 32 micro-kernels give the same bits (the portable
+    # set multiplies and adds separately, so it is left out).
+    a, b = gemm_operands(layout, 150, 530, 600, dtype=dtype)
+    previous = _C.cpu_isa()
+    try:
+        outs = []
+        for name in FMA_SETS:
+            _C.set_cpu_isa(name)
+            outs.append(run(a, b, poison_(torch.empty(150, 530)), threads=2))
+    finally:
+        _C.set_cpu_isa(previous)
+    check(outs[0], a, b)
+    assert all(torch.equal(out, outs[0]) for out in outs[1:])
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -208,13 +233,18 @@ def test_small_m_batched_decode(isa, threads):
     check(run(a, b, out, threads=threads), a, b)
 
 
-def test_x_at_w_t_up_to_48_rows_sums_in_8_partial_sums(isa):
-    # Where the small-M dot path serves (M <= 48, x @ w.t()), each output sums k in 8
-    # interleaved partial sums: 1e8 at k = 0 and -1e8 at k = 8 cancel in one lane,
-    # and the seven 1s survive. Summed in order (the BLIS path, M = 49), each 1 is
-    # absorbed by 1e8 and the result is 0.
+# The most rows the small-M path takes for fp32 (kernels.h FloatGemm::small_m_rows).
+SMALL_M_LIMIT = {"portable": 48, "avx2": 48, "avx512": 16, "amx": 16}
+
+
+def test_x_at_w_t_up_to_the_small_m_limit_sums_in_8_partial_sums(isa):
+    # Where the small-M dot path serves (x @ w.t() up to the set's limit), each output
+    # sums k in 8 interleaved partial sums: 1e8 at k = 0 and -1e8 at k = 8 cancel in
+    # one lane, and the seven 1s survive. Summed in order (the BLIS path, one row
+    # more), each 1 is absorbed by 1e8 and the result is 0.
     x = torch.tensor([1e8, 1, 1, 1, 1, 1, 1, 1, -1e8])
     w = torch.ones(3, 9)
-    for m, want in [(1, 7.0), (48, 7.0), (49, 0.0)]:
+    limit = SMALL_M_LIMIT[isa]
+    for m, want in [(1, 7.0), (limit, 7.0), (limit + 1, 0.0)]:
         out = run(x.expand(m, 9), w.t(), poison_(torch.empty(m, 3)))
         assert torch.equal(out, torch.full((m, 3), want)), m
