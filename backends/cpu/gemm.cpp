@@ -27,7 +27,7 @@
 // threads sharing a column range pack the whole panel together and meet at a
 // barrier. Many small batch elements are instead dealt out whole, one thread
 // each. Decode-shaped calls (a few rows of a) take gemm_small_m.cpp instead,
-// or, bf16 x @ w.t() on AMX, gemm_weight_stream.cpp.
+// or, bf16 (and byte-coded) x @ w.t() on AMX, gemm_weight_stream.cpp.
 
 #include "gemm.h"
 
@@ -347,6 +347,7 @@ Status gemm_decoding(const TensorView& a, const TensorView& b, const uint16_t* t
     p.alpha = 1.0f, p.beta = 0.0f;
     p.M = a.sizes[0], p.K = a.sizes[1], p.N = b.sizes[1], p.batches = 1;
     if (out.numel() == 0) return Status::Ok();
+    if (weight_stream_applies(p, true)) return run_weight_stream(p, num_threads, table);
     return run(p, num_threads, table);
   } catch (const std::exception& e) {
     return Status::Internal(std::string("gemm: ") + e.what());

@@ -22,9 +22,10 @@ Status gemm(const TensorView& a, const TensorView& b, const TensorView& out, con
 
 // out (M, N) float32 = a (M, K) @ b (K, N) for byte-coded a and b (float8,
 // int8; any strides), decoded through `table` (their 256 bf16 codes) while
-// packing and multiplied in bf16 pairs: for scaled_gemm.cpp, on a kernel set
-// with a DotGemm and the quantized decode (the caller checks). Views already
-// validated; 2-D only.
+// packing and multiplied in bf16 pairs — or, where the set has a
+// WeightStream and it applies, decoded a chunk of w's rows at a time into
+// it: for scaled_gemm.cpp, on a kernel set with a DotGemm and the quantized
+// decode (the caller checks). Views already validated; 2-D only.
 Status gemm_decoding(const TensorView& a, const TensorView& b, const uint16_t* table,
                      const TensorView& out, int num_threads);
 

@@ -1,5 +1,6 @@
-// The weight-streaming GEMM driver (gemm_weight_stream.cpp): bf16 x @ w.t()
-// of a few rows on the kernel set's WeightStream (AMX tiles).
+// The weight-streaming GEMM driver (gemm_weight_stream.cpp): bf16 (or
+// byte-coded, decoded) x @ w.t() of a few rows on the kernel set's
+// WeightStream (AMX tiles).
 #pragma once
 
 #include "gemm_problem.h"
@@ -9,13 +10,15 @@ namespace hetero {
 namespace cpu {
 
 // Whether run_weight_stream serves p: the active set has a WeightStream, a
-// and b are bf16, b = w.t() (unit row stride), K > 0 is a multiple of the
-// stream's depth step and M within its rows.
-bool weight_stream_applies(const Problem& p);
+// and b are bf16 (or byte codes, when decoding), b = w.t() (unit row
+// stride), K > 0 is a multiple of the stream's depth step and M within its
+// rows.
+bool weight_stream_applies(const Problem& p, bool decoding = false);
 
 // Computes p on up to requested_threads threads; p must satisfy
-// weight_stream_applies. Fails only when its workspace cannot be allocated.
-Status run_weight_stream(const Problem& p, int requested_threads);
+// weight_stream_applies. table: byte-coded a and b, decoded through it (their
+// 256 bf16 codes). Fails only when its workspace cannot be allocated.
+Status run_weight_stream(const Problem& p, int requested_threads, const uint16_t* table = nullptr);
 
 }  // namespace cpu
 }  // namespace hetero

@@ -7,7 +7,9 @@
 //                  of <= 4 rows of a stream the byte-coded w once each,
 //                  decoding in registers (kernels.h QuantizedSmallM); columns
 //                  are split over threads. Decode is where the 1-byte weight
-//                  halves the bytes a bf16 weight moves.
+//                  halves the bytes a bf16 weight moves. On the amx set only
+//                  one such group (K in 32s): more rows go to its weight
+//                  stream below, which reads w once for up to 128 rows.
 //   int8, no block scales, 3 to 128 rows, b = w.t(), on the amx set: the
 //                  AMX-INT8 stream (kernels.h Int8Stream), exact int32 sums
 //                  of the bytes as they are, w read once where it lies.
@@ -15,7 +17,9 @@
 //                  int32 sums of the bytes as they are.
 //   otherwise      gemm.cpp's bf16 GEMM into a float32 tile, decoding a and b
 //                  block by block as it packs them (where the kernel set has
-//                  a bf16 pair-dot GEMM; else both are decoded once, before),
+//                  a bf16 pair-dot GEMM; else both are decoded once, before;
+//                  on the amx set, x @ w.t() of 3-128 rows runs its weight
+//                  stream, decoding w a chunk of rows at a time),
 //                  K-slice by K-slice where the sum must be split: per 128-deep
 //                  block for block scales, per 512 for int8 (whose float32 sums
 //                  stay exact integers below 2^24 and go to int32), else all of K.
@@ -355,7 +359,9 @@ Status scaled_gemm_impl(const TensorView& a, const TensorView& b, const TensorVi
                                   c.M >= int8_stream->min_rows && c.M <= int8_stream->max_rows)) {
     int8_stream = nullptr;
   }
-  const bool streaming = int8_stream == nullptr && q.small_m != nullptr && c.M <= kSmallRows &&
+  const WeightStream* ws = active_kernels().weight_stream;
+  const int64_t small_rows = ws != nullptr && c.K % ws->k_align == 0 ? kQuantizedRows : kSmallRows;
+  const bool streaming = int8_stream == nullptr && q.small_m != nullptr && c.M <= small_rows &&
                          b.strides[0] == 1 && c.K > 0;
   const bool int8_gemm_applies = int8_stream == nullptr && !streaming && c.exact_int &&
                                  q.int8_gemm != nullptr && c.K > 0;

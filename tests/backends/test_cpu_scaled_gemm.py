@@ -1,8 +1,8 @@
 """The cpu backend's scaled GEMM: hetero.scaled_gemm(..., backend="cpu") against the
 float64 oracle with poisoned outputs, on every kernel set this machine runs (the
 ``isa`` fixture), both paths (decode-shaped rows stream the weight; the rest decode and
-run the bf16 GEMM) and the amx set's int8 stream, every input dtype and scale recipe,
-awkward shapes and views."""
+run the bf16 GEMM) and the amx set's streams (int8 on AMX-INT8, the others decoded into
+the bf16 weight stream), every input dtype and scale recipe, awkward shapes and views."""
 
 from __future__ import annotations
 
@@ -74,6 +74,27 @@ def test_int8_stream_transposed_a_and_row_scales(isa, m, n, k):
     check_against_oracle("scaled_gemm", a, b, None, None, backend="cpu", out_dtype=torch.int32)
     sa, sb = scales("row", m, n, k, seed=k)
     check_against_oracle("scaled_gemm", a, b, sa, sb, backend="cpu")
+
+
+# The amx set's bf16 weight stream with decoding: float8 (and int8 with block scales)
+# x @ w.t() of 5-128 rows, K in 32s; w decoded a 32-row chunk at a time. Rows around
+# the stream's 16-row tiles and 32-row blocks, columns around its chunks.
+DECODING_STREAM_SHAPES = [(5, 32, 32), (16, 45, 128), (33, 31, 1024), (128, 70, 192),
+                          (129, 33, 64)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, n, k", DECODING_STREAM_SHAPES)
+def test_decoding_weight_stream(isa, dtype, m, n, k):
+    a, b = _operands(dtype, m, n, k, seed=m + k)
+    for recipe in ("tensor", "row"):
+        check_against_oracle("scaled_gemm", a, b, *scales(recipe, m, n, k, seed=n), backend="cpu")
+    # a with no unit stride along k, and block scales (a GEMM per 128-deep block)
+    check_against_oracle("scaled_gemm", a.t().contiguous().t(), b, *scales("row", m, n, k, seed=1),
+                         backend="cpu")
+    if k % 128 == 0:
+        check_against_oracle("scaled_gemm", a, b, *scales("block", m, n, k, seed=2, signs=True),
+                             backend="cpu", out_dtype=torch.float32)
 
 
 def test_int8_stream_on_two_threads(isa):
