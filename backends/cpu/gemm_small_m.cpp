@@ -19,7 +19,7 @@
 //
 // Up to 48 rows this beats the 6 x 16 fp32 BLIS tile on both layouts
 // (measured on an AVX2 Zen 1 with bench/cpu_bench.py, bench/RESULTS.md), up to
-// 16 the avx512 set's 12 x 32 one (FloatGemm::small_m_rows). bf16 x bf16 with
+// 32 the avx512 set's 12 x 32 one (FloatGemm::small_m_rows). bf16 x bf16 with
 // the avx512 set's pair-dot GEMM goes there from 8 rows up (measured, Zen 4).
 
 #include "gemm_small_m.h"

@@ -16,7 +16,7 @@ and limits, columns around its 32-row chunks of w and its 256-column stores, a w
 rows are further apart than K, and the epilogue; on the other sets the same calls
 check whatever path serves them.
 
-The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows, 16 in the avx512 and
+The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows, 32 in the avx512 and
 amx sets, with b unit-stride along k or n): row counts around its tiles (4, 3, 2, 1 rows),
 columns around its blocks (24, 96) and chunk (2016), depths around its vector width
 (8), its bf16 pair groups (16) and blocks (64, 4096, 8192), bf16/fp16 weights widened
@@ -234,7 +234,7 @@ def test_small_m_batched_decode(isa, threads):
 
 
 # The most rows the small-M path takes for fp32 (kernels.h FloatGemm::small_m_rows).
-SMALL_M_LIMIT = {"portable": 48, "avx2": 48, "avx512": 16, "amx": 16}
+SMALL_M_LIMIT = {"portable": 48, "avx2": 48, "avx512": 32, "amx": 32}
 
 
 def test_x_at_w_t_up_to_the_small_m_limit_sums_in_8_partial_sums(isa):
