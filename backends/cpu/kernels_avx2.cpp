@@ -9,7 +9,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 
 #include "avx2_vectors.h"
-#include "pack_generic.h"
+#include "pack_vector.h"
 
 namespace hetero {
 namespace cpu {
@@ -39,88 +39,23 @@ inline void transpose8(__m256 r[8]) {
   }
 }
 
-// A with unit column stride (row-major, the usual activation layout): each
-// sliver's kMR rows are read 8 k's at a time and transposed in registers.
-template <typename In>
-void pack_a_rows(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
-  const In* a = static_cast<const In*>(src.data);
-  const int64_t full = rows / kMR;
-  for (int64_t s = 0; s < full; ++s, dst += depth * kMR) {
-    const In* row0 = a + s * kMR * src.row_stride;
-    int64_t k = 0;
-    for (; k + 8 <= depth; k += 8) {
-      __m256 r[8];
-      for (int i = 0; i < kMR; ++i) r[i] = load8(row0 + i * src.row_stride + k);
-      r[6] = r[7] = _mm256_setzero_ps();
-      transpose8(r);  // r[kk] = column k + kk, rows 0..5 in lanes 0..5
-      for (int kk = 0; kk < 8; ++kk) {
-        float* out = dst + (k + kk) * kMR;
-        _mm_storeu_ps(out, _mm256_castps256_ps128(r[kk]));
-        _mm_storel_pi(reinterpret_cast<__m64*>(out + 4), _mm256_extractf128_ps(r[kk], 1));
-      }
-    }
-    for (; k < depth; ++k) {
-      for (int i = 0; i < kMR; ++i) dst[k * kMR + i] = to_float(row0[i * src.row_stride + k]);
-    }
+// The packers: pack_vector.h on 8-lane ymm registers.
+struct Ymm {
+  static constexpr int64_t kLanes = 8;
+  using Reg = __m256;
+  template <typename In>
+  static __m256 load(const In* p) { return load8(p); }
+  static __m256 zero() { return _mm256_setzero_ps(); }
+  static void store(float* p, __m256 r) { _mm256_storeu_ps(p, r); }
+  template <int64_t n>
+  static void store_first(float* p, __m256 r) {
+    static_assert(n == 6, "the avx2 tile's 6 rows: a 4-lane and a 2-lane store");
+    _mm_storeu_ps(p, _mm256_castps256_ps128(r));
+    _mm_storel_pi(reinterpret_cast<__m64*>(p + 4), _mm256_extractf128_ps(r, 1));
   }
-  if (full * kMR < rows) {
-    const MatrixRef rest{src.at(full * kMR, 0), src.dtype, src.row_stride, src.col_stride};
-    pack_a_generic<In>(rest, rows - full * kMR, depth, dst);
-  }
-}
-
-// B with unit column stride (x @ w): each k row of a sliver is 16 contiguous
-// elements, two vector loads. Rows are visited in bands of kBand across all
-// slivers: walking one sliver down all K rows would touch a new page per row
-// (rows are N elements apart) and thrash the TLB.
-template <typename In>
-void pack_b_rows(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
-  constexpr int64_t kBand = 32;
-  const In* b = static_cast<const In*>(src.data);
-  const int64_t full = cols / kNR;
-  for (int64_t k0 = 0; k0 < depth; k0 += kBand) {
-    const int64_t k1 = k0 + kBand < depth ? k0 + kBand : depth;
-    for (int64_t s = 0; s < full; ++s) {
-      float* sliver = dst + s * depth * kNR;
-      for (int64_t k = k0; k < k1; ++k) {
-        const In* row = b + k * src.row_stride + s * kNR;
-        _mm256_storeu_ps(sliver + k * kNR, load8(row));
-        _mm256_storeu_ps(sliver + k * kNR + 8, load8(row + 8));
-      }
-    }
-  }
-  if (full * kNR < cols) {
-    const MatrixRef rest{src.at(0, full * kNR), src.dtype, src.row_stride, src.col_stride};
-    pack_b_generic<In>(rest, depth, cols - full * kNR, dst + full * depth * kNR);
-  }
-}
-
-// B with unit row stride (x @ w.t(), w row-major (N, K)): each of a sliver's
-// 16 columns is contiguous in k; 8x8 blocks are transposed in registers.
-template <typename In>
-void pack_b_cols(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
-  const In* b = static_cast<const In*>(src.data);
-  const int64_t full = cols / kNR;
-  for (int64_t s = 0; s < full; ++s, dst += depth * kNR) {
-    for (int64_t half = 0; half < kNR; half += 8) {
-      const In* col0 = b + (s * kNR + half) * src.col_stride;
-      int64_t k = 0;
-      for (; k + 8 <= depth; k += 8) {
-        __m256 r[8];
-        for (int j = 0; j < 8; ++j) r[j] = load8(col0 + j * src.col_stride + k);
-        transpose8(r);  // r[kk] = row k + kk, columns half..half+7
-        for (int kk = 0; kk < 8; ++kk) _mm256_storeu_ps(dst + (k + kk) * kNR + half, r[kk]);
-      }
-      for (; k < depth; ++k) {
-        for (int j = 0; j < 8; ++j) dst[k * kNR + half + j] = to_float(col0[j * src.col_stride + k]);
-      }
-    }
-  }
-  if (full * kNR < cols) {
-    const MatrixRef rest{src.at(0, full * kNR), src.dtype, src.row_stride, src.col_stride};
-    pack_b_generic<In>(rest, depth, cols - full * kNR, dst);
-  }
-}
+  static void transpose(__m256 r[8]) { transpose8(r); }
+};
+using Packing = VectorPacking<Ymm, kMR, kNR>;
 
 template <typename In>
 void widen_rows_typed(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld) {
@@ -136,34 +71,6 @@ void widen_rows_typed(const MatrixRef& src, int64_t rows, int64_t depth, float* 
 
 void widen_rows(const MatrixRef& src, int64_t rows, int64_t depth, float* dst, int64_t ld) {
   HETERO_PACK_BY_DTYPE(widen_rows_typed, src, rows, depth, dst, ld);
-}
-
-template <typename In>
-void pack_a_typed(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
-  if (src.col_stride == 1) {
-    pack_a_rows<In>(src, rows, depth, dst);
-  } else {
-    pack_a_generic<In>(src, rows, depth, dst);
-  }
-}
-
-template <typename In>
-void pack_b_typed(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
-  if (src.col_stride == 1) {
-    pack_b_rows<In>(src, depth, cols, dst);
-  } else if (src.row_stride == 1) {
-    pack_b_cols<In>(src, depth, cols, dst);
-  } else {
-    pack_b_generic<In>(src, depth, cols, dst);
-  }
-}
-
-void pack_a(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
-  HETERO_PACK_BY_DTYPE(pack_a_typed, src, rows, depth, dst);
-}
-
-void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
-  HETERO_PACK_BY_DTYPE(pack_b_typed, src, depth, cols, dst);
 }
 
 // ---------------------------------------------------------------- micro-kernel
@@ -353,7 +260,8 @@ int64_t fma_loop(int64_t iterations) {
 }  // namespace
 
 const KernelSet* avx2_kernels() {
-  static const FloatGemm fp32_gemm{kMR, kNR, kFloatMC, kFloatKC, kFloatNC, kFloatSmallMRows, pack_a, pack_b, micro, micro_rows};
+  static const FloatGemm fp32_gemm{kMR, kNR, kFloatMC, kFloatKC, kFloatNC, kFloatSmallMRows, Packing::pack_a,
+                                      Packing::pack_b, micro, micro_rows};
   static const KernelSet kernels{"avx2", &fp32_gemm, widen_rows, store_rows, avx2::small_m_dot,
                                  avx2::small_m_axpy, avx2::order_dot_rows, row_max, exp2_sum, scale, fma_loop, nullptr, nullptr, nullptr,
                                  portable_quantized_kernels()};

@@ -1,5 +1,6 @@
 // The avx512 set's fp32 GEMM (kernels.h FloatGemm): packing into slivers of
-// 12 rows / 32 columns and a 12 x 32 micro-kernel in zmm registers. The amx
+// 12 rows / 32 columns (pack_vector.h) and a 12 x 32 micro-kernel in zmm
+// registers. The amx
 // set keeps it for float32 and fp16 (AMX multiplies bf16 only). This file
 // alone is compiled with the avx512 flags of kernels_avx512.cpp.
 //
@@ -22,7 +23,7 @@
 #include <immintrin.h>
 
 #include "avx512_vectors.h"
-#include "pack_generic.h"
+#include "pack_vector.h"
 
 namespace hetero {
 namespace cpu {
@@ -43,115 +44,21 @@ using avx512::transpose16;
 
 // ---------------------------------------------------------------- packing
 
-// A with unit column stride (row-major activations): per sliver, 16 k's of
-// its 12 rows are loaded as 16-wide rows (4 of them zero), transposed in
-// registers, and each column's 12 values stored.
-template <typename In>
-void pack_a_rows(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
-  const In* a = static_cast<const In*>(src.data);
-  const int64_t full = rows / kRows;
-  constexpr __mmask16 kSliverLanes = (1u << kRows) - 1;
-  for (int64_t s = 0; s < full; ++s, dst += depth * kRows) {
-    const In* row0 = a + s * kRows * src.row_stride;
-    int64_t k = 0;
-    for (; k + 16 <= depth; k += 16) {
-      __m512i r[16];
-      for (int i = 0; i < kRows; ++i) r[i] = _mm512_castps_si512(load16(row0 + i * src.row_stride + k));
-      for (int i = kRows; i < 16; ++i) r[i] = _mm512_setzero_si512();
-      transpose16(r);  // r[kk] = column k + kk, rows 0..11 in lanes 0..11
-      for (int kk = 0; kk < 16; ++kk) {
-        _mm512_mask_storeu_ps(dst + (k + kk) * kRows, kSliverLanes, _mm512_castsi512_ps(r[kk]));
-      }
-    }
-    for (; k < depth; ++k) {
-      for (int i = 0; i < kRows; ++i) dst[k * kRows + i] = to_float(row0[i * src.row_stride + k]);
-    }
+// pack_vector.h on 16-lane zmm registers (32-bit words, so transpose16 applies).
+struct Zmm {
+  static constexpr int64_t kLanes = 16;
+  using Reg = __m512i;
+  template <typename In>
+  static __m512i load(const In* p) { return _mm512_castps_si512(load16(p)); }
+  static __m512i zero() { return _mm512_setzero_si512(); }
+  static void store(float* p, __m512i r) { _mm512_storeu_si512(p, r); }
+  template <int64_t n>
+  static void store_first(float* p, __m512i r) {
+    _mm512_mask_storeu_epi32(p, static_cast<__mmask16>((1u << n) - 1), r);
   }
-  if (full * kRows < rows) {
-    const MatrixRef rest{src.at(full * kRows, 0), src.dtype, src.row_stride, src.col_stride};
-    pack_a_generic<In, kRows>(rest, rows - full * kRows, depth, dst);
-  }
-}
-
-// B with unit column stride (x @ w): each k row of a sliver is 32 contiguous
-// elements. Rows are visited in bands across all slivers, not one sliver down
-// all K rows (rows are N elements apart: a new page per row thrashes the TLB).
-template <typename In>
-void pack_b_rows(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
-  constexpr int64_t kBand = 32;
-  const In* b = static_cast<const In*>(src.data);
-  const int64_t full = cols / kCols;
-  for (int64_t k0 = 0; k0 < depth; k0 += kBand) {
-    const int64_t k1 = k0 + kBand < depth ? k0 + kBand : depth;
-    for (int64_t s = 0; s < full; ++s) {
-      float* sliver = dst + s * depth * kCols;
-      for (int64_t k = k0; k < k1; ++k) {
-        const In* row = b + k * src.row_stride + s * kCols;
-        _mm512_storeu_ps(sliver + k * kCols, load16(row));
-        _mm512_storeu_ps(sliver + k * kCols + 16, load16(row + 16));
-      }
-    }
-  }
-  if (full * kCols < cols) {
-    const MatrixRef rest{src.at(0, full * kCols), src.dtype, src.row_stride, src.col_stride};
-    pack_b_generic<In, kCols>(rest, depth, cols - full * kCols, dst + full * depth * kCols);
-  }
-}
-
-// B with unit row stride (x @ w.t(), w row-major (N, K)): each of a sliver's
-// 32 columns is contiguous in k; 16 x 16 blocks are transposed in registers.
-template <typename In>
-void pack_b_cols(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
-  const In* b = static_cast<const In*>(src.data);
-  const int64_t full = cols / kCols;
-  for (int64_t s = 0; s < full; ++s, dst += depth * kCols) {
-    for (int64_t half = 0; half < kCols; half += 16) {
-      const In* col0 = b + (s * kCols + half) * src.col_stride;
-      int64_t k = 0;
-      for (; k + 16 <= depth; k += 16) {
-        __m512i r[16];
-        for (int j = 0; j < 16; ++j) r[j] = _mm512_castps_si512(load16(col0 + j * src.col_stride + k));
-        transpose16(r);  // r[kk] = row k + kk, columns half..half+15
-        for (int kk = 0; kk < 16; ++kk) _mm512_storeu_ps(dst + (k + kk) * kCols + half, _mm512_castsi512_ps(r[kk]));
-      }
-      for (; k < depth; ++k) {
-        for (int j = 0; j < 16; ++j) dst[k * kCols + half + j] = to_float(col0[j * src.col_stride + k]);
-      }
-    }
-  }
-  if (full * kCols < cols) {
-    const MatrixRef rest{src.at(0, full * kCols), src.dtype, src.row_stride, src.col_stride};
-    pack_b_generic<In, kCols>(rest, depth, cols - full * kCols, dst);
-  }
-}
-
-template <typename In>
-void pack_a_typed(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
-  if (src.col_stride == 1) {
-    pack_a_rows<In>(src, rows, depth, dst);
-  } else {
-    pack_a_generic<In, kRows>(src, rows, depth, dst);
-  }
-}
-
-template <typename In>
-void pack_b_typed(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
-  if (src.col_stride == 1) {
-    pack_b_rows<In>(src, depth, cols, dst);
-  } else if (src.row_stride == 1) {
-    pack_b_cols<In>(src, depth, cols, dst);
-  } else {
-    pack_b_generic<In, kCols>(src, depth, cols, dst);
-  }
-}
-
-void pack_a(const MatrixRef& src, int64_t rows, int64_t depth, float* dst) {
-  HETERO_PACK_BY_DTYPE(pack_a_typed, src, rows, depth, dst);
-}
-
-void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, float* dst) {
-  HETERO_PACK_BY_DTYPE(pack_b_typed, src, depth, cols, dst);
-}
+  static void transpose(__m512i r[16]) { transpose16(r); }
+};
+using Packing = VectorPacking<Zmm, kRows, kCols>;
 
 // ---------------------------------------------------------------- micro-kernel
 
@@ -211,7 +118,8 @@ void micro_rows(int64_t depth, const float* a, int64_t lda, const float* b, floa
 }  // namespace
 
 const FloatGemm* avx512_fp32_gemm() {
-  static const FloatGemm gemm{kRows, kCols, kFloatMC, kFloatKC, kFloatNC, kSmallMRows, pack_a, pack_b, micro, micro_rows};
+  static const FloatGemm gemm{kRows, kCols, kFloatMC, kFloatKC, kFloatNC, kSmallMRows, Packing::pack_a, Packing::pack_b,
+                              micro, micro_rows};
   return &gemm;
 }
 
