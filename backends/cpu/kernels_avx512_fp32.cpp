@@ -31,11 +31,9 @@ namespace {
 
 constexpr int64_t kRows = 12, kCols = 32;
 // Above 32 rows this tile beats the small-M products. Between 17 and 32 it
-// wins with the weight in cache (x @ w at 24 rows: 0.85x PyTorch against
-// 0.67x), but with a Linear weight read from memory, as a served model reads
-// it, the two are close (hetero bench's Llama-3-8B rows at 32 rows), so those
-// calls keep the path that reads the weight once; measured on an AMX Xeon
-// (bench/RESULTS.md).
+// wins with the weight in cache, but with a Linear weight read from memory,
+// as a served model reads it, the two are close, so those calls keep the path
+// that reads the weight once (measured on an AMX Xeon: bench/RESULTS.md).
 constexpr int64_t kSmallMRows = 32;
 static_assert(kFloatMC % kRows == 0 && kFloatNC % kCols == 0, "blocks must be whole slivers");
 

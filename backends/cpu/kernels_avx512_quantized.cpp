@@ -183,8 +183,7 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
   // Each column is a stream through w only as long as a row, and the hardware
   // prefetcher starts cold on every page (a 4096-byte row is one page): the
   // rows kAheadBytes on are asked into L2 at the pace of this tile's, so they
-  // do not start cold. One column at K = 4096 went from 33-41% to 58-72% of
-  // the bandwidth probe (bench/RESULTS.md).
+  // do not start cold (measured with one column at K = 4096: bench/RESULTS.md).
   constexpr int64_t kAheadBytes = 12 * 1024;
   const int64_t ahead = COLS * std::max<int64_t>(1, kAheadBytes / (COLS * p.ldw));
   auto prefetch_ahead = [&](int c, int64_t k0) {
