@@ -48,16 +48,7 @@ namespace {
 
 constexpr int kGroup = 16;      // keys per group: the lanes of a score vector
 using avx512::exp2_nonpositive;
-
-// 16 values of a row, widened to float32.
-inline __m512 load16(const float* x) { return _mm512_loadu_ps(x); }
-inline __m512 load16(const Half* x) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
-}
-inline __m512 load16(const BFloat16* x) {
-  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
-}
+using avx512::load16;
 
 // Horizontal sums by a transposing tree (pairs of vectors interleaved and
 // added), in two steps. fold4: lane k of each 128-bit lane of the result =
