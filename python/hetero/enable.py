@@ -360,6 +360,24 @@ def enabled(ops: Iterable[str] | str | None = None,
         mode.ops, mode.devices = saved
 
 
+def how_routed(op: str) -> tuple[bool, frozenset[str], str | None]:
+    """How enabling routes ``op``'s calls on this thread: with the routing on here, else
+    as :func:`enable` with its defaults would. ``(native, device types, why not)``:
+    whether the native route serves them, the device types routed, and why ``op`` is not
+    routed at all (``None``: it is)."""
+    mode = _active()
+    if native_route.active() or (mode is None and _native(None, None, None)):
+        cpu = frozenset({"cpu"})
+        if op not in _NATIVE_OPS:
+            return True, cpu, (f"the native route does not serve {op}; "
+                               "hetero.enable(native=False) routes it")
+        if native_route.active() and op not in native_route.thread_ops():
+            return True, cpu, f"{op} is not enabled"
+        return True, cpu, None
+    ops, devices = (mode.ops, mode.devices) if mode is not None else _config(None, None)
+    return False, devices, None if op in ops else f"{op} is not enabled"
+
+
 def is_enabled() -> bool:
     """Whether hetero routes PyTorch's calls on this thread right now."""
     return _active() is not None or native_route.active()

@@ -57,7 +57,7 @@ from . import counters, dispatch, env, torch_ops
 from .backends.pytorch import NAME as TORCH_BACKEND
 from .ops import registry as op_registry
 from .ops._checks import real_out
-from .routing import Call
+from .routing import Call, bind
 
 try:
     from ._C import route as _native
@@ -241,6 +241,42 @@ def _gemm_verdict(a, b):
     return _route("gemm", torch.mm if a.dim() == 2 else torch.bmm)(_Devices, a, b)
 
 
+def _attention_verdict(q, k, v, mask, dropout_p: float, causal: bool, scale):
+    if causal and q.shape[2] != k.shape[2]:
+        return "is_causal with Sq != Sk (PyTorch aligns it top-left)"
+    return _route("attention", F.scaled_dot_product_attention)(
+        _Devices, q, k, v, mask, dropout_p, causal, scale, True)
+
+
+def verdict(func, args: tuple, kwargs: dict):
+    """The route's verdict on a CPU call ``func(*args, **kwargs)`` of an aten operator it
+    takes (``aten.mm``, ``bmm``, ``_scaled_dot_product_flash_attention_for_cpu``,
+    ``_scaled_mm``, ``_int_mm``): a :class:`~hetero.routing.Call` of hetero's operator,
+    or why PyTorch computes it (for :func:`hetero.explain`)."""
+    aten = torch.ops.aten
+    if func in (aten.mm.default, aten.bmm.default):
+        return _gemm_verdict(*args)
+    if func is aten._scaled_dot_product_flash_attention_for_cpu.default:
+        q, k, v, *rest = args
+        dropout_p = rest[0] if rest else kwargs.get("dropout_p", 0.0)
+        causal = rest[1] if len(rest) > 1 else kwargs.get("is_causal", False)
+        return _attention_verdict(q, k, v, kwargs.get("attn_mask"), dropout_p, causal,
+                                  kwargs.get("scale"))
+    torch_function = torch._int_mm if func is aten._int_mm.default else torch._scaled_mm
+    route = op_registry.spec("scaled_gemm").routes[torch_function]
+    bound = bind(args, kwargs, route.names, route.defaults)
+    return "unsupported arguments" if bound is None else route.route(_Devices, *bound)
+
+
+def thread_ops() -> frozenset[str]:
+    """The ops this thread routes natively (empty when it routes none)."""
+    if not active():
+        return frozenset()
+    mask = _native.set_thread_ops(0)
+    _native.set_thread_ops(mask)
+    return frozenset(op for op, bit in _OP_BITS.items() if mask & bit)
+
+
 def _decision(op: str, name: str, verdict, training: bool = False) -> int:
     """``counter * 4 + action`` for a call the function mode's route turned into
     ``verdict`` (a :class:`~hetero.routing.Call` or why PyTorch computes it)."""
@@ -321,12 +357,8 @@ def _decide_attention(q, k, v, mask, has_mask: bool, dropout_p: float, causal: b
                       scale: float, has_scale: bool, backward: bool) -> int:
     """The decision for PyTorch's CPU flash attention forward (or its ``backward``)."""
     op = "attention_backward" if backward else "attention"
-    if causal and q.shape[2] != k.shape[2]:
-        verdict = "is_causal with Sq != Sk (PyTorch aligns it top-left)"
-    else:
-        verdict = _route("attention", F.scaled_dot_product_attention)(
-            _Devices, q, k, v, mask if has_mask else None, dropout_p, causal,
-            scale if has_scale else None, True)
+    verdict = _attention_verdict(q, k, v, mask if has_mask else None, dropout_p, causal,
+                                 scale if has_scale else None)
     return _decision(op, "scaled_dot_product_attention", verdict, training=backward) \
         | _bucket_wide("attention")
 
