@@ -120,7 +120,8 @@ inline float online_softmax_row(const KernelSet& ks, float* s, int64_t n, float*
     for (int64_t j = 0; j < n; ++j) s[j] = 0.0f;
     return 1.0f;
   }
-  const float rescale = std::exp2(*m - m_new);
+  // Once the row's max settles most blocks leave it unchanged: skip exp2(0).
+  const float rescale = m_new == *m ? 1.0f : std::exp2(*m - m_new);
   *l = *l * rescale + ks.exp2_sum(s, n, m_new);
   *m = m_new;
   return rescale;
@@ -135,14 +136,24 @@ struct ForwardCall {
   float q_scale;  // scale * log2(e)
 };
 
+// out[at + d * stride] = dtype(o[d] * factor) for d < n, through the kernel
+// set's vector epilogue where stride == 1 (a loop with a dtype switch per
+// element was a hot spot of prefill once the products ran on tiles).
+inline void store_scaled_row(const KernelSet& ks, const TensorView& out, int64_t at, int64_t stride,
+                             const float* o, int64_t n, float factor) {
+  if (stride == 1) return ks.store_rows(o, n, 1, n, factor, out.element_ptr(at), out.dtype, n);
+  for (int64_t d = 0; d < n; ++d) store_float(out.data, out.dtype, at + d * stride, o[d] * factor);
+}
+
 // Writes row i of head h in batch b: out = o / l (zeros where no key was
 // visible, l == 0) and lse = ln(sum exp(scores)) from the log2-unit max m.
-inline void write_output_row(const ForwardCall& c, int64_t b, int64_t h, int64_t i, const float* o,
-                             float m, float l) {
-  const float inv = l == 0.0f ? 0.0f : 1.0f / l;
+inline void write_output_row(const KernelSet& ks, const ForwardCall& c, int64_t b, int64_t h, int64_t i,
+                             const float* o, float m, float l) {
   const int64_t row = b * c.out.strides[0] + h * c.out.strides[1] + i * c.out.strides[2];
-  for (int64_t d = 0; d < c.shape.Dv; ++d) {
-    store_float(c.out.data, c.out.dtype, row + d * c.out.strides[3], l == 0.0f ? 0.0f : o[d] * inv);
+  if (l != 0.0f) {
+    store_scaled_row(ks, c.out, row, c.out.strides[3], o, c.shape.Dv, 1.0f / l);
+  } else {
+    for (int64_t d = 0; d < c.shape.Dv; ++d) store_float(c.out.data, c.out.dtype, row + d * c.out.strides[3], 0.0f);
   }
   if (c.lse != nullptr) {
     const float value = l == 0.0f ? kInf : (m + std::log2(l)) / kLog2e;

@@ -75,14 +75,11 @@ void group_rows(const KernelSet& ks, const ForwardCall& c, const Scratch& w, int
       float* s = w.s + r * bk;
       c.mask.apply(s, b, head(r), query(r), j0, bk);
       const float rescale = online_softmax_row(ks, s, bk, &w.m[r], &w.l[r]);
-      if (rescale != 1.0f) {
-        float* o = w.o + r * g.Dv;
-        for (int64_t d = 0; d < g.Dv; ++d) o[d] *= rescale;
-      }
+      if (rescale != 1.0f) ks.scale(w.o + r * g.Dv, g.Dv, rescale);
     }
     ks.small_m_axpy(rows_of(c.v, b, hkv, j0), bk, g.Dv, w.s, bk, rows, w.o, g.Dv, true);
   }
-  for (int64_t r = 0; r < rows; ++r) write_output_row(c, b, head(r), query(r), w.o + r * g.Dv, w.m[r], w.l[r]);
+  for (int64_t r = 0; r < rows; ++r) write_output_row(ks, c, b, head(r), query(r), w.o + r * g.Dv, w.m[r], w.l[r]);
 }
 
 }  // namespace

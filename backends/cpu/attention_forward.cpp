@@ -242,7 +242,7 @@ void query_block(const KernelSet& ks, const Products& pr, const ForwardCall& c,
     }
   }
 
-  for (int64_t r = 0; r < bq; ++r) write_output_row(c, b, h, i0 + r, w.o + r * w.dv_pad, w.m[r], w.l[r]);
+  for (int64_t r = 0; r < bq; ++r) write_output_row(ks, c, b, h, i0 + r, w.o + r * w.dv_pad, w.m[r], w.l[r]);
 }
 
 // Work items: (batch, key/value head) pairs, each split into `chunks` that

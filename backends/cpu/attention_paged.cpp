@@ -216,8 +216,7 @@ void run_item(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, co
   }
   for (int64_t r = 0; r < rows; ++r) {
     const float inv = w.l[r] == 0.0f ? 0.0f : 1.0f / w.l[r];
-    const int64_t at = out_offset(c, it, r);
-    for (int64_t d = 0; d < c.Dv; ++d) store_float(c.out.data, c.out.dtype, at + d * c.out.strides[2], w.o[r * c.Dv + d] * inv);
+    store_scaled_row(ks, c.out, out_offset(c, it, r), c.out.strides[2], w.o + r * c.Dv, c.Dv, inv);
   }
 }
 
