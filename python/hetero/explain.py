@@ -23,7 +23,7 @@ def explain(op, *args, **kwargs) -> dispatch.Decision | routed_explain.RoutedCal
     :class:`~hetero.routed_explain.RoutedCall`, what enabling would do with that call on
     this thread (the routing on here, else ``enable()``'s defaults): which of hetero's
     operators take it and each one's decision, or why PyTorch computes it. On the native
-    route the call runs with its routed operators answered by empty outputs, so it must
+    route the call runs with its routed operators answered by zeros, so it must
     be a call PyTorch accepts.
 
     >>> print(hetero.explain(torch.nn.functional.linear, x, w))

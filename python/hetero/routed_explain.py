@@ -7,8 +7,8 @@ the operator's call. The native route sees the aten operators the call reaches o
 CPU (``F.linear`` without a bias reaches ``aten::mm``; with one, ``aten::addmm``, which
 is not routed; SDPA reaches PyTorch's flash kernel or, on its math path, ``bmm``s): those
 are found by running the call under a torch dispatch mode whose routed operators compute
-nothing (their outputs are empty tensors of the right shape; the other operators, views
-and element-wise work, do run), and each is decided as the route decides it, by the
+nothing (their outputs are zeros of the right shape; the other operators, views and
+element-wise work, do run), and each is decided as the route decides it, by the
 tuned table's ``@native`` entries.
 """
 
@@ -28,12 +28,12 @@ from .enable import how_routed, routes
 from .routing import Call, bind
 
 _aten = torch.ops.aten
-#: The aten operators the native route takes, by op: what its CPU kernels replace.
-_NATIVE_ATEN = {
-    _aten.mm.default: "gemm", _aten.bmm.default: "gemm",
-    _aten._scaled_dot_product_flash_attention_for_cpu.default: "attention",
-    _aten._scaled_mm.default: "scaled_gemm", _aten._int_mm.default: "scaled_gemm",
-}
+#: The aten operators the native route takes: those its CPU kernels replace.
+_NATIVE_ATEN = frozenset({
+    _aten.mm.default, _aten.bmm.default,
+    _aten._scaled_dot_product_flash_attention_for_cpu.default,
+    _aten._scaled_mm.default, _aten._int_mm.default,
+})
 
 
 @dataclass
@@ -135,7 +135,7 @@ def _native_steps(function, args, kwargs) -> list[RoutedStep]:
 
 class _Capture(TorchDispatchMode):
     """Notes each CPU call of an operator the native route takes, with the route's
-    verdict on it, and answers it with an empty output (computed on meta tensors);
+    verdict on it, and answers it with zeros (shaped on meta tensors);
     every other operator runs."""
 
     def __init__(self):
@@ -144,24 +144,21 @@ class _Capture(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        op = _NATIVE_ATEN.get(func)
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        if op is None or not tensors or tensors[0].device.type != "cpu":
+        if func not in _NATIVE_ATEN or not tensors or tensors[0].device.type != "cpu":
             return func(*args, **kwargs)
         self.seen.append((f"aten.{func.__name__.removesuffix('.default')}"
                           f"{_shapes(tensors)}", native_route.verdict(func, args, kwargs)))
         meta = func(*tree_map(_to_meta, args), **tree_map(_to_meta, kwargs))
-        return tree_map(_empty_like_meta, meta)
+        return tree_map(_zeros_like_meta, meta)
 
 
 def _to_meta(x):
     return x.to("meta") if isinstance(x, torch.Tensor) else x
 
 
-def _empty_like_meta(x):
-    if not isinstance(x, torch.Tensor):
-        return x
-    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="cpu")
+def _zeros_like_meta(x):
+    return torch.zeros_like(x, device="cpu") if isinstance(x, torch.Tensor) else x
 
 
 def _shapes(tensors) -> str:
