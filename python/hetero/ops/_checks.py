@@ -4,6 +4,7 @@ never sees bad input)."""
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import torch
@@ -26,14 +27,21 @@ class _StandIn:
 STAND_IN = _StandIn()
 
 
+@functools.lru_cache(maxsize=None)
+def _stand_in_element(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The one element every stand-in of ``dtype`` on ``device`` expands (never written:
+    kernels run on :func:`real_out`'s records)."""
+    return torch.empty((), dtype=dtype, device=device)
+
+
 def stand_in(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.empty((1,) * len(shape), dtype=dtype, device=device).expand(shape)
+    return _stand_in_element(dtype, device).expand(shape)
 
 
 def real_out(record):
     """``record`` with a new output tensor in place of its stand-in (:data:`STAND_IN`)."""
     out = record.out
-    return record._replace(out=torch.empty(out.shape, dtype=out.dtype, device=out.device))
+    return record._replace(out=out.new_empty(out.shape))
 
 
 def dtype_name(dtype: torch.dtype) -> str:
