@@ -76,7 +76,7 @@ def routed_ops() -> tuple[str, ...]:
     return tuple(spec.name for spec in op_registry.specs() if spec.routes)
 
 
-def _records_autograd(args) -> bool:
+def records_autograd(args) -> bool:
     """Whether autograd would record a call on ``args``."""
     return torch.is_grad_enabled() and any(
         isinstance(a, torch.Tensor) and a.requires_grad for a in args)
@@ -116,7 +116,7 @@ class _Routing(TorchFunctionMode):
         if isinstance(verdict, Call):
             if torch.compiler.is_compiling():  # the operator decides when the graph runs
                 return verdict.run()
-            autograd = _records_autograd(verdict.args)
+            autograd = records_autograd(verdict.args)
             # A call autograd records is decided as a training step (forward and backward).
             with dispatch.training() if autograd else nullcontext():
                 with torch_ops.plain_torch():  # decide here: what PyTorch serves runs as written

@@ -79,7 +79,7 @@ class _Devices:
 
 
 _slots: dict[tuple[bool, str, str], int] = {}  # (served?, op, kernel or reason) -> slot
-_state = threading.local()  # .stack: what each nested start replaced on this thread
+_state = threading.local()  # .stack: (ops it replaced, its ops) of each nested start here
 _why_not: str | None = None
 _loaded = False
 _ops_defined = False
@@ -140,7 +140,7 @@ def start(ops=("gemm", "attention", "scaled_gemm")) -> None:
     stack = _state.__dict__.setdefault("stack", [])
     if not stack:
         _native.set_thread_scope(dispatch.scope_id(dispatch.current_scope.get()))
-    stack.append(_native.set_thread_ops(mask))
+    stack.append((_native.set_thread_ops(mask), frozenset(ops)))
 
 
 def stop() -> None:
@@ -148,7 +148,7 @@ def stop() -> None:
     stack = getattr(_state, "stack", None)
     if not stack:
         return
-    _native.set_thread_ops(stack.pop())
+    _native.set_thread_ops(stack.pop()[0])
     _native.uninstall()
 
 
@@ -270,11 +270,8 @@ def verdict(func, args: tuple, kwargs: dict):
 
 def thread_ops() -> frozenset[str]:
     """The ops this thread routes natively (empty when it routes none)."""
-    if not active():
-        return frozenset()
-    mask = _native.set_thread_ops(0)
-    _native.set_thread_ops(mask)
-    return frozenset(op for op, bit in _OP_BITS.items() if mask & bit)
+    stack = getattr(_state, "stack", None)
+    return stack[-1][1] if stack else frozenset()
 
 
 def _decision(op: str, name: str, verdict, training: bool = False) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from torch.utils._pytree import tree_map
 
 from . import dispatch, native_route
 from .decision import Decision
-from .enable import how_routed, routes
+from .enable import how_routed, records_autograd, routes
 from .routing import Call, bind
 
 _aten = torch.ops.aten
@@ -101,18 +102,10 @@ def explain_call(function, *args, **kwargs) -> RoutedCall:
         return result
     bound = bind(args, kwargs, route.names, route.defaults)
     verdict = "unsupported arguments (out=, ...)" if bound is None \
-        else route.route(_Devices(devices), *bound)
-    training = torch.is_grad_enabled() and any(
-        isinstance(a, torch.Tensor) and a.requires_grad for a in (*args, *kwargs.values()))
+        else route.route(SimpleNamespace(devices=devices), *bound)  # what routes read
+    training = isinstance(verdict, Call) and records_autograd(verdict.args)
     result.steps.append(_step(result.function, verdict, training=training))
     return result
-
-
-class _Devices:
-    """What the routes read from the routing mode: the device types routed."""
-
-    def __init__(self, devices):
-        self.devices = devices
 
 
 def _step(call: str, verdict, *, native: bool = False, training: bool = False) -> RoutedStep:
