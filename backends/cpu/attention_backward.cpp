@@ -158,14 +158,7 @@ struct KeptScores {
 void store_rows(const KernelSet& ks, const TensorView& t, int64_t b, int64_t h, int64_t row0,
                 int64_t rows, int64_t cols, const float* acc, int64_t ld, float factor) {
   const int64_t first = b * t.strides[0] + h * t.strides[1] + row0 * t.strides[2];
-  if (t.strides[3] == 1) {
-    return ks.store_rows(acc, ld, rows, cols, factor, t.element_ptr(first), t.dtype, t.strides[2]);
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t x = 0; x < cols; ++x) {
-      store_float(t.data, t.dtype, first + r * t.strides[2] + x * t.strides[3], factor * acc[r * ld + x]);
-    }
-  }
+  store_scaled_rows(ks, t, first, t.strides[2], t.strides[3], acc, ld, rows, cols, factor);
 }
 
 void key_block(const KernelSet& ks, const Call& c, const Scratch& w, const RowStats& rs,

@@ -136,13 +136,16 @@ struct ForwardCall {
   float q_scale;  // scale * log2(e)
 };
 
-// out[at + d * stride] = dtype(o[d] * factor) for d < n, through the kernel
-// set's vector epilogue where stride == 1 (a loop with a dtype switch per
-// element was a hot spot of prefill once the products ran on tiles).
-inline void store_scaled_row(const KernelSet& ks, const TensorView& out, int64_t at, int64_t stride,
-                             const float* o, int64_t n, float factor) {
-  if (stride == 1) return ks.store_rows(o, n, 1, n, factor, out.element_ptr(at), out.dtype, n);
-  for (int64_t d = 0; d < n; ++d) store_float(out.data, out.dtype, at + d * stride, o[d] * factor);
+// out[at + r * rs + d * cs] = dtype(o[r * ld + d] * factor) for r < rows,
+// d < cols, through the kernel set's vector epilogue where cs == 1 (a loop
+// with a dtype switch per element was a hot spot of prefill once the
+// products ran on tiles).
+inline void store_scaled_rows(const KernelSet& ks, const TensorView& out, int64_t at, int64_t rs, int64_t cs,
+                              const float* o, int64_t ld, int64_t rows, int64_t cols, float factor) {
+  if (cs == 1) return ks.store_rows(o, ld, rows, cols, factor, out.element_ptr(at), out.dtype, rs);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t d = 0; d < cols; ++d) store_float(out.data, out.dtype, at + r * rs + d * cs, o[r * ld + d] * factor);
+  }
 }
 
 // Writes row i of head h in batch b: out = o / l (zeros where no key was
@@ -151,7 +154,7 @@ inline void write_output_row(const KernelSet& ks, const ForwardCall& c, int64_t 
                              const float* o, float m, float l) {
   const int64_t row = b * c.out.strides[0] + h * c.out.strides[1] + i * c.out.strides[2];
   if (l != 0.0f) {
-    store_scaled_row(ks, c.out, row, c.out.strides[3], o, c.shape.Dv, 1.0f / l);
+    store_scaled_rows(ks, c.out, row, 0, c.out.strides[3], o, 0, 1, c.shape.Dv, 1.0f / l);
   } else {
     for (int64_t d = 0; d < c.shape.Dv; ++d) store_float(c.out.data, c.out.dtype, row + d * c.out.strides[3], 0.0f);
   }

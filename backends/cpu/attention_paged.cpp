@@ -216,7 +216,7 @@ void run_item(const KernelSet& ks, const PagedCall& c, const PagedScratch& w, co
   }
   for (int64_t r = 0; r < rows; ++r) {
     const float inv = w.l[r] == 0.0f ? 0.0f : 1.0f / w.l[r];
-    store_scaled_row(ks, c.out, out_offset(c, it, r), c.out.strides[2], w.o + r * c.Dv, c.Dv, inv);
+    store_scaled_rows(ks, c.out, out_offset(c, it, r), 0, c.out.strides[2], w.o + r * c.Dv, 0, 1, c.Dv, inv);
   }
 }
 
