@@ -42,7 +42,7 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kBQ = 96;   // query rows per block: whole row slivers of both forms
-constexpr int64_t kBK = 128;  // keys per block: whole key slivers of both forms
+constexpr int64_t kBK = 512;  // keys per block: whole key slivers of both forms (fewer passes over O)
 static_assert(kBQ % kDotAttentionMR == 0 && kBK % kDotAttentionNR == 0 && kBK % 2 == 0,
               "bf16: blocks must be whole slivers and pairs");
 static_assert(kBQ % kTileAttentionMR == 0 && kBK % kTileAttentionNR == 0 && kBK % kTileAttentionK == 0,
@@ -81,6 +81,8 @@ class Fp32Products {
     f_.micro(depth, reinterpret_cast<const float*>(q), reinterpret_cast<const float*>(k), s, lds, false);
   }
   void pack_p(const float*, int64_t, int64_t, int64_t, char*) const {}
+  bool packs_p_rows() const { return false; }
+  float softmax_pack_row(const float*, int64_t, int64_t, float, float, int64_t, char*) const { return 0.0f; }
   // o += P[0:mr, 0:keys] . V[0:keys, 0:nr]; p: P's rows (row stride lds).
   void accumulate_pv(int64_t keys, const float* p, int64_t lds, const char*, const char* v, float* o,
                      int64_t ldo) const {
@@ -93,7 +95,8 @@ class Fp32Products {
 
 // bf16 pairs (kernels.h DotAttention): S is scaled after the product (scaling
 // bf16 Q would round it again); P is rounded to bf16 and packed per row
-// sliver. Two tilings take this form: vdpbf16ps pairs (mr x nr, depth in
+// sliver, or, where the products offer softmax_pack_row (AMX), row by row in
+// the softmax's pass over the scores, which then also applies the scale. Two tilings take this form: vdpbf16ps pairs (mr x nr, depth in
 // pairs) and AMX tiles (32 x 32, depth in steps of 32). The keys of P . V
 // past those a row sliver sees are padded to a whole depth step (an odd last
 // key to a pair) with keys no row of the sliver sees (P = 0 there); their V
@@ -123,6 +126,12 @@ class PairProducts {
   }
   void pack_p(const float* p, int64_t lds, int64_t rows, int64_t keys, char* dst) const {
     dot_.pack_a_f32(p, lds, rows, keys, reinterpret_cast<uint16_t*>(dst));
+  }
+  // Whether P's rows come from softmax_pack_row, straight from the scores.
+  bool packs_p_rows() const { return dot_.softmax_pack_row != nullptr; }
+  float softmax_pack_row(const float* s, int64_t n, int64_t keys, float a, float shift, int64_t r,
+                         char* sliver) const {
+    return dot_.softmax_pack_row(s, n, round_up(keys, k_align), a, shift, r, reinterpret_cast<uint16_t*>(sliver));
   }
   // o += P[0:mr, 0:keys] . V[0:keys, 0:nr] from packed P and V.
   void accumulate_pv(int64_t keys, const float*, int64_t, const char* p, const char* v, float* o,
@@ -187,6 +196,25 @@ struct Scratch {
   }
 };
 
+// online_softmax_row (attention_common.h) for products that pack P's rows
+// from the scores: s[0:n] are scores in log2 units divided by a (a > 0, so
+// the block's max is a times the max of s exactly: rounding keeps order).
+template <class Products>
+float packed_softmax_row(const KernelSet& ks, const Products& pr, const float* s, int64_t n, float a,
+                         float* m, float* l, int64_t keys, int64_t row, char* sliver) {
+  const float block_max = ks.row_max(s, n) * a;
+  // NaN must win (std::max would keep the old value).
+  const float m_new = block_max > *m || block_max != block_max ? block_max : *m;
+  if (m_new == -kInf) {
+    pr.softmax_pack_row(s, 0, keys, 1.0f, 0.0f, row, sliver);
+    return 1.0f;
+  }
+  const float rescale = m_new == *m ? 1.0f : std::exp2(*m - m_new);
+  *l = *l * rescale + pr.softmax_pack_row(s, n, keys, a, m_new, row, sliver);
+  *m = m_new;
+  return rescale;
+}
+
 // One block of query rows [i0, i0 + bq) of head h in batch b, against the
 // packed K/V of its key/value head.
 template <class Products>
@@ -197,6 +225,10 @@ void query_block(const KernelSet& ks, const Products& pr, const ForwardCall& c,
   const int64_t dp = round_up(g.D, Products::k_align), skp = round_up(g.Sk, Products::k_align);
   const int64_t row_slivers = ceil_div(bq, mr);
   const float score_scale = pr.score_scale(c);
+  // Where P's rows are packed from the scores in one pass, the score scale
+  // (when nothing else needs scaled scores first) is applied there too.
+  const bool scale_in_exp = pr.packs_p_rows() && c.mask.mask == nullptr && c.mask.softcap == 0.0f &&
+                            score_scale > 0.0f;
   pr.pack_q(c, rows_of(c.q, b, h, i0), bq, w.qp);
   std::fill(w.m, w.m + kBQ, -kInf);
   std::fill(w.l, w.l + kBQ, 0.0f);
@@ -223,15 +255,29 @@ void query_block(const KernelSet& ks, const Products& pr, const ForwardCall& c,
     for (int64_t r = 0; r < bq; ++r) {
       float* s = w.s + r * kBK;
       const int64_t seen = c.mask.visible(i0 + r, j0, bk);
-      if (score_scale != 1.0f) ks.scale(s, seen, score_scale);
+      if (score_scale != 1.0f && !scale_in_exp) ks.scale(s, seen, score_scale);
       c.mask.apply(s, b, h, i0 + r, j0, seen);
-      const float rescale = online_softmax_row(ks, s, seen, &w.m[r], &w.l[r]);
-      std::fill(s + seen, s + bk, 0.0f);
+      float rescale;
+      if (pr.packs_p_rows()) {
+        const int64_t ir = r / mr;
+        rescale = packed_softmax_row(ks, pr, s, seen, scale_in_exp ? score_scale : 1.0f, &w.m[r], &w.l[r],
+                                     sliver_keys(ir), r % mr, w.pp + ir * mr * kBK * E);
+      } else {
+        rescale = online_softmax_row(ks, s, seen, &w.m[r], &w.l[r]);
+        std::fill(s + seen, s + bk, 0.0f);
+      }
       if (rescale != 1.0f) ks.scale(w.o + r * w.dv_pad, g.Dv, rescale);
     }
-    for (int64_t ir = 0; ir < row_slivers; ++ir) {
-      pr.pack_p(w.s + ir * mr * kBK, kBK, std::min(mr, bq - ir * mr), sliver_keys(ir),
-                w.pp + ir * mr * kBK * E);
+    if (pr.packs_p_rows()) {  // rows of the last sliver past bq: P = 0
+      for (int64_t r = bq; r < row_slivers * mr; ++r) {
+        const int64_t ir = r / mr;
+        pr.softmax_pack_row(w.s, 0, sliver_keys(ir), 1.0f, 0.0f, r % mr, w.pp + ir * mr * kBK * E);
+      }
+    } else {
+      for (int64_t ir = 0; ir < row_slivers; ++ir) {
+        pr.pack_p(w.s + ir * mr * kBK, kBK, std::min(mr, bq - ir * mr), sliver_keys(ir),
+                  w.pp + ir * mr * kBK * E);
+      }
     }
     for (int64_t jr = 0; jr * nr < g.Dv; ++jr) {
       const char* v_sliver = w.vp + (jr * skp + j0) * nr * E;

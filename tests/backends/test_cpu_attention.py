@@ -67,6 +67,8 @@ SHAPES = [  # B, Hq, Hkv, Sq, Sk, D, Dv, causal
     (1, 1, 1, 3, 300, 256, 256, False),
     (1, 2, 2, 100, 101, 64, 64, True),  # odd causal offset: slivers end on an odd key
     (1, 1, 1, 50, 97, 33, 72, True),    # odd D, Dv not a multiple of any sliver width
+    (1, 2, 1, 37, 1031, 64, 48, False),  # three key blocks of 512: the online rescale of O
+    (1, 1, 1, 99, 1100, 32, 32, True),   # causal rows ending in the third key block
 ]
 
 
