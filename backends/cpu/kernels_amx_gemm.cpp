@@ -151,6 +151,14 @@ void b_tile_from_columns(const uint16_t* x, int64_t ld, int64_t j0, int64_t cols
 // depth) and zeros up to the whole steps the tiles read.
 void pack_b(const MatrixRef& src, int64_t depth, int64_t cols, uint16_t* dst) {
   const int64_t padded = steps_of(depth) * kStep, even = (depth + 1) / 2 * 2;
+  if (src.row_stride != 1 && src.col_stride == 1 && padded == depth) {
+    // Rows of b contiguous (x @ w): one call over all the columns interleaves
+    // each pair of rows across them, reading the rows in order (sliver by
+    // sliver it would read 64 bytes of each); its slivers lie back to back
+    // as Bp's do when the depth needs no padding.
+    avx512_bf16_attention()->pack_b(src, depth, cols, dst);
+    return;
+  }
   for (int64_t j0 = 0; j0 < cols; j0 += kNRAmx) {
     uint16_t* sliver = dst + j0 * padded;
     if (src.row_stride == 1) {

@@ -126,10 +126,13 @@ def test_fp32_tiles_agree_bit_for_bit_across_sets(layout, dtype):
 
 
 @pytest.mark.parametrize("threads", [2, 3])
-def test_many_small_batch_elements_dealt_out_whole(isa, threads):
-    a = randn(1, 9, 20, 13, seed=5).expand(5, 9, 20, 13)  # stride-0 batch dim
-    b = randn(5, 9, 13, 11, seed=6)
-    out = poison_(torch.empty(5, 9, 20, 11, dtype=torch.bfloat16))
+@pytest.mark.parametrize("m,k,n", [(20, 13, 11), (64, 64, 40), (64, 45, 40)])
+def test_many_small_batch_elements_dealt_out_whole(isa, threads, m, k, n):
+    # 64 rows take the BLIS path (fewer, the small-M one), where a bf16 b with
+    # contiguous rows is packed a whole panel at a time even by a thread alone.
+    a = randn(1, 9, m, k, seed=5).expand(5, 9, m, k)  # stride-0 batch dim
+    b = randn(5, 9, k, n, seed=6)
+    out = poison_(torch.empty(5, 9, m, n, dtype=torch.bfloat16))
     run(a.to(torch.bfloat16), b.to(torch.bfloat16), out, threads=threads)
     check(out, a.to(torch.bfloat16), b.to(torch.bfloat16))
 
