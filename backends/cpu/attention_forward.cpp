@@ -42,7 +42,8 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kBQ = 96;   // query rows per block: whole row slivers of both forms
-constexpr int64_t kBK = 512;  // keys per block: whole key slivers of both forms (fewer passes over O)
+constexpr int64_t kBK = 512;  // keys per block: whole key slivers of both forms; O passes
+                              // through the products once per block
 static_assert(kBQ % kDotAttentionMR == 0 && kBK % kDotAttentionNR == 0 && kBK % 2 == 0,
               "bf16: blocks must be whole slivers and pairs");
 static_assert(kBQ % kTileAttentionMR == 0 && kBK % kTileAttentionNR == 0 && kBK % kTileAttentionK == 0,
@@ -81,7 +82,7 @@ class Fp32Products {
     f_.micro(depth, reinterpret_cast<const float*>(q), reinterpret_cast<const float*>(k), s, lds, false);
   }
   void pack_p(const float*, int64_t, int64_t, int64_t, char*) const {}
-  bool packs_p_rows() const { return false; }
+  bool packs_p_rows() const { return false; }  // so softmax_pack_row is never called
   float softmax_pack_row(const float*, int64_t, int64_t, float, float, int64_t, char*) const { return 0.0f; }
   // o += P[0:mr, 0:keys] . V[0:keys, 0:nr]; p: P's rows (row stride lds).
   void accumulate_pv(int64_t keys, const float* p, int64_t lds, const char*, const char* v, float* o,
@@ -96,7 +97,8 @@ class Fp32Products {
 // bf16 pairs (kernels.h DotAttention): S is scaled after the product (scaling
 // bf16 Q would round it again); P is rounded to bf16 and packed per row
 // sliver, or, where the products offer softmax_pack_row (AMX), row by row in
-// the softmax's pass over the scores, which then also applies the scale. Two tilings take this form: vdpbf16ps pairs (mr x nr, depth in
+// the softmax's pass over the scores, which then also applies the scale. Two
+// tilings take this form: vdpbf16ps pairs (mr x nr, depth in
 // pairs) and AMX tiles (32 x 32, depth in steps of 32). The keys of P . V
 // past those a row sliver sees are padded to a whole depth step (an odd last
 // key to a pair) with keys no row of the sliver sees (P = 0 there); their V

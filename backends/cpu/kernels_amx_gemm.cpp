@@ -267,16 +267,17 @@ void pack_a_f32(const float* p, int64_t ld, int64_t rows, int64_t depth, uint16_
 // trip through L2 for a block of scores.
 float softmax_pack_row(const float* x, int64_t n, int64_t padded, float a, float shift, int64_t r,
                        uint16_t* sliver) {
-  const __m512 scale = _mm512_set1_ps(a), sub = _mm512_set1_ps(shift), none = _mm512_set1_ps(-__builtin_inff());
+  const __m512 scale = _mm512_set1_ps(a), sub = _mm512_set1_ps(shift);
+  // Lanes at or past n load -inf: 2^-inf = 0, so they add nothing and store 0.
+  auto p16 = [&](int64_t k, int64_t left) {
+    const __mmask16 keep = left >= 16 ? __mmask16(0xFFFF) : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
+    const __m512 s = _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), keep, x + k);
+    return avx512::exp2_nonpositive(_mm512_sub_ps(_mm512_mul_ps(s, scale), sub));
+  };
   uint16_t* out = sliver + (r / kTileRows) * kTileValues + (r % kTileRows) * kStep;
   __m512 sum = _mm512_setzero_ps();
   for (int64_t k0 = 0; k0 < padded; k0 += kStep, out += 2 * kTileValues) {
-    const int64_t left = n - k0;
-    const __mmask16 lo = left >= 16 ? __mmask16(0xFFFF) : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
-    const __mmask16 hi = left >= 32 ? __mmask16(0xFFFF) : left > 16 ? static_cast<__mmask16>((1u << (left - 16)) - 1) : 0;
-    // masked lanes load -inf: 2^-inf = 0, so they add nothing and store 0
-    const __m512 e0 = avx512::exp2_nonpositive(_mm512_sub_ps(_mm512_mul_ps(_mm512_mask_loadu_ps(none, lo, x + k0), scale), sub));
-    const __m512 e1 = avx512::exp2_nonpositive(_mm512_sub_ps(_mm512_mul_ps(_mm512_mask_loadu_ps(none, hi, x + k0 + 16), scale), sub));
+    const __m512 e0 = p16(k0, n - k0), e1 = p16(k0 + 16, n - k0 - 16);
     sum = _mm512_add_ps(_mm512_add_ps(sum, e0), e1);
     _mm512_storeu_si512(out, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
   }
