@@ -83,7 +83,7 @@ class Fp32Products {
   }
   void pack_p(const float*, int64_t, int64_t, int64_t, char*) const {}
   bool packs_p_rows() const { return false; }  // so softmax_pack_row is never called
-  float softmax_pack_row(const float*, int64_t, int64_t, float, float, int64_t, char*) const { return 0.0f; }
+  float softmax_pack_row(const float*, int64_t, int64_t, float, float, int64_t, char*, float*) const { return 0.0f; }
   // o += P[0:mr, 0:keys] . V[0:keys, 0:nr]; p: P's rows (row stride lds).
   void accumulate_pv(int64_t keys, const float* p, int64_t lds, const char*, const char* v, float* o,
                      int64_t ldo) const {
@@ -132,8 +132,9 @@ class PairProducts {
   // Whether P's rows come from softmax_pack_row, straight from the scores.
   bool packs_p_rows() const { return dot_.softmax_pack_row != nullptr; }
   float softmax_pack_row(const float* s, int64_t n, int64_t keys, float a, float shift, int64_t r,
-                         char* sliver) const {
-    return dot_.softmax_pack_row(s, n, round_up(keys, k_align), a, shift, r, reinterpret_cast<uint16_t*>(sliver));
+                         char* sliver, float* s_max) const {
+    return dot_.softmax_pack_row(s, n, round_up(keys, k_align), a, shift, r, reinterpret_cast<uint16_t*>(sliver),
+                                 s_max);
   }
   // o += P[0:mr, 0:keys] . V[0:keys, 0:nr] from packed P and V.
   void accumulate_pv(int64_t keys, const float*, int64_t, const char* p, const char* v, float* o,
@@ -198,21 +199,38 @@ struct Scratch {
   }
 };
 
+// How far (log2 units) a block's max may pass the row's running max before
+// the running max moves: P then stays below 2^kLazyShift (FlashAttention-4's
+// lazy rescaling), and O is rescaled only when the max grows by more.
+constexpr float kLazyShift = 8.0f;
+
 // online_softmax_row (attention_common.h) for products that pack P's rows
 // from the scores: s[0:n] are scores in log2 units divided by a (a > 0, so
 // the block's max is a times the max of s exactly: rounding keeps order).
+// Once the row has a finite running max m, P is taken against m in the same
+// pass that finds the block's max, and taken again against the new max only
+// where that passes m by more than kLazyShift: one pass over the scores
+// instead of two.
 template <class Products>
 float packed_softmax_row(const KernelSet& ks, const Products& pr, const float* s, int64_t n, float a,
                          float* m, float* l, int64_t keys, int64_t row, char* sliver) {
+  float s_max;
+  if (std::isfinite(*m)) {
+    const float sum = pr.softmax_pack_row(s, n, keys, a, *m, row, sliver, &s_max);
+    if (!(s_max * a > *m + kLazyShift)) {  // a NaN score makes sum NaN, and so the row
+      *l += sum;
+      return 1.0f;
+    }
+  }
   const float block_max = ks.row_max(s, n) * a;
   // NaN must win (std::max would keep the old value).
   const float m_new = block_max > *m || block_max != block_max ? block_max : *m;
   if (m_new == -kInf) {
-    pr.softmax_pack_row(s, 0, keys, 1.0f, 0.0f, row, sliver);
+    pr.softmax_pack_row(s, 0, keys, 1.0f, 0.0f, row, sliver, &s_max);
     return 1.0f;
   }
   const float rescale = m_new == *m ? 1.0f : std::exp2(*m - m_new);
-  *l = *l * rescale + pr.softmax_pack_row(s, n, keys, a, m_new, row, sliver);
+  *l = *l * rescale + pr.softmax_pack_row(s, n, keys, a, m_new, row, sliver, &s_max);
   *m = m_new;
   return rescale;
 }
@@ -273,7 +291,8 @@ void query_block(const KernelSet& ks, const Products& pr, const ForwardCall& c,
     if (pr.packs_p_rows()) {  // rows of the last sliver past bq: P = 0
       for (int64_t r = bq; r < row_slivers * mr; ++r) {
         const int64_t ir = r / mr;
-        pr.softmax_pack_row(w.s, 0, sliver_keys(ir), 1.0f, 0.0f, r % mr, w.pp + ir * mr * kBK * E);
+        float unused;
+        pr.softmax_pack_row(w.s, 0, sliver_keys(ir), 1.0f, 0.0f, r % mr, w.pp + ir * mr * kBK * E, &unused);
       }
     } else {
       for (int64_t ir = 0; ir < row_slivers; ++ir) {

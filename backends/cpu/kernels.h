@@ -136,10 +136,11 @@ struct DotAttention {
   // Row r of P for a row sliver at dst (as pack_a_f32 lays out a sliver's
   // rows), fused with the softmax: bf16(2^(x[j] * a - shift)) for j < n, 0
   // for n <= j < padded (a whole number of depth steps); returns the sum of
-  // the unrounded values, added as exp2_sum adds them. nullptr: the caller
-  // runs exp2_sum and pack_a_f32.
+  // the unrounded values, added as exp2_sum adds them, and in *x_max the
+  // largest x[j] (a NaN may not show there). Right where x[j] * a - shift <=
+  // 127. nullptr: the caller runs exp2_sum and pack_a_f32.
   float (*softmax_pack_row)(const float* x, int64_t n, int64_t padded, float a, float shift, int64_t r,
-                            uint16_t* dst) = nullptr;
+                            uint16_t* dst, float* x_max) = nullptr;
 };
 // The same four on AMX tiles (kernels_amx_gemm.cpp), in the AMX DotGemm's
 // layouts and 32 x 32 tile, depth padded to kTileAttentionK.

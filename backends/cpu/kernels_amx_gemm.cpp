@@ -262,25 +262,28 @@ void pack_a_f32(const float* p, int64_t ld, int64_t rows, int64_t depth, uint16_
 // p[j] = 2^(x[j] * a - shift) for j < n (the exp2 of the avx512 set's
 // exp2_sum, summed in the same order), rounded to bf16 into row r of a
 // 32-row sliver of Ap as pack_a_f32 places it, zeros for n <= j < padded (a
-// multiple of 32). Returns the sum of the unrounded p. Saves the passes that
-// scale the scores, store P as float32 and read it back to pack it, each a
-// trip through L2 for a block of scores.
+// multiple of 32). Returns the sum of the unrounded p, and in *x_max the
+// largest x[j] (a NaN among them may or may not show there). Saves the passes
+// that scale the scores, store P as float32 and read it back to pack it, each
+// a trip through L2 for a block of scores.
 float softmax_pack_row(const float* x, int64_t n, int64_t padded, float a, float shift, int64_t r,
-                       uint16_t* sliver) {
-  const __m512 scale = _mm512_set1_ps(a), sub = _mm512_set1_ps(shift);
+                       uint16_t* sliver, float* x_max) {
+  const __m512 scale = _mm512_set1_ps(a), sub = _mm512_set1_ps(shift), none = _mm512_set1_ps(-__builtin_inff());
+  __m512 sum = _mm512_setzero_ps(), top = none;
   // Lanes at or past n load -inf: 2^-inf = 0, so they add nothing and store 0.
   auto p16 = [&](int64_t k, int64_t left) {
     const __mmask16 keep = left >= 16 ? __mmask16(0xFFFF) : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
-    const __m512 s = _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), keep, x + k);
+    const __m512 s = _mm512_mask_loadu_ps(none, keep, x + k);
+    top = _mm512_max_ps(top, s);
     return avx512::exp2_nonpositive(_mm512_sub_ps(_mm512_mul_ps(s, scale), sub));
   };
   uint16_t* out = sliver + (r / kTileRows) * kTileValues + (r % kTileRows) * kStep;
-  __m512 sum = _mm512_setzero_ps();
   for (int64_t k0 = 0; k0 < padded; k0 += kStep, out += 2 * kTileValues) {
     const __m512 e0 = p16(k0, n - k0), e1 = p16(k0 + 16, n - k0 - 16);
     sum = _mm512_add_ps(_mm512_add_ps(sum, e0), e1);
     _mm512_storeu_si512(out, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
   }
+  *x_max = _mm512_reduce_max_ps(top);
   return _mm512_reduce_add_ps(sum);
 }
 

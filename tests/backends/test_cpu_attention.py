@@ -170,6 +170,19 @@ def test_negative_scale_and_nan_propagation(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+def test_scores_jumping_between_key_blocks(isa, dtype, causal):
+    # The second of three 512-key blocks scores far above the first (its keys scaled
+    # up: P against the first block's max would be 2^200 and more, past float32) and
+    # the third far below: the running max moves by much more than the lazy rescale
+    # lets P grow (P taken again against the new max, O rescaled), then not at all.
+    q, k, v = attention_inputs(1, 2, 1, 40, 1300, 32, 32, dtype=dtype, seed=11)
+    k[:, :, 512:1024] *= 60
+    k[:, :, 1024:] *= 0.25
+    check_forward(q, k, v, causal=causal)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_inf_in_a_value_no_row_sees_stays_out(isa, dtype):
     # Sk = Sq + 1: the causal diagonal gives each sliver of rows an odd key count, so
     # bf16 pairs end with a key no row of the sliver sees (key 25 for rows 0-23); AMX
