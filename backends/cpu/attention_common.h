@@ -107,21 +107,28 @@ struct ScoreMask {
   }
 };
 
+// The running max after a block whose max is block_max: a NaN wins (std::max
+// would keep the old value), so it reaches the output.
+inline float running_max(float m, float block_max) {
+  return block_max > m || block_max != block_max ? block_max : m;
+}
+
+// 2^(m - m_new), by which a row's output accumulator is scaled when its max
+// moves; once the max settles most blocks leave it unchanged: no exp2(0).
+inline float rescale_factor(float m, float m_new) { return m_new == m ? 1.0f : std::exp2(m - m_new); }
+
 // Folds one row of scores s[0:n] (log2 units, masked) into the row's running
 // max m and sum l, and turns s into P = 2^(s - m). Returns the factor by
 // which the row's output accumulator must be scaled first (1 if unchanged).
 // While every score seen is -inf, P is 0 and m, l stay as they are; a NaN
 // score makes m NaN, so it reaches the output.
 inline float online_softmax_row(const KernelSet& ks, float* s, int64_t n, float* m, float* l) {
-  const float block_max = ks.row_max(s, n);
-  // NaN must win (std::max would keep the old value).
-  const float m_new = block_max > *m || block_max != block_max ? block_max : *m;
+  const float m_new = running_max(*m, ks.row_max(s, n));
   if (m_new == -kInf) {
     for (int64_t j = 0; j < n; ++j) s[j] = 0.0f;
     return 1.0f;
   }
-  // Once the row's max settles most blocks leave it unchanged: skip exp2(0).
-  const float rescale = m_new == *m ? 1.0f : std::exp2(*m - m_new);
+  const float rescale = rescale_factor(*m, m_new);
   *l = *l * rescale + ks.exp2_sum(s, n, m_new);
   *m = m_new;
   return rescale;

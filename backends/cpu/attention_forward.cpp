@@ -222,14 +222,12 @@ float packed_softmax_row(const KernelSet& ks, const Products& pr, const float* s
       return 1.0f;
     }
   }
-  const float block_max = ks.row_max(s, n) * a;
-  // NaN must win (std::max would keep the old value).
-  const float m_new = block_max > *m || block_max != block_max ? block_max : *m;
+  const float m_new = running_max(*m, ks.row_max(s, n) * a);
   if (m_new == -kInf) {
     pr.softmax_pack_row(s, 0, keys, 1.0f, 0.0f, row, sliver, &s_max);
     return 1.0f;
   }
-  const float rescale = m_new == *m ? 1.0f : std::exp2(*m - m_new);
+  const float rescale = rescale_factor(*m, m_new);
   *l = *l * rescale + pr.softmax_pack_row(s, n, keys, a, m_new, row, sliver, &s_max);
   *m = m_new;
   return rescale;

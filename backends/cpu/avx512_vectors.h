@@ -24,7 +24,9 @@ inline __m512 load16(const Half* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// 2^t for t <= 0, exactly 0 at or below -127 (masked scores are -inf):
+// 2^t for t <= 0 (and right up to t < 128: the lazy rescaling of
+// attention_forward.cpp takes it to 8), exactly 0 at or below -127 (masked
+// scores are -inf):
 // kernels.h's kExp2Poly at 512 bits.
 inline __m512 exp2_nonpositive(__m512 t) {
   t = _mm512_max_ps(_mm512_set1_ps(-127.0f), t);
