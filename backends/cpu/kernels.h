@@ -340,6 +340,9 @@ struct KernelSet {
 
 // Scalar C++ that any compiler and CPU runs (and that auto-vectorises).
 const KernelSet& portable_kernels();
+// The getters below live in files compiled for their ISA: building a set may
+// itself run that ISA's instructions (a struct copy in zmm registers), so call
+// one only after the CPU is known to have the ISA (kernels_select.cpp).
 // AVX2 + FMA + F16C; nullptr when this build has no x86 path.
 const KernelSet* avx2_kernels();
 // AVX-512 (F, BW, VL, DQ) with AVX512_BF16 where the CPU has it; nullptr when

@@ -40,11 +40,12 @@ struct Candidate {
 
 Candidate runnable(const char* name) {
   if (std::strcmp(name, "portable") == 0) return {name, &portable_kernels()};
-  const bool avx2 = avx2_kernels() != nullptr && cpu_supports({"avx2", "fma", "f16c"});
+  // The CPU is asked first: a set's getter may run its own ISA (kernels.h).
+  const bool avx2 = cpu_supports({"avx2", "fma", "f16c"}) && avx2_kernels() != nullptr;
   if (std::strcmp(name, "avx2") == 0) return {name, avx2 ? avx2_kernels() : nullptr};
   if (std::strcmp(name, "avx512") == 0) {
-    const bool ok = avx2 && avx512_kernels() != nullptr &&
-                    cpu_supports({"avx512f", "avx512bw", "avx512vl", "avx512dq"});
+    const bool ok = avx2 && cpu_supports({"avx512f", "avx512bw", "avx512vl", "avx512dq"}) &&
+                    avx512_kernels() != nullptr;
     return {name, ok ? avx512_kernels() : nullptr};
   }
   if (std::strcmp(name, "amx") == 0) {
