@@ -150,7 +150,8 @@ constexpr int64_t kTileAttentionK = 32;
 
 // Scaled GEMMs on byte-coded inputs (float8, int8; csrc/hetero/quantized.h):
 // every value is exact in bf16, so they are decoded through a 256-entry table
-// of bf16 codes and multiplied as bf16.
+// of bf16 codes and multiplied as bf16 (the avx2 stream decodes by arithmetic
+// into float32 instead: kernels_avx2_quantized.cpp).
 //
 // Decode-shaped products (a few rows of a) stream the byte-coded weight once:
 // column j of b is row j of w (b = w.t(), the layout of a Linear weight),
@@ -369,6 +370,10 @@ const QuantizedKernels* avx512_quantized_kernels();
 const Int8Gemm* avx512_int8_gemm();
 // The portable table decode, with no small-M product.
 const QuantizedKernels* portable_quantized_kernels();
+// The portable decode with the avx2 set's streaming product
+// (kernels_avx2_quantized.cpp: float8 widened through binary16, int8 by
+// vpmaddwd); nullptr when this build has no x86 path.
+const QuantizedKernels* avx2_quantized_kernels();
 
 // The AMX bf16 GEMM (kernels_amx_gemm.cpp); nullptr when this build, the CPU
 // or the OS has no AMX-BF16.

@@ -264,7 +264,7 @@ const KernelSet* avx2_kernels() {
                                       Packing::pack_b, micro, micro_rows};
   static const KernelSet kernels{"avx2", &fp32_gemm, widen_rows, store_rows, avx2::small_m_dot,
                                  avx2::small_m_axpy, avx2::order_dot_rows, row_max, exp2_sum, scale, fma_loop, nullptr, nullptr, nullptr,
-                                 portable_quantized_kernels()};
+                                 avx2_quantized_kernels()};
   return &kernels;
 }
 

@@ -124,6 +124,28 @@ def test_every_code_decodes_exactly(isa, dtype, m):
         assert torch.equal(got.nan_to_num(), want.nan_to_num())
 
 
+@pytest.mark.parametrize("flush_denormal", [False, True], ids=["", "flush_denormal"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 4, 20])  # the streaming path (1 and 4 rows), the decoded one
+def test_every_code_decodes_exactly_as_a_weight(isa, dtype, m, flush_denormal):
+    """All 256 codes of the dtype in w (b = w.t(), the streamed operand), one per column,
+    times rows of ones: torch's own decoding, NaN where it gives NaN, subnormal codes
+    exact even with denormals flushed (torch.set_flush_denormal sets the CPU's DAZ/FTZ,
+    where supported, for this thread)."""
+    w = torch.arange(256, dtype=torch.uint8).view(dtype).reshape(256, 1)
+    a = torch.ones(m, 1).to(dtype)
+    if flush_denormal and not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-denormal mode")
+    try:
+        got = hetero.scaled_gemm(a, w.t(), torch.ones(1), torch.ones(1),
+                                 out_dtype=torch.float32, backend="cpu")
+    finally:
+        torch.set_flush_denormal(False)
+    want = w.float().reshape(1, 256).expand(m, 256)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(got.nan_to_num(), want.nan_to_num())
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_b_any_layout_bias_and_every_out_dtype(isa, dtype):
     m, n, k = 6, 11, 70
