@@ -21,7 +21,7 @@
 // values times 2^8 stay far inside float32).
 //
 // The unpacks work within 128-bit lanes, so of 32 codes the four float
-// vectors hold codes 0-7, 16-23, 8-15 and 24-31; a is read at those offsets.
+// vectors hold codes 0-7, 16-23, 8-15 and 24-31; a is prepared in that order.
 //
 // int8: 16 codes sign-extended to int16 (vpmovsxbw) and multiplied with a as
 // int16 in pairs (vpmaddwd): exact int32 sums (a pair is at most 2^15).
@@ -47,21 +47,37 @@ namespace {
 
 constexpr int64_t kChunk = 32;  // codes per step (one 256-bit load)
 
-// The weight formats of the stream.
+// decode32 runs once per chunk in the kernel's loop. GCC left some of its
+// instances out of line, returning the vectors through memory: forced inline,
+// the stream ran twice as fast (bench/RESULTS.md, the Zen 3).
+#if defined(_MSC_VER)
+#define HETERO_ALWAYS_INLINE __forceinline
+#else
+#define HETERO_ALWAYS_INLINE inline __attribute__((always_inline))
+#endif
+
+// The weight formats of the stream and how each is decoded.
 enum Kind { kE5M2, kE4M3, kE4M3Fnuz, kGather, kInt8 };
 
-// Float32 = binary16 value * kFactor of each kind's binary16 reading.
+// What a is multiplied by so that a times w's reading is a times w's value.
 constexpr float factor_of(int kind) {
   return kind == kE4M3 ? 256.0f : kind == kE4M3Fnuz ? 128.0f : 1.0f;
 }
 
-// Offsets in a chunk of a of the four float vectors a chunk of w decodes into.
-constexpr int64_t kF16Order[4] = {0, 16, 8, 24};
-constexpr int64_t kNaturalOrder[4] = {0, 8, 16, 24};
+// Which code of a chunk lane i of the q-th float vector decode32 gives holds,
+// p = 8q + i: a is prepared in this order, so the kernel reads it straight.
+inline int code_at(int kind, int p) {
+  const int q = p / 8, i = p % 8;
+  switch (kind) {
+    case kE5M2: case kE4M3: case kE4M3Fnuz:  // unpacks within 128-bit lanes
+      return (q == 1 ? 16 : q == 2 ? 8 : q == 3 ? 24 : 0) + i;
+    default: return p;
+  }
+}
 
 // 32 codes at `codes` (32 readable bytes) into four float vectors.
 template <int KIND>
-inline void decode32(const uint8_t* codes, const float* table, __m256* w) {
+HETERO_ALWAYS_INLINE void decode32(const uint8_t* codes, const float* table, __m256* w) {
   if (KIND == kGather) {
     for (int q = 0; q < 4; ++q) {
       const __m128i eight = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + 8 * q));
@@ -117,7 +133,6 @@ template <int ROWS, int KIND>
 void column(const QuantizedSmallM& p, const float* table, const void* a_prepared, int64_t lda_p,
             int64_t j, int64_t prefetch_rows) {
   constexpr int kChains = KIND == kInt8 ? 2 : ROWS == 1 ? 4 : ROWS == 2 ? 2 : 1;
-  constexpr const int64_t* order = KIND == kGather ? kNaturalOrder : kF16Order;
   __m256 acc[ROWS][kChains];
   __m256i iacc[ROWS][kChains];
   float total[ROWS] = {};
@@ -156,7 +171,7 @@ void column(const QuantizedSmallM& p, const float* table, const void* a_prepared
       const float* a32 = static_cast<const float*>(a_prepared) + k0;
       for (int r = 0; r < ROWS; ++r) {
         for (int q = 0; q < 4; ++q) {
-          acc[r][q % kChains] = _mm256_fmadd_ps(_mm256_loadu_ps(a32 + r * lda_p + order[q]), wv[q], acc[r][q % kChains]);
+          acc[r][q % kChains] = _mm256_fmadd_ps(_mm256_loadu_ps(a32 + r * lda_p + 8 * q), wv[q], acc[r][q % kChains]);
         }
       }
     }
@@ -218,18 +233,25 @@ void small_m(const QuantizedSmallM& p, int64_t col0, int64_t col1) {
                    : p.dtype == DType::float8_e4m3fnuz ? kE4M3Fnuz : kGather;
   alignas(32) float table[256];
   for (int code = 0; code < 256; ++code) table[code] = table_value(p.table, code);
-  // a's rows, decoded once per call and zero-padded to whole chunks: float
-  // times the kind's factor, or int16 for int8.
+  // a's rows, decoded once per call in the order decode32 gives w's codes
+  // (code_at) and zero-padded to whole chunks: float times the kind's factor,
+  // or int16 for int8.
   const int64_t ld = (p.depth + kChunk - 1) / kChunk * kChunk;
+  int order[kChunk];
+  for (int i = 0; i < kChunk; ++i) order[i] = code_at(kind, i);
   thread_local std::vector<float> prepared;
   prepared.assign(static_cast<size_t>(std::max<int64_t>(p.rows * ld, 1)), 0.0f);
   int16_t* a16 = reinterpret_cast<int16_t*>(prepared.data());
   const float factor = factor_of(kind);
   for (int64_t r = 0; r < p.rows; ++r) {
-    for (int64_t k = 0; k < p.depth; ++k) {
-      const uint8_t code = p.a[r * p.lda + k];
-      if (kind == kInt8) a16[r * ld + k] = static_cast<int8_t>(code);
-      else prepared[static_cast<size_t>(r * ld + k)] = table[code] * factor;
+    const uint8_t* a = p.a + r * p.lda;
+    for (int64_t k0 = 0; k0 < p.depth; k0 += kChunk) {
+      for (int i = 0; i < kChunk; ++i) {
+        const int64_t k = k0 + order[i];
+        if (k >= p.depth) continue;  // zero padding
+        if (kind == kInt8) a16[r * ld + k0 + i] = static_cast<int8_t>(a[k]);
+        else prepared[static_cast<size_t>(r * ld + k0 + i)] = table[a[k]] * factor;
+      }
     }
   }
   switch (kind) {
