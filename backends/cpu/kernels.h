@@ -228,6 +228,9 @@ struct QuantizedKernels {
   const Int8Gemm* int8_gemm;
   // Exact int8 x @ w.t() of a few rows on AMX tiles; nullptr outside the amx set.
   const Int8Stream* int8_stream = nullptr;
+  // Rows of a up to which small_m runs (it reads w once per kQuantizedRows
+  // rows; beyond, decoding w once and multiplying is faster).
+  int64_t small_m_max_rows = 16;
 };
 constexpr int64_t kQuantizedRows = 4;
 

@@ -2,9 +2,10 @@
 // (float8 or int8; csrc/hetero/quantized.h), every value exact in bf16.
 //
 // Two paths, both summing exact bf16 products in float32:
-//   decode-shaped  M <= kSmallRows, b = w.t() (unit k stride, a Linear
-//                  weight) and a kernel set with a streaming product: groups
-//                  of <= 4 rows of a stream the byte-coded w once each,
+//   decode-shaped  M <= the set's small_m_max_rows (16; 32 on avx2), b =
+//                  w.t() (unit k stride, a Linear weight) and a kernel set
+//                  with a streaming product: groups of <= 4 rows of a
+//                  stream the byte-coded w once each,
 //                  decoding in registers (kernels.h QuantizedSmallM); columns
 //                  are split over threads. Decode is where the 1-byte weight
 //                  halves the bytes a bf16 weight moves. On the amx set only
@@ -46,7 +47,6 @@ namespace hetero {
 namespace cpu {
 namespace {
 
-constexpr int64_t kSmallRows = 16;   // decode-shaped: 4 passes over w at most
 constexpr int64_t kBlock = 128;      // the block recipe's depth
 constexpr int64_t kExactSlice = 512; // int8: 512 * 128 * 128 = 2^23 < 2^24
 constexpr int64_t kMinBytesPerThread = int64_t{1} << 16;
@@ -360,7 +360,7 @@ Status scaled_gemm_impl(const TensorView& a, const TensorView& b, const TensorVi
     int8_stream = nullptr;
   }
   const WeightStream* ws = active_kernels().weight_stream;
-  const int64_t small_rows = ws != nullptr && c.K % ws->k_align == 0 ? kQuantizedRows : kSmallRows;
+  const int64_t small_rows = ws != nullptr && c.K % ws->k_align == 0 ? kQuantizedRows : q.small_m_max_rows;
   const bool streaming = int8_stream == nullptr && q.small_m != nullptr && c.M <= small_rows &&
                          b.strides[0] == 1 && c.K > 0;
   const bool int8_gemm_applies = int8_stream == nullptr && !streaming && c.exact_int &&

@@ -110,7 +110,7 @@ def test_int8_stream_on_two_threads(isa):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 20])  # the streaming path and the decoded one
+@pytest.mark.parametrize("m", [1, 40])  # the streaming path and the decoded one
 def test_every_code_decodes_exactly(isa, dtype, m):
     """All 256 codes of the dtype, as a times a 1, give torch's own decoding (NaN
     for NaN codes, +-inf for e5m2's)."""
@@ -126,7 +126,7 @@ def test_every_code_decodes_exactly(isa, dtype, m):
 
 @pytest.mark.parametrize("flush_denormal", [False, True], ids=["", "flush_denormal"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 4, 20])  # the streaming path (1 and 4 rows), the decoded one
+@pytest.mark.parametrize("m", [1, 4, 40])  # the streaming path (1 and 4 rows), the decoded one
 def test_every_code_decodes_exactly_as_a_weight(isa, dtype, m, flush_denormal):
     """All 256 codes of the dtype in w (b = w.t(), the streamed operand), one per column,
     times rows of ones: torch's own decoding, NaN where it gives NaN, subnormal codes
