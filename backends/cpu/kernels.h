@@ -375,7 +375,7 @@ const Int8Gemm* avx512_int8_gemm();
 const QuantizedKernels* portable_quantized_kernels();
 // The portable decode with the avx2 set's streaming product
 // (kernels_avx2_quantized.cpp: float8 widened through binary16, int8 by
-// vpmaddwd); nullptr when this build has no x86 path.
+// vpmaddwd); defined in x86-64 builds only, for kernels_avx2.cpp.
 const QuantizedKernels* avx2_quantized_kernels();
 
 // The AMX bf16 GEMM (kernels_amx_gemm.cpp); nullptr when this build, the CPU

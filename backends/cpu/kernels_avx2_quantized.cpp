@@ -41,6 +41,8 @@
 #include <cstring>
 #include <vector>
 
+#include "avx2_vectors.h"
+
 namespace hetero {
 namespace cpu {
 namespace {
@@ -108,12 +110,7 @@ HETERO_ALWAYS_INLINE void decode32(const uint8_t* codes, const float* table, __m
   w[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(hi, 1));
 }
 
-inline float horizontal_sum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using avx2::horizontal_sum;
 
 inline int32_t horizontal_sum(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -218,21 +215,13 @@ void columns(const QuantizedSmallM& p, const float* table, const void* a_prepare
   }
 }
 
-// The bf16 code of the table as float.
-inline float table_value(const uint16_t* table, int code) {
-  const uint32_t bits = static_cast<uint32_t>(table[code]) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
 void small_m(const QuantizedSmallM& p, int64_t col0, int64_t col1) {
   const int kind = p.dtype == DType::int8 ? kInt8
                    : p.dtype == DType::float8_e5m2 ? kE5M2
                    : p.dtype == DType::float8_e4m3fn ? kE4M3
                    : p.dtype == DType::float8_e4m3fnuz ? kE4M3Fnuz : kGather;
   alignas(32) float table[256];
-  for (int code = 0; code < 256; ++code) table[code] = table_value(p.table, code);
+  for (int code = 0; code < 256; ++code) table[code] = bfloat16_to_float(BFloat16{p.table[code]});
   // a's rows, decoded once per call in the order decode32 gives w's codes
   // (code_at) and zero-padded to whole chunks: float times the kind's factor,
   // or int16 for int8.
@@ -276,12 +265,4 @@ const QuantizedKernels* avx2_quantized_kernels() {
 }  // namespace cpu
 }  // namespace hetero
 
-#else  // not x86-64: no AVX2 path in this build
-
-namespace hetero {
-namespace cpu {
-const QuantizedKernels* avx2_quantized_kernels() { return nullptr; }
-}  // namespace cpu
-}  // namespace hetero
-
-#endif
+#endif  // x86-64
