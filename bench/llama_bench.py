@@ -22,7 +22,10 @@ otherwise); for ``generate``, whether the tokens equal PyTorch's is reported.
 
 ``hetero.enabled()`` routes natively on the CPU (:mod:`hetero.native_route`);
 ``--function-mode`` times ``hetero.enabled(native=False)`` instead. ``--small`` runs every
-workload on the training step's model (hidden 512).
+workload on the training step's model (hidden 512). ``--fp8-weights`` (``generate`` only)
+stores every decoder layer's Linear weight in float8_e4m3fn and multiplies through
+``torch._scaled_mm`` (:class:`Fp8Linear`), the call ``enable()`` routes to
+``hetero.scaled_gemm``.
 """
 
 from __future__ import annotations
@@ -55,9 +58,38 @@ WORKLOADS = ("forward", "train", "generate")
 ENABLE: dict = {}  # hetero.enabled()'s arguments (--function-mode)
 
 
-def make_model(config: dict, dtype: torch.dtype) -> LlamaForCausalLM:
+class Fp8Linear(torch.nn.Module):
+    """A bias-free Linear with its weight in float8_e4m3fn, one scale per output row; each
+    call quantizes its input per row and multiplies by ``torch._scaled_mm`` (row-wise
+    recipe), returning the Linear's dtype."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()
+        scale = w.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 448  # e4m3fn's max
+        self.weight = (w / scale).to(torch.float8_e4m3fn)  # (out, in)
+        self.weight_scale = scale.t().contiguous()  # (1, out)
+        self.out_dtype = linear.weight.dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1]).float()
+        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 448
+        quantized = (rows / scale).to(torch.float8_e4m3fn)
+        y = torch._scaled_mm(quantized, self.weight.t(), scale, self.weight_scale,
+                             out_dtype=self.out_dtype)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def make_model(config: dict, dtype: torch.dtype, fp8_weights: bool = False) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(**config)).to(dtype)
+    model = LlamaForCausalLM(LlamaConfig(**config)).to(dtype)
+    if fp8_weights:
+        for layer in model.model.layers:
+            for parent in (layer.self_attn, layer.mlp):
+                for name, child in list(parent.named_children()):
+                    if isinstance(child, torch.nn.Linear) and child.bias is None:
+                        setattr(parent, name, Fp8Linear(child))
+    return model
 
 
 def within_rule(ours, plain, exact, dtype, what: str) -> dict:
@@ -114,7 +146,7 @@ def train(config, dtype, args):
 
 
 def generate(config, dtype, args):
-    model = make_model(config, dtype).eval()
+    model = make_model(config, dtype, args.fp8_weights).eval()
     ids = torch.randint(0, config["vocab_size"], (1, args.prompt))
     kw = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
               do_sample=False, pad_token_id=0)
@@ -175,6 +207,8 @@ def main(argv=None):
                         help="hetero.enabled(native=False): the torch function mode")
     parser.add_argument("--small", action="store_true",
                         help="every workload on the small (hidden 512) model")
+    parser.add_argument("--fp8-weights", action="store_true",
+                        help="generate: decoder Linears in float8_e4m3fn via torch._scaled_mm")
     parser.add_argument("--json", help="write the rows and the environment to this file")
     args = parser.parse_args(argv)
     ENABLE.update(native=False) if args.function_mode else ENABLE.clear()
@@ -182,12 +216,16 @@ def main(argv=None):
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown:
         parser.error(f"--workloads: unknown {unknown}; expected some of {list(WORKLOADS)}")
+    if args.fp8_weights and workloads != ["generate"]:
+        parser.error("--fp8-weights: only with --workloads generate (the other workloads "
+                     "check against a float64 model, which an fp8 one cannot match)")
     threads = hetero_env.settings().num_threads or torch.get_num_threads()
     env = {"cpu": machine.describe(torch.device("cpu"), threads)["cpu"], "threads": threads,
            "torch": torch.__version__, "python": platform.python_version(),
            "models": {"forward/generate": MODEL, "train": TRAIN}, "quick": args.quick,
            "seq": args.seq, "train_seq": args.train_seq, "prompt": args.prompt,
-           "new_tokens": args.new_tokens, "enable": dict(ENABLE), "small": args.small}
+           "new_tokens": args.new_tokens, "enable": dict(ENABLE), "small": args.small,
+           "fp8_weights": args.fp8_weights}
     print(f"# {env['cpu']}, {threads} threads, torch {torch.__version__}", flush=True)
     print("| workload | dtype | torch s | hetero s | torch / hetero (95% interval) | GFLOP | "
           "served by hetero | check |")
