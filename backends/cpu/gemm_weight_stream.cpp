@@ -1,6 +1,6 @@
 // out = alpha * (a @ b) + beta * bias for bf16 a of a few rows and b = w.t()
 // (a Linear weight, rows of w contiguous along k), on the kernel set's
-// WeightStream (kernels.h; the amx set's AMX tiles).
+// WeightStream (kernels.h: the amx set's AMX tiles, the avx512 set's vdpbf16ps).
 //
 // The BLIS path (gemm.cpp) packs b before multiplying: for a few rows of a
 // that is a second pass over the weight's bytes, which is what such a call

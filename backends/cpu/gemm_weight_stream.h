@@ -1,6 +1,6 @@
 // The weight-streaming GEMM driver (gemm_weight_stream.cpp): bf16 (or
 // byte-coded, decoded) x @ w.t() of a few rows on the kernel set's
-// WeightStream (AMX tiles).
+// WeightStream (AMX tiles, or vdpbf16ps in the avx512 set).
 #pragma once
 
 #include "gemm_problem.h"

@@ -135,6 +135,7 @@ const KernelSet* avx512_kernels() {
     k.bf16_dot_loop = bf16 ? bf16_dot_loop : nullptr;
     k.bf16_gemm = bf16 ? avx512_bf16_gemm() : nullptr;
     k.bf16_attention = bf16 ? avx512_bf16_attention() : nullptr;
+    k.weight_stream = bf16 ? avx512_bf16_weight_stream() : nullptr;
     if (bf16 && cpu_has_avx512_vbmi_vnni()) k.quantized = avx512_quantized_kernels();
     k.vector_paged_rows = avx512_paged_rows_kernel(bf16);
     return k;

@@ -359,8 +359,12 @@ Status scaled_gemm_impl(const TensorView& a, const TensorView& b, const TensorVi
                                   c.M >= int8_stream->min_rows && c.M <= int8_stream->max_rows)) {
     int8_stream = nullptr;
   }
+  // Where the bf16 weight stream serves the decoded product (gemm_decoding),
+  // the quantized stream keeps only the rows below it (at least its own step).
   const WeightStream* ws = active_kernels().weight_stream;
-  const int64_t small_rows = ws != nullptr && c.K % ws->k_align == 0 ? kQuantizedRows : q.small_m_max_rows;
+  const int64_t small_rows = ws != nullptr && c.K % ws->k_align == 0
+                                 ? std::clamp(ws->min_rows - 1, kQuantizedRows, q.small_m_max_rows)
+                                 : q.small_m_max_rows;
   const bool streaming = int8_stream == nullptr && q.small_m != nullptr && c.M <= small_rows &&
                          b.strides[0] == 1 && c.K > 0;
   const bool int8_gemm_applies = int8_stream == nullptr && !streaming && c.exact_int &&

@@ -10,11 +10,13 @@ columns (each thread packing its Bp as it uses it) and whole batch elements, and
 results that do not depend on the thread count, and fp32 results that do not depend on
 which FMA kernel set computed them.
 
-The weight-streaming path (backends/cpu/gemm_weight_stream.cpp; the amx set, bf16
-x @ w.t() of 3 to 128 rows, K a multiple of 32): row counts around its tiles (16, 32)
-and limits, columns around its 32-row chunks of w and its 256-column stores, a w whose
-rows are further apart than K, and the epilogue; on the other sets the same calls
-check whatever path serves them.
+The weight-streaming path (backends/cpu/gemm_weight_stream.cpp; bf16 x @ w.t(): the
+amx set's tiles, 3 to 128 rows, K a multiple of 32; the avx512 set's vdpbf16ps tile of
+12 rows of w x 32 rows of x, 20 to 192 rows, K even): row counts around its tiles (16,
+32) and limits, columns around its chunks of w (24, 32 rows) and stores (192, 256
+columns), depths whose pairs end on a partial 64-byte line of w, a w whose rows are
+further apart than K, and the epilogue; on the other sets the same calls check whatever
+path serves them.
 
 The small-M path (backends/cpu/gemm_small_m.cpp, at most 48 rows, 32 in the avx512 and
 amx sets, with b unit-stride along k or n): row counts around its tiles (4, 3, 2, 1 rows),
@@ -158,8 +160,8 @@ def test_thread_count_must_be_positive():
 
 # ---------------------------------------------------------------- weight stream
 
-@pytest.mark.parametrize("m", [3, 15, 16, 17, 33, 64, 128, 129])
-@pytest.mark.parametrize("n,k", [(32, 32), (45, 64), (300, 1024), (520, 96)])
+@pytest.mark.parametrize("m", [3, 15, 16, 17, 20, 33, 48, 64, 128, 129, 192, 193])
+@pytest.mark.parametrize("n,k", [(32, 32), (45, 64), (300, 1024), (520, 96), (25, 34), (13, 2)])
 def test_weight_stream_rows_and_chunks(isa, m, n, k):
     a = randn(m, k, dtype=torch.bfloat16, seed=31)
     b = randn(n, k, dtype=torch.bfloat16, seed=32).t()
