@@ -27,8 +27,8 @@
 // threads sharing a column range pack the whole panel together and meet at a
 // barrier. Many small batch elements are instead dealt out whole, one thread
 // each. Decode-shaped calls (a few rows of a) take gemm_small_m.cpp instead,
-// or, bf16 (and byte-coded) x @ w.t() of tens of rows where the kernel set
-// has a WeightStream, gemm_weight_stream.cpp.
+// or, bf16 (and byte-coded) x @ w.t() within the rows of the kernel set's
+// WeightStream, gemm_weight_stream.cpp.
 
 #include "gemm.h"
 

@@ -1,4 +1,4 @@
-// out = alpha * (a @ b) + beta * bias for bf16 a of a few rows and b = w.t()
+// out = alpha * (a @ b) + beta * bias for bf16 a of up to hundreds of rows and b = w.t()
 // (a Linear weight, rows of w contiguous along k), on the kernel set's
 // WeightStream (kernels.h: the amx set's AMX tiles, the avx512 set's vdpbf16ps).
 //

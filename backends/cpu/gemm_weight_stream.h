@@ -1,5 +1,5 @@
 // The weight-streaming GEMM driver (gemm_weight_stream.cpp): bf16 (or
-// byte-coded, decoded) x @ w.t() of a few rows on the kernel set's
+// byte-coded, decoded) x @ w.t() within its rows on the kernel set's
 // WeightStream (AMX tiles, or vdpbf16ps in the avx512 set).
 #pragma once
 

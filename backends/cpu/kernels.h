@@ -336,7 +336,7 @@ struct KernelSet {
   // set; on AVX-512 vectors, nullptr below the avx512 set.
   PagedRowsFn amx_paged_rows = nullptr;
   PagedRowsFn vector_paged_rows = nullptr;
-  // bf16 x @ w.t() of a few rows streaming w (vdpbf16ps in the avx512 set
+  // bf16 x @ w.t() streaming w (vdpbf16ps in the avx512 set
   // where the CPU has AVX512_BF16, AMX tiles in the amx set), and attention
   // forward on bf16 in AMX tiles (used instead of bf16_attention; nullptr
   // outside the amx set).
@@ -365,7 +365,7 @@ const FloatGemm* avx512_fp32_gemm();
 // check the CPU has AVX512_BF16.
 const DotGemm* avx512_bf16_gemm();
 const DotAttention* avx512_bf16_attention();
-// Its weight-streaming product for tens of rows (kernels_avx512_bf16_stream.cpp);
+// Its weight-streaming product (kernels_avx512_bf16_stream.cpp: 20-512 rows);
 // nullptr when this build has no x86 path. Callers check AVX512_BF16.
 const WeightStream* avx512_bf16_weight_stream();
 // The table decode and the streaming decode-shaped product of the avx512 set

@@ -11,16 +11,19 @@
 // each 32-bit word (w[j][k], w[j][k+1]) of a w row broadcast straight from
 // memory.
 //
-// Micro-tile 12 w rows x 32 x rows: per pair of k, two 512-bit loads of x
-// and 12 broadcasts feed 24 vdpbf16ps into 24 accumulators (27 of the 32
-// registers with the two x vectors and a broadcast) — 14 loads per 24
-// products, which the load ports sustain at the product's peak rate. The
-// tile runs the whole depth in registers and is transposed into c once.
+// Micro-tile 6 w rows x 64 x rows (two 32-row slivers): per pair of k, four
+// 512-bit loads of x and 6 broadcasts feed 24 vdpbf16ps into 24
+// accumulators (29 of the 32 registers with the x vectors and a broadcast):
+// 10 loads per 24 products. A 12 x 32 tile (14 loads per 24) measured 8-10%
+// slower from M = 64 up: the loads, not the products, were the limit. The
+// tile runs the whole depth in registers and is transposed into c once; the
+// last 32 or 16 rows of x take a 12 x 32 or 12 x 16 tile.
 // Blocks: a call computes kCols rows of w; for each group of 12 it walks
-// every 32-row sliver of x, so the group's rows of w (12 x depth values) are
-// read from memory by the first sliver and from L2 by the rest; the first
-// sliver prefetches them a few lines ahead, the x slivers stream from L2/L3.
-// A last sliver of at most 16 rows takes a 12 x 16 tile.
+// every 64-row unit of x, so the group's rows of w (12 x depth values) are
+// read from memory by the first unit and from L1/L2 by the rest; the first
+// unit prefetches them a few lines ahead, the x slivers stream from L2/L3,
+// and every unit prefetches its share of the next group's rows into L2, so
+// that the memory reads of w overlap the products throughout.
 //
 // Rounding: as kernels_avx512_bf16.cpp (products exact in fp32, one fp32
 // rounding per pair of k).
@@ -37,50 +40,55 @@ namespace hetero {
 namespace cpu {
 namespace {
 
-constexpr int64_t kGroupRows = 12;            // rows of w per micro-tile
-constexpr int64_t kCols = 2 * kGroupRows;     // rows of w per multiply call
+constexpr int64_t kGroupRows = 12;                // rows of w per group
+constexpr int64_t kHalf = kGroupRows / 2;         // rows of w per 64-row tile
+constexpr int64_t kCols = 2 * kGroupRows;         // rows of w per multiply call
 constexpr int64_t kSliverRows = kDotAttentionNR;  // rows of x per packed sliver
-constexpr int64_t kPairsPerLine = 16;         // 64-byte lines of a w row
-constexpr int64_t kPrefetchLines = 6;         // how far ahead the first sliver fetches w
+constexpr int64_t kPairsPerLine = 16;             // pairs per 64-byte line of a w row
+constexpr int64_t kPrefetchLines = 6;             // how far ahead the first unit fetches w
 // Rows of x it serves: from 20 (below, gemm_small_m.cpp's dot product,
 // which packs nothing, is as fast: a 12 x 16 tile is bound by its loads) to
-// 192 (above, x no longer fits L2 and the BLIS nest, which packs w once and
-// reuses it from cache, is as fast).
-constexpr int64_t kMinRows = 20, kMaxRows = 192;
+// 512 (measured level with or faster than the BLIS nest up to 1024 rows at
+// K = 4096 and 512 rows at K = 14336; the x slivers, re-read from L3 for
+// every group of 12 rows of w, set the limit).
+constexpr int64_t kMinRows = 20, kMaxRows = 512;
 static_assert(kSliverRows == 32, "two 16-lane vectors per pair of a sliver");
 
 // t[j][i] = sum over pairs p < pairs of dot(w_j pair p, x_i pair p) for the
-// kGroupRows rows j of w at w (row stride ldw values) and the 16 kVecs rows
-// i of the sliver xs. prefetch: fetch w's lines kPrefetchLines ahead (into
+// kW rows j of w at w (row stride ldw values) and the 16 kVecs rows i of x
+// from the sliver xs on (vector v: half v % 2 of sliver v / 2, slivers
+// sliver_values apart). prefetch: fetch w's lines kPrefetchLines ahead (into
 // L1). Rows [next_r0, next_r1) of the next group (at `next`, same stride) are
-// fetched into L2 a line per line of w used, so that their memory reads
-// overlap this group's products.
-template <int kVecs>
-void group_tile(const uint16_t* xs, int64_t pairs, const uint16_t* w, int64_t ldw, bool prefetch,
-                const uint16_t* next, int64_t next_r0, int64_t next_r1, float (*t)[kSliverRows]) {
-  __m512 acc[kGroupRows][kVecs];
+// fetched into L2 a line per line of w used.
+template <int kW, int kVecs>
+void group_tile(const uint16_t* xs, int64_t sliver_values, int64_t pairs, const uint16_t* w, int64_t ldw,
+                bool prefetch, const uint16_t* next, int64_t next_r0, int64_t next_r1,
+                float (*t)[2 * kSliverRows]) {
+  __m512 acc[kW][kVecs];
 #pragma GCC unroll 12
-  for (int j = 0; j < kGroupRows; ++j) {
-#pragma GCC unroll 2
+  for (int j = 0; j < kW; ++j) {
+#pragma GCC unroll 4
     for (int v = 0; v < kVecs; ++v) acc[j][v] = _mm512_setzero_ps();
   }
   auto step = [&](int64_t p) {
     __m512bh xv[kVecs];
-#pragma GCC unroll 2
-    for (int v = 0; v < kVecs; ++v) xv[v] = (__m512bh)_mm512_loadu_si512(xs + 2 * (p * kSliverRows + 16 * v));
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v) {
+      xv[v] = (__m512bh)_mm512_loadu_si512(xs + (v / 2) * sliver_values + 2 * (p * kSliverRows + 16 * (v % 2)));
+    }
 #pragma GCC unroll 12
-    for (int j = 0; j < kGroupRows; ++j) {
+    for (int j = 0; j < kW; ++j) {
       int word;
       std::memcpy(&word, w + j * ldw + 2 * p, sizeof(word));
       const __m512bh wj = (__m512bh)_mm512_set1_epi32(word);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int v = 0; v < kVecs; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], wj, xv[v]);
     }
   };
   int64_t p = 0;
   for (; p + kPairsPerLine <= pairs; p += kPairsPerLine) {  // a line of each w row
     if (prefetch) {
-      for (int j = 0; j < kGroupRows; ++j) {
+      for (int j = 0; j < kW; ++j) {
         _mm_prefetch(reinterpret_cast<const char*>(w + j * ldw + 2 * (p + kPrefetchLines * kPairsPerLine)),
                      _MM_HINT_T0);
       }
@@ -93,8 +101,8 @@ void group_tile(const uint16_t* xs, int64_t pairs, const uint16_t* w, int64_t ld
   }
   for (; p < pairs; ++p) step(p);
 #pragma GCC unroll 12
-  for (int j = 0; j < kGroupRows; ++j) {
-#pragma GCC unroll 2
+  for (int j = 0; j < kW; ++j) {
+#pragma GCC unroll 4
     for (int v = 0; v < kVecs; ++v) _mm512_storeu_ps(t[j] + 16 * v, acc[j][v]);
   }
 }
@@ -107,20 +115,25 @@ void pack_x(const uint16_t* x, int64_t rs, int64_t cs, int64_t rows, int64_t dep
 void multiply(const uint16_t* xp, int64_t rows, int64_t depth, const uint16_t* w, int64_t ldw,
               float* c, int64_t ldc) {
   const int64_t pairs = depth / 2, sliver_values = kSliverRows * depth;
-  alignas(64) float t[kGroupRows][kSliverRows];
+  alignas(64) float t[kGroupRows][2 * kSliverRows];
+  const int64_t slivers = (rows + kSliverRows - 1) / kSliverRows, units = (slivers + 1) / 2;
   for (int64_t j0 = 0; j0 < kCols; j0 += kGroupRows) {
     const uint16_t* wg = w + j0 * ldw;
-    const int64_t slivers = (rows + kSliverRows - 1) / kSliverRows;
-    for (int64_t s = 0, i0 = 0; s < slivers; ++s, i0 += kSliverRows) {
-      const int64_t n = rows - i0 < kSliverRows ? rows - i0 : kSliverRows;
-      const uint16_t* xs = xp + s * sliver_values;
-      // The next group's rows, shared out over the slivers (past the call's
-      // columns: the rows of the next call, prefetches that cannot fault).
-      const int64_t r0 = kGroupRows * s / slivers, r1 = kGroupRows * (s + 1) / slivers;
-      if (n > 16) {
-        group_tile<2>(xs, pairs, wg, ldw, s == 0, wg + kGroupRows * ldw, r0, r1, t);
+    const uint16_t* next = wg + kGroupRows * ldw;
+    for (int64_t u = 0, i0 = 0; u < units; ++u, i0 += 2 * kSliverRows) {
+      const int64_t n = rows - i0 < 2 * kSliverRows ? rows - i0 : 2 * kSliverRows;
+      const uint16_t* xs = xp + 2 * u * sliver_values;
+      // The next group's rows, shared out over the units and the tiles (past
+      // the call's columns: the rows of the next call, prefetches that cannot
+      // fault).
+      const int64_t r0 = kGroupRows * u / units, r1 = kGroupRows * (u + 1) / units, rm = (r0 + r1) / 2;
+      if (n > kSliverRows) {
+        group_tile<kHalf, 4>(xs, sliver_values, pairs, wg, ldw, u == 0, next, r0, rm, t);
+        group_tile<kHalf, 4>(xs, sliver_values, pairs, wg + kHalf * ldw, ldw, u == 0, next, rm, r1, t + kHalf);
+      } else if (n > 16) {
+        group_tile<kGroupRows, 2>(xs, sliver_values, pairs, wg, ldw, u == 0, next, r0, r1, t);
       } else {
-        group_tile<1>(xs, pairs, wg, ldw, s == 0, wg + kGroupRows * ldw, r0, r1, t);
+        group_tile<kGroupRows, 1>(xs, sliver_values, pairs, wg, ldw, u == 0, next, r0, r1, t);
       }
       for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = 0; j < kGroupRows; ++j) c[(i0 + i) * ldc + j0 + j] = t[j][i];

@@ -11,9 +11,9 @@ results that do not depend on the thread count, and fp32 results that do not dep
 which FMA kernel set computed them.
 
 The weight-streaming path (backends/cpu/gemm_weight_stream.cpp; bf16 x @ w.t(): the
-amx set's tiles, 3 to 128 rows, K a multiple of 32; the avx512 set's vdpbf16ps tile of
-12 rows of w x 32 rows of x, 20 to 192 rows, K even): row counts around its tiles (16,
-32) and limits, columns around its chunks of w (24, 32 rows) and stores (192, 256
+amx set's tiles, 3 to 128 rows, K a multiple of 32; the avx512 set's vdpbf16ps tiles of
+6 rows of w x 64 rows of x and 12 x 32 or 12 x 16 for the last rows, 20 to 512 rows, K
+even): row counts around its tiles (16, 32, 64) and limits, columns around its chunks of w (24, 32 rows) and stores (192, 256
 columns), depths whose pairs end on a partial 64-byte line of w, a w whose rows are
 further apart than K, and the epilogue; on the other sets the same calls check whatever
 path serves them.
@@ -160,7 +160,7 @@ def test_thread_count_must_be_positive():
 
 # ---------------------------------------------------------------- weight stream
 
-@pytest.mark.parametrize("m", [3, 15, 16, 17, 20, 33, 48, 64, 128, 129, 192, 193])
+@pytest.mark.parametrize("m", [3, 15, 16, 17, 20, 33, 48, 64, 65, 97, 128, 129, 512, 513])
 @pytest.mark.parametrize("n,k", [(32, 32), (45, 64), (300, 1024), (520, 96), (25, 34), (13, 2)])
 def test_weight_stream_rows_and_chunks(isa, m, n, k):
     a = randn(m, k, dtype=torch.bfloat16, seed=31)
