@@ -5,8 +5,10 @@ CPU's features (``amx``, ``avx512``, ``avx2``, ``portable``; ``HETERO_CPU_ISA`` 
 lower one). bf16 x bf16 on ``avx512`` with AVX512_BF16 multiplies bf16 pairs
 (``vdpbf16ps``, twice the fp32 rate; subnormals read as zero, as in PyTorch's oneDNN), on
 ``amx`` (AMX-BF16) 32 x 32 tiles of C on AMX tile products (``tdpbf16ps``); otherwise
-bf16/fp16 are widened while packing and run at fp32 speed. ``amx`` is ``avx512`` with
-those GEMMs, bf16 flash attention and bf16 paged attention on tiles.
+bf16/fp16 are widened while packing and run at fp32 speed. bf16 ``x @ w.t()`` of 20-512
+rows on ``avx512`` (3-128 on ``amx``) reads the weight where it lies, unpacked, against x
+packed once. ``amx`` is ``avx512`` with those GEMMs, bf16 flash attention and bf16 paged
+attention on tiles.
 Attention: flash attention forward and backward with float32 accumulation; the forward
 on bf16 uses the same bf16 pair products where the kernel set has them.
 Scaled GEMM (fp8, int8): every value decoded exactly to bf16 through a table and
