@@ -9,7 +9,7 @@
 //
 // Threads split the columns (rows of w) in whole WeightStream::cols chunks:
 //
-//   xp = pack(a)                                  shared, packed before the threads start
+//   xp = pack(a)                                  shared, each thread packing a share
 //   for each thread's chunk group (kChunksPerStore chunks):
 //     for each chunk: C[:, chunk] = xp . w[chunk rows]^T       (WeightStream::multiply)
 //     out[:, group] = alpha * C + beta * bias                  (gemm_problem.h store)
@@ -100,14 +100,25 @@ Status run_weight_stream(const Problem& p, int requested_threads, const uint16_t
   const int64_t chunks = ceil_div(p.N, ws.cols);
   for (int64_t bi = 0; bi < p.batches; ++bi) {
     const Gemm2d g = p.element(bi);
-    if (table != nullptr) {
-      auto* x16 = reinterpret_cast<uint16_t*>(decoded_x);
-      decode_a(g.a, p.M, p.K, table, x16);
-      ws.pack_x(x16, p.K, 1, p.M, p.K, xp);
-    } else {
-      ws.pack_x(static_cast<const uint16_t*>(g.a.data), g.a.row_stride, g.a.col_stride, p.M, p.K, xp);
-    }
+    Barrier packed(threads);
     parallel_run(threads, [&](int t) {
+      // Each thread packs (decoding first, for byte codes) a share of x's
+      // 32-row blocks; all of x is used by every thread after the barrier.
+      int64_t r0, r1;
+      split_range(ceil_div(p.M, 32), threads, t, &r0, &r1);
+      r0 = std::min(32 * r0, p.M), r1 = std::min(32 * r1, p.M);
+      if (r1 > r0) {
+        const MatrixRef a{g.a.at(r0, 0), g.a.dtype, g.a.row_stride, g.a.col_stride};
+        if (table != nullptr) {
+          auto* x16 = reinterpret_cast<uint16_t*>(decoded_x) + r0 * p.K;
+          decode_a(a, r1 - r0, p.K, table, x16);
+          ws.pack_x(x16, p.K, 1, r1 - r0, p.K, xp + r0 * p.K);
+        } else {
+          ws.pack_x(static_cast<const uint16_t*>(a.data), a.row_stride, a.col_stride, r1 - r0, p.K,
+                    xp + r0 * p.K);
+        }
+      }
+      packed.wait();
       float* c = scratch[t];
       auto* block = reinterpret_cast<uint16_t*>(c + round_up(p.M * ldc, 16));
       int64_t c0, c1;
