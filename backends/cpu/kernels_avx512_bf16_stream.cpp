@@ -5,7 +5,7 @@
 //
 // The BLIS nest (gemm.cpp) packs every value of w into pair slivers before
 // multiplying. With tens of rows of x that packing, and the wait for w's
-// bytes inside it, is a fifth of the call. Here the roles of the operands
+// bytes inside it, is a large share of the call. Here the roles of the operands
 // swap: C^T = w . x^T, with x, packed once per call as pairs of k (the
 // attention B slivers: 32 rows of x per sliver), as the vector operand, and
 // each 32-bit word (w[j][k], w[j][k+1]) of a w row broadcast straight from
@@ -14,8 +14,8 @@
 // Micro-tile 6 w rows x 64 x rows (two 32-row slivers): per pair of k, four
 // 512-bit loads of x and 6 broadcasts feed 24 vdpbf16ps into 24
 // accumulators (29 of the 32 registers with the x vectors and a broadcast):
-// 10 loads per 24 products. A 12 x 32 tile (14 loads per 24) measured 8-10%
-// slower from M = 64 up: the loads, not the products, were the limit. The
+// 10 loads per 24 products. A 12 x 32 tile (14 loads per 24) is slower from
+// M = 64 up: there the loads, not the products, are the limit. The
 // tile runs the whole depth in registers and is transposed into c once; the
 // last 32 or 16 rows of x take a 12 x 32 or 12 x 16 tile.
 // Blocks: a call computes kCols rows of w; for each group of 12 it walks
@@ -48,9 +48,9 @@ constexpr int64_t kPairsPerLine = 16;             // pairs per 64-byte line of a
 constexpr int64_t kPrefetchLines = 6;             // how far ahead the first unit fetches w
 // Rows of x it serves: from 20 (below, gemm_small_m.cpp's dot product,
 // which packs nothing, is as fast: a 12 x 16 tile is bound by its loads) to
-// 512 (measured level with or faster than the BLIS nest up to 1024 rows at
-// K = 4096 and 512 rows at K = 14336; the x slivers, re-read from L3 for
-// every group of 12 rows of w, set the limit).
+// 512 (beyond, x no longer stays in L3 at long depths, and it is re-read for
+// every group of 12 rows of w: the BLIS nest, which reads each value of x
+// once per panel of w, takes over).
 constexpr int64_t kMinRows = 20, kMaxRows = 512;
 static_assert(kSliverRows == 32, "two 16-lane vectors per pair of a sliver");
 
