@@ -200,16 +200,17 @@ struct Int8Gemm {
                 bool accumulate);
 };
 
-// Exact int8 x @ w.t() for a few rows of x on AMX-INT8 tiles (tdpbssd:
-// signed bytes, int32 sums), w read where it lies as WeightStream does for
-// bf16 (kernels_amx_int8.cpp), 64 values of k per tile row.
+// Exact int8 x @ w.t() reading w where it lies, as WeightStream does for
+// bf16: on AMX-INT8 tiles (kernels_amx_int8.cpp, tdpbssd on signed bytes, 64
+// values of k per tile row) or on vpdpbusd (kernels_avx512_int8_stream.cpp).
 struct Int8Stream {
   int64_t min_rows, max_rows;  // rows of x it serves
   int64_t k_align;             // depth: a multiple of this
   int64_t cols;                // columns (rows of w) per call
   // x(i, k) = x[i * rs + k * cs] for i < rows, k < depth into dst, per block
-  // of 32 rows: for each quad of k, the 32 4-byte words x[i][k..k+3], rows
-  // past `rows` zero. dst holds ceil(rows / 32) * 32 * depth bytes.
+  // of 32 rows: for each quad of k, the 32 4-byte words x[i][k..k+3] (AMX:
+  // rows past `rows` zero; vpdpbusd: every byte + 128, as unsigned). dst
+  // holds ceil(rows / 32) * 32 * depth bytes, read only by multiply.
   void (*pack_x)(const uint8_t* x, int64_t rs, int64_t cs, int64_t rows, int64_t depth, uint8_t* dst);
   // c[i * ldc + j] = sum over k of x[i][k] * w[j * ldw + k] (int8 values,
   // exact in int32) for i < rows, j < cols (those rows of w must exist).
@@ -226,7 +227,8 @@ struct QuantizedKernels {
   void (*small_m)(const QuantizedSmallM& p, int64_t col0, int64_t col1);
   // Exact int8 GEMMs; nullptr: int8 is decoded to bf16 like float8.
   const Int8Gemm* int8_gemm;
-  // Exact int8 x @ w.t() of a few rows on AMX tiles; nullptr outside the amx set.
+  // Exact int8 x @ w.t() streaming w (AMX tiles in the amx set, vpdpbusd in
+  // the avx512 set); nullptr in the others.
   const Int8Stream* int8_stream = nullptr;
   // Rows of a up to which small_m runs (it reads w once per kQuantizedRows
   // rows; beyond, decoding w once and multiplying is faster).
@@ -376,6 +378,9 @@ const QuantizedKernels* avx512_quantized_kernels();
 // The vpdpbusd int8 GEMM of the avx512 set (kernels_avx512_int8.cpp);
 // nullptr when this build has no x86 path.
 const Int8Gemm* avx512_int8_gemm();
+// Its int8 weight stream (kernels_avx512_int8_stream.cpp: 20-512 rows);
+// nullptr when this build has no x86 path. Callers check AVX512_VNNI.
+const Int8Stream* avx512_int8_stream();
 // The portable table decode, with no small-M product.
 const QuantizedKernels* portable_quantized_kernels();
 // The portable decode with the avx2 set's streaming product

@@ -136,7 +136,11 @@ const KernelSet* avx512_kernels() {
     k.bf16_gemm = bf16 ? avx512_bf16_gemm() : nullptr;
     k.bf16_attention = bf16 ? avx512_bf16_attention() : nullptr;
     k.weight_stream = bf16 ? avx512_bf16_weight_stream() : nullptr;
-    if (bf16 && cpu_has_avx512_vbmi_vnni()) k.quantized = avx512_quantized_kernels();
+    if (bf16 && cpu_has_avx512_vbmi_vnni()) {
+      static QuantizedKernels quantized = *avx512_quantized_kernels();
+      quantized.int8_stream = avx512_int8_stream();
+      k.quantized = &quantized;
+    }
     k.vector_paged_rows = avx512_paged_rows_kernel(bf16);
     return k;
   }();
@@ -154,7 +158,7 @@ const KernelSet* amx_kernels() {
     k.weight_stream = amx_weight_stream();
     k.tile_attention = amx_attention();
     static QuantizedKernels quantized = *avx512->quantized;
-    quantized.int8_stream = amx_int8_stream();
+    if (const Int8Stream* tiles = amx_int8_stream()) quantized.int8_stream = tiles;
     k.quantized = &quantized;
     return k;
   }();

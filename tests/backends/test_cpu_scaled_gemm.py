@@ -1,8 +1,9 @@
 """The cpu backend's scaled GEMM: hetero.scaled_gemm(..., backend="cpu") against the
 float64 oracle with poisoned outputs, on every kernel set this machine runs (the
 ``isa`` fixture), both paths (decode-shaped rows stream the weight; the rest decode and
-run the bf16 GEMM) and the amx set's streams (int8 on AMX-INT8, the others decoded into
-the bf16 weight stream), every input dtype and scale recipe, awkward shapes and views."""
+run the bf16 GEMM) and the weight streams of the amx and avx512 sets (int8 on AMX-INT8
+or vpdpbusd, the others decoded into the bf16 weight stream), every input dtype and
+scale recipe, awkward shapes and views."""
 
 from __future__ import annotations
 
@@ -48,10 +49,13 @@ def test_block_scales(isa, dtype, m, n, k):
                          out_dtype=torch.float32)
 
 
-# The amx set's int8 stream: 3-128 rows, K in 64s, b = w.t(); rows around its 16-row
-# tiles and 32-row blocks, columns around its 32-row chunks of w.
+# The int8 streams, b = w.t(): the amx set's (3-128 rows, K in 64s; rows around its
+# 16-row tiles and 32-row blocks, columns around its 32-row chunks of w) and the avx512
+# set's (20-512 rows, K in 4s; rows around its 64-row units and 16- and 32-row tails,
+# columns around its 12- and 24-row chunks of w, depths ending inside a 64-byte line).
 INT8_STREAM_SHAPES = [(3, 32, 64), (16, 45, 128), (17, 300, 64), (33, 31, 1024), (128, 70, 192),
-                      (129, 33, 64)]
+                      (129, 33, 64), (20, 25, 36), (64, 13, 4), (65, 24, 68), (97, 37, 132),
+                      (512, 30, 64), (513, 7, 8)]
 
 
 @pytest.mark.parametrize("m, n, k", SHAPES + INT8_STREAM_SHAPES)

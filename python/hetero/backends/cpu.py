@@ -14,8 +14,8 @@ on bf16 uses the same bf16 pair products where the kernel set has them.
 Scaled GEMM (fp8, int8): every value decoded exactly to bf16 through a table and
 multiplied as bf16; where the set has AVX512_BF16, _VBMI and _VNNI, decode-shaped calls
 (M <= 16, ``b = w.t()``) stream the byte-coded weight, decoding in registers, larger
-ones decode while packing, and int8 runs on ``vpdpbusd`` (on ``amx``, 3-128 rows of
-``x @ w.t()`` on AMX-INT8 tiles); on ``avx2``, calls of up to 32 rows stream the weight
+ones decode while packing, and int8 runs on ``vpdpbusd`` (20-512 rows of ``x @ w.t()``
+streaming the weight; on ``amx``, 3-128 rows on AMX-INT8 tiles); on ``avx2``, calls of up to 32 rows stream the weight
 too (fp8 widened through binary16, int8 by ``vpmaddwd``); int8 sums are exact (int32).
 Serving attention: ``varlen_attention`` runs each packed sequence on the attention
 forward's flash or decode path (window and softcap in its mask); ``paged_attention``
