@@ -158,66 +158,68 @@ void decode_rows(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t cols,
 
 template <int ROWS, int COLS, int KIND>
 void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared, int64_t lda_p,
-          int64_t j0) {
-  // Float8: bf16 sums (acc) fold into float totals. int8: int32 sums (iacc)
-  // and the columns' sums of w (colsum) fold into int32 totals, or scaled
-  // into float totals for block scales.
+          int64_t j0, int64_t step) {
+  // Columns j0 + c * step, c < COLS (see columns_by). Float8: bf16 sums
+  // (acc) fold into float totals. int8: int32 sums (iacc) and the columns'
+  // sums of w (colsum) fold into int32 totals, or scaled into float totals
+  // for block scales.
   // Few accumulators (ROWS * COLS <= 4) cannot hide vdpbf16ps's latency with one
   // chain each: the two halves of every chunk then go to separate chains.
   constexpr bool kSplit = ROWS * COLS <= 4;
   __m512 acc[ROWS][COLS], acc2[ROWS][COLS], total[ROWS][COLS];
   __m512i iacc[ROWS][COLS], exact[ROWS][COLS], colsum[COLS];
   const __m512i ones = _mm512_set1_epi8(1);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < ROWS; ++r) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < COLS; ++c) {
       acc[r][c] = acc2[r][c] = total[r][c] = _mm512_setzero_ps();
       iacc[r][c] = exact[r][c] = _mm512_setzero_si512();
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int c = 0; c < COLS; ++c) colsum[c] = _mm512_setzero_si512();
   const int64_t depth = p.depth, block = p.block;
   const uint8_t* w = p.w + j0 * p.ldw;
-  // Each column is a stream through w only as long as a row, and the hardware
-  // prefetcher starts cold on every page (a 4096-byte row is one page): the
-  // rows kAheadBytes on are asked into L2 at the pace of this tile's, so they
-  // do not start cold (measured with one column at K = 4096: bench/RESULTS.md).
+  const int64_t ldw_c = step * p.ldw;  // from one column's row of w to the next's
+  // Some hardware prefetchers stop at every page (a 4096-byte row is one): the
+  // row kAheadBytes on in each column's stream is asked into L2 at the pace of
+  // this tile's, so it does not start cold (measured on a Xeon with one column
+  // at K = 4096; no measurable effect on a Zen 4).
   constexpr int64_t kAheadBytes = 12 * 1024;
-  const int64_t ahead = COLS * std::max<int64_t>(1, kAheadBytes / (COLS * p.ldw));
+  const int64_t ahead = std::max<int64_t>(1, kAheadBytes / p.ldw) * p.ldw;
   auto prefetch_ahead = [&](int c, int64_t k0) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + (c + ahead) * p.ldw + k0), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(w + c * ldw_c + ahead + k0), _MM_HINT_T1);
   };
   for (int64_t k0 = 0; k0 < depth; k0 += 64) {
     if (KIND == kInt8) {
       const uint8_t* a = static_cast<const uint8_t*>(a_prepared);
       __m512i wc[COLS];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int c = 0; c < COLS; ++c) {
         prefetch_ahead(c, k0);
-        wc[c] = load_codes(w + c * p.ldw, k0, depth);
+        wc[c] = load_codes(w + c * ldw_c, k0, depth);
         colsum[c] = _mm512_dpbusd_epi32(colsum[c], ones, wc[c]);
       }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < ROWS; ++r) {
         const __m512i ar = _mm512_loadu_si512(a + r * lda_p + k0);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < COLS; ++c) iacc[r][c] = _mm512_dpbusd_epi32(iacc[r][c], ar, wc[c]);
       }
     } else {
       const uint16_t* a16 = static_cast<const uint16_t*>(a_prepared);
       __m512i w0[COLS], w1[COLS];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int c = 0; c < COLS; ++c) {
         prefetch_ahead(c, k0);
-        decode_signed<KIND>(t, load_codes(w + c * p.ldw, k0, depth), &w0[c], &w1[c]);
+        decode_signed<KIND>(t, load_codes(w + c * ldw_c, k0, depth), &w0[c], &w1[c]);
       }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < ROWS; ++r) {
         const __m512i a0 = _mm512_loadu_si512(a16 + r * lda_p + k0);
         const __m512i a1 = _mm512_loadu_si512(a16 + r * lda_p + k0 + 32);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < COLS; ++c) {
           acc[r][c] = _mm512_dpbf16_ps(acc[r][c], as_bh(a0), as_bh(w0[c]));
           if (kSplit) {
@@ -231,15 +233,15 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
     const int64_t done = k0 + 64;
     if (block == 0 || (done % block != 0 && done < depth)) continue;
     const int64_t kb = k0 / block;  // fold this block's sums into the totals
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < ROWS; ++r) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int c = 0; c < COLS; ++c) {
         if (KIND == kInt8) {  // the block's exact sum: a.w = (a + 128).w - 128 sum(w)
           const __m512i sum = _mm512_sub_epi32(iacc[r][c], _mm512_slli_epi32(colsum[c], 7));
           if (p.scale_a != nullptr) {
             const float s = p.scale_a[r * p.sa_rows + kb * p.sa_cols] *
-                            p.scale_b[kb * p.sb_rows + ((j0 + c) / 128) * p.sb_cols];
+                            p.scale_b[kb * p.sb_rows + ((j0 + c * step) / 128) * p.sb_cols];
             total[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(s), total[r][c]);
           } else {
             exact[r][c] = _mm512_add_epi32(exact[r][c], sum);
@@ -249,7 +251,7 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
           const __m512 sum = kSplit ? _mm512_add_ps(acc[r][c], acc2[r][c]) : acc[r][c];
           if (p.scale_a != nullptr) {
             const float s = p.scale_a[r * p.sa_rows + kb * p.sa_cols] *
-                            p.scale_b[kb * p.sb_rows + ((j0 + c) / 128) * p.sb_cols];
+                            p.scale_b[kb * p.sb_rows + ((j0 + c * step) / 128) * p.sb_cols];
             total[r][c] = _mm512_fmadd_ps(sum, _mm512_set1_ps(s), total[r][c]);
           } else {
             exact[r][c] = _mm512_add_epi32(exact[r][c], _mm512_cvtps_epi32(sum));
@@ -259,18 +261,18 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
       }
     }
     if (KIND == kInt8) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int c = 0; c < COLS; ++c) colsum[c] = _mm512_setzero_si512();
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < ROWS; ++r) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < COLS; ++c) {
       if (p.exact_int) {
-        static_cast<int32_t*>(p.c)[r * p.ldc + j0 + c] = _mm512_reduce_add_epi32(exact[r][c]);
+        static_cast<int32_t*>(p.c)[r * p.ldc + j0 + c * step] = _mm512_reduce_add_epi32(exact[r][c]);
       } else {
-        static_cast<float*>(p.c)[r * p.ldc + j0 + c] =
+        static_cast<float*>(p.c)[r * p.ldc + j0 + c * step] =
             _mm512_reduce_add_ps(block != 0 ? total[r][c]
                                  : kSplit ? _mm512_add_ps(acc[r][c], acc2[r][c]) : acc[r][c]);
       }
@@ -278,26 +280,31 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
   }
 }
 
+// Columns [col0, col1) in tiles of COLS columns lying `step` apart, step =
+// (col1 - col0) / COLS: tile r takes columns col0 + r + c * step, so each of
+// its columns moves one row of w on per tile and reads `step` consecutive rows
+// (consecutive in memory where w is contiguous) as one stream, which the
+// hardware prefetcher follows across pages; adjacent columns would start COLS
+// new streams, one page each at K = 4096, on every tile. The last
+// (col1 - col0) % COLS columns go one by one.
 template <int ROWS, int COLS, int KIND>
 void columns_by(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
                 int64_t lda_p, int64_t col0, int64_t col1) {
-  int64_t j = col0;
-  for (; j + COLS <= col1; j += COLS) tile<ROWS, COLS, KIND>(p, t, a_prepared, lda_p, j);
-  for (; j < col1; ++j) tile<ROWS, 1, KIND>(p, t, a_prepared, lda_p, j);
+  const int64_t step = (col1 - col0) / COLS;
+  for (int64_t r = 0; r < step; ++r) tile<ROWS, COLS, KIND>(p, t, a_prepared, lda_p, col0 + r, step);
+  for (int64_t j = col0 + step * COLS; j < col1; ++j) tile<ROWS, 1, KIND>(p, t, a_prepared, lda_p, j, 1);
 }
 
-// Columns per tile. Several rows: 2. One row: one column, so that w is read as
-// one sequential stream — unless its prepared row of a takes a large part of
-// L1 (float8 beyond K = 4096: 8 KiB of bf16), when 4 columns share each load
-// of it (measured: K = 8192 and 14336 ran 1.5x faster with 4 columns, K = 4096
-// 1.3x slower).
+// Columns per tile: 8 for one row of a, 4 for 2-4 rows (what the 32 vector
+// registers hold with the decoded weights). More columns keep more reads of w
+// in flight, and each load of a's prepared rows (up to 28 KiB of bf16 per row
+// at K = 14336, beyond L1) serves more of them. Measured on a Zen 4 against
+// fewer (bench/RESULTS.md).
 template <int ROWS, int KIND>
 void columns(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
              int64_t lda_p, int64_t col0, int64_t col1) {
-  if (ROWS > 1) return columns_by<ROWS, 2, KIND>(p, t, a_prepared, lda_p, col0, col1);
-  const int64_t a_bytes = lda_p * (KIND == kInt8 ? 1 : 2);
-  if (a_bytes > 8 * 1024) return columns_by<ROWS, 4, KIND>(p, t, a_prepared, lda_p, col0, col1);
-  columns_by<ROWS, 1, KIND>(p, t, a_prepared, lda_p, col0, col1);
+  if (ROWS > 1) return columns_by<ROWS, 4, KIND>(p, t, a_prepared, lda_p, col0, col1);
+  columns_by<ROWS, 8, KIND>(p, t, a_prepared, lda_p, col0, col1);
 }
 
 template <int KIND>

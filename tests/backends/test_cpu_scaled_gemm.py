@@ -20,9 +20,10 @@ from hetero.testing import check_against_oracle
 DTYPES = [pytest.param(d, id=str(d).removeprefix("torch.")) for d in INPUT_DTYPES]
 # (M, N, K): decode-shaped (M <= 16) and not; 1s, primes, K around the 64-wide chunks
 # and the 512-deep int8 slices.
-SHAPES = [(1, 1, 1), (1, 9, 63), (2, 7, 65), (3, 5, 129), (4, 33, 1031), (5, 6, 100),
-          (16, 9, 77), (17, 5, 130), (40, 33, 513)]
-BLOCK_SHAPES = [(1, 1, 128), (3, 131, 256), (5, 129, 384), (17, 7, 640), (33, 260, 128)]
+SHAPES = [(1, 1, 1), (1, 9, 63), (1, 37, 200), (2, 7, 65), (3, 5, 129), (4, 33, 1031),
+          (5, 6, 100), (16, 9, 77), (17, 5, 130), (40, 33, 513)]
+BLOCK_SHAPES = [(1, 1, 128), (1, 300, 256), (2, 261, 128), (3, 131, 256), (5, 129, 384),
+                (17, 7, 640), (33, 260, 128)]
 
 
 def _operands(dtype, m, n, k, seed, b_layout="w.t()"):
@@ -191,7 +192,7 @@ def test_the_native_entry_rejects_bad_views_naming_them():
         _C.scaled_gemm(view(a.float()), view(b), view(one), view(one), 0, None, view(out), 1)
 
 
-@pytest.mark.parametrize("m", [3, 70])  # streaming, and the int8 GEMM / decoded path
+@pytest.mark.parametrize("m", [1, 3, 70])  # streaming (1 row, several), the int8 GEMM / decoded path
 def test_calls_spanning_depth_blocks_and_threads(isa, m):
     """K past the 1024-deep int8 blocks and the 512-deep exact slices, sizes that
     split over threads, odd edges."""
