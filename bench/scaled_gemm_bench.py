@@ -7,8 +7,10 @@ For each Llama-3-8B linear layer (N, K) and M in ``--rows``:
   fp8   hetero.scaled_gemm (e4m3fn, row-wise scales, bf16 out) vs torch._scaled_mm,
         and vs hetero's own bf16 GEMM of the same shape (the weight in bf16);
   int8  hetero.scaled_gemm (int32 out) vs torch._int_mm.
-Prints GFLOP/s, GB/s, % of the measured memory bandwidth (decode rows) and ratios, the
-CPU named; ``--json`` keeps the numbers.
+Prints GFLOP/s, ratios and, for decode rows, the weight's read rate as a % of the memory
+bandwidth measured in the same rounds (``hetero.bench.machine.BandwidthProbe``, run
+between the timed calls: this machine's bandwidth drifts within seconds), the CPU named;
+``--json`` keeps the numbers, with the % of the bandwidth measured once at the start.
 
     python bench/scaled_gemm_bench.py [--rows 1,16,64] [--shapes 4096x4096] [--json F]
 """
@@ -45,9 +47,9 @@ def copies_for(nbytes: int) -> int:
 
 
 def timed(calls, rounds: int) -> list[list[float]]:
-    """Median seconds of each call, interleaved: round r runs every call once. Each call
-    gets the next copy of the operands (``call(n)``, n counting all calls), so no call
-    reads a weight the call before it left in the cache."""
+    """Seconds of each call in each round, interleaved: round r runs every call once.
+    Each call gets the next copy of the operands (``call(n)``, n counting all calls), so
+    no call reads a weight the call before it left in the cache."""
     samples = [[] for _ in calls]
     for call in calls:
         call(0)  # warm-up (and first-call decisions)
@@ -56,10 +58,10 @@ def timed(calls, rounds: int) -> list[list[float]]:
             start = time.perf_counter()
             call((r + 1) * len(calls) + i)
             samples[i].append(time.perf_counter() - start)
-    return [statistics.median(s) for s in samples]
+    return samples
 
 
-def measure(m: int, n: int, k: int, rounds: int) -> dict:
+def measure(m: int, n: int, k: int, rounds: int, probe: machine.BandwidthProbe) -> dict:
     gen = torch.Generator().manual_seed(0)
     w32 = torch.randn(n, k, generator=gen)
     x32 = torch.randn(m, k, generator=gen)
@@ -85,11 +87,22 @@ def measure(m: int, n: int, k: int, rounds: int) -> dict:
         "torch._int_mm": lambda r: torch._int_mm(xi, pick(wi, r).t()),
     }
     slow = m > 1 and m * n * k > 1 << 28  # torch._scaled_mm at ~20 GFLOP/s: fewer rounds
-    seconds = dict(zip(calls, timed(list(calls.values()), 3 if slow else rounds)))
+    rounds = 3 if slow else rounds
+    samples = dict(zip(calls, timed([*calls.values(), lambda r: probe.once()], rounds)))
+    bandwidth = probe.readings[-rounds:]  # each round's (the probe ran last in each)
+    seconds = {c: statistics.median(s) for c, s in samples.items()}
     weight_bytes = {"hetero fp8": n * k, "torch._scaled_mm": n * k, "hetero bf16": 2 * n * k,
                     "hetero int8": n * k, "torch._int_mm": n * k}
+
+    def pct_of_round_bandwidth(call: str) -> float:
+        return 100 * statistics.median(weight_bytes[call] / t / b
+                                       for t, b in zip(samples[call], bandwidth))
+
     return {"m": m, "n": n, "k": k, "copies": copies,
             "seconds": seconds,
+            "round_bandwidth_gbps": [b / 1e9 for b in bandwidth],
+            "pct_round_bandwidth": {c: pct_of_round_bandwidth(c) for c in ("hetero fp8",
+                                                                          "hetero int8")},
             "gflops": {c: 2 * m * n * k / s / 1e9 for c, s in seconds.items()},
             "weight_gbps": {c: weight_bytes[c] / s / 1e9 for c, s in seconds.items()}}
 
@@ -106,21 +119,25 @@ def main() -> None:
         s: tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")}
     threads = torch.get_num_threads()
     bandwidth = machine.measure_cpu_peaks(threads).tbytes_per_s * 1e12
+    probe = machine.BandwidthProbe(threads)
     print(f"{cpu_name()}, {threads} threads, hetero kernel set "
-          f"{hetero._C.cpu_isa()}, measured bandwidth {bandwidth / 1e9:.1f} GB/s")
+          f"{hetero._C.cpu_isa()}, measured bandwidth {bandwidth / 1e9:.1f} GB/s; % bw: of "
+          "the bandwidth measured in the same round (median over rounds)")
     print(f"{'case':<26}{'fp8 GF/s':>9}{'vs _scaled_mm':>14}{'vs bf16':>8}{'fp8 % bw':>9}"
-          f"{'int8 GF/s':>10}{'vs _int_mm':>11}")
+          f"{'int8 GF/s':>10}{'vs _int_mm':>11}{'int8 % bw':>10}{'round GB/s':>14}")
     results = []
     for m in (int(v) for v in args.rows.split(",")):
         for name, (n, k) in shapes.items():
-            r = measure(m, n, k, args.rounds)
-            s, g = r["seconds"], r["gflops"]
+            r = measure(m, n, k, args.rounds, probe)
+            s, g, pct = r["seconds"], r["gflops"], r["pct_round_bandwidth"]
             r["fp8_pct_bandwidth"] = 100 * r["weight_gbps"]["hetero fp8"] * 1e9 / bandwidth
+            reads = r["round_bandwidth_gbps"]
             print(f"{f'M={m} {name} {n}x{k}':<26}{g['hetero fp8']:>9.1f}"
                   f"{s['torch._scaled_mm'] / s['hetero fp8']:>13.1f}x"
                   f"{s['hetero bf16'] / s['hetero fp8']:>7.2f}x"
-                  f"{r['fp8_pct_bandwidth']:>8.0f}%{g['hetero int8']:>10.1f}"
-                  f"{s['torch._int_mm'] / s['hetero int8']:>10.2f}x", flush=True)
+                  f"{pct['hetero fp8']:>8.0f}%{g['hetero int8']:>10.1f}"
+                  f"{s['torch._int_mm'] / s['hetero int8']:>10.2f}x{pct['hetero int8']:>9.0f}%"
+                  f"{f'{min(reads):.0f}-{max(reads):.0f}':>14}", flush=True)
             results.append(r)
     if args.json:
         with open(args.json, "w") as f:

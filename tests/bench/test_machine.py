@@ -49,3 +49,17 @@ def test_no_real_gemm_beats_the_measured_peak():
             assert _best_gflops(dtype) < 1.5 * peaks.for_dtype(name) * 1e3, name
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_bandwidth_probe_reads_again_and_keeps_its_readings():
+    """Benchmarks run the probe between their timed calls: every pass once per reading,
+    each reading kept in order, and the caller's thread count left as it was."""
+    threads = torch.get_num_threads()
+    probe = machine.BandwidthProbe(1)
+    assert {"triad", "read-only dot"} <= set(probe.passes)
+    first, which = probe.once()
+    second, _ = probe.once()
+    assert which in probe.passes
+    assert probe.readings == [first, second]
+    assert all(1e8 < r < 1e13 for r in probe.readings)  # 0.1 GB/s to 10 TB/s
+    assert torch.get_num_threads() == threads

@@ -185,3 +185,6 @@ def test_bandwidth_measured_again_after_the_sweep_clears_a_false_flag(monkeypatc
     assert row["flag"] is None and 97 < row["pct_roofline"] < 98
     monkeypatch.setattr(machine, "measure_bandwidth", lambda threads: (30e9, "triad"))
     assert runner._bandwidth_again(plan, later, [row]) is later  # a slower one is ignored
+    best = runner._bandwidth_again(plan, later, [row], during=[31e9, 50e9, 29e9])
+    assert best.tbytes_per_s == 0.050 and "50.0 in 3 readings between its cases" in best.source
+    assert 87 < row["pct_roofline"] < 89  # 44 of 50 GB/s

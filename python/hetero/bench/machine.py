@@ -81,28 +81,47 @@ def measure_bandwidth(threads: int) -> tuple[float, str]:
     """This machine's read bandwidth in bytes/s on ``threads`` threads, and which pass
     reached it: the fastest of a triad, a read-only dot and hetero's GEMV, best of 10,
     over arrays of :func:`probe_bytes` each."""
-    n = probe_bytes() // 4
-    b, c, a = torch.rand(n), torch.rand(n), torch.empty(n)
-    passes = {"triad": (lambda: torch.add(b, c, alpha=1.5, out=a), 12 * n),
-              "read-only dot": (lambda: torch.dot(b, c), 8 * n)}
-    gemv = _native_gemv(b, threads)
-    if gemv is not None:
-        passes["hetero's GEMV"] = (gemv, 4 * n)
-    bandwidth, which = 0.0, ""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for name, (run, nbytes) in passes.items():
-            best = float("inf")
-            for _ in range(10):
+    probe = BandwidthProbe(threads)
+    return max((probe.once() for _ in range(10)), key=lambda reading: reading[0])
+
+
+class BandwidthProbe:
+    """The read passes of :func:`measure_bandwidth` (triad, read-only dot, hetero's
+    GEMV over arrays of :func:`probe_bytes`, each far larger than the last-level cache),
+    kept allocated so a benchmark can run them between the calls it times.
+
+    The bandwidth of a shared machine drifts within seconds (a 2-core VM here read 31
+    and 60 GB/s minutes apart), so a memory-bound kernel is best compared with the
+    bandwidth measured in the same round: put :meth:`once` in the interleaved calls;
+    :attr:`readings` keeps every reading in order."""
+
+    def __init__(self, threads: int):
+        n = probe_bytes() // 4
+        b, c, a = torch.rand(n), torch.rand(n), torch.empty(n)
+        self.threads = threads
+        self.passes = {"triad": (lambda: torch.add(b, c, alpha=1.5, out=a), 12 * n),
+                       "read-only dot": (lambda: torch.dot(b, c), 8 * n)}
+        gemv = _native_gemv(b, threads)
+        if gemv is not None:
+            self.passes["hetero's GEMV"] = (gemv, 4 * n)
+        self.readings: list[float] = []
+
+    def once(self) -> tuple[float, str]:
+        """Each pass once: the best bytes/s and the pass that reached it (recorded)."""
+        bandwidth, which = 0.0, ""
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            for name, (run, nbytes) in self.passes.items():
                 start = time.perf_counter()
                 run()
-                best = min(best, time.perf_counter() - start)
-            if nbytes / best > bandwidth:
-                bandwidth, which = nbytes / best, name
-    finally:
-        torch.set_num_threads(previous)
-    return bandwidth, which
+                seconds = time.perf_counter() - start
+                if nbytes / seconds > bandwidth:
+                    bandwidth, which = nbytes / seconds, name
+        finally:
+            torch.set_num_threads(previous)
+        self.readings.append(bandwidth)
+        return bandwidth, which
 
 
 def _native_gemv(weights: torch.Tensor, threads: int):

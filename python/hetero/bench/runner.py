@@ -288,20 +288,27 @@ def _percentages(row: dict, peaks: machine.Peaks) -> None:
         row["flag"] = "above 100% of the peak or roofline: a measurement error"
 
 
-def _bandwidth_again(p: Plan, peaks: machine.Peaks, rows: list[dict]) -> machine.Peaks:
+def _measures_bandwidth(p: Plan, peaks: machine.Peaks) -> bool:
+    return p.device.type == "cpu" and peaks.source.startswith("measured")
+
+
+def _bandwidth_again(p: Plan, peaks: machine.Peaks, rows: list[dict],
+                     during: list[float] = ()) -> machine.Peaks:
     """On a CPU whose peaks were measured, measure the bandwidth again after the sweep
-    and keep the better of the two (a shared machine's bandwidth drifts by 10–15%
-    within minutes, so one measurement can put a GEMV above its roofline); the rows'
-    percentages follow."""
-    if p.device.type != "cpu" or not peaks.source.startswith("measured"):
+    and keep the best of that, the measurement before it and the readings ``during``
+    it (bytes/s; a shared machine's bandwidth drifts by 10–50% within minutes, so one
+    measurement can put a GEMV above its roofline); the rows' percentages follow."""
+    if not _measures_bandwidth(p, peaks):
         return peaks
-    later, _ = machine.measure_bandwidth(p.threads)
+    after, _ = machine.measure_bandwidth(p.threads)
+    later = max([after, *during])
     before = peaks.tbytes_per_s or 0.0
     if later / 1e12 <= before:
         return peaks
     peaks = replace(peaks, tbytes_per_s=later / 1e12, source=peaks.source + (
-        f"; the better of {before * 1e3:.1f} GB/s before the sweep and "
-        f"{later / 1e9:.1f} GB/s after"))
+        f"; the best of {before * 1e3:.1f} GB/s before the sweep, "
+        + (f"{max(during) / 1e9:.1f} in {len(during)} readings between its cases and "
+           if during else "") + f"{after / 1e9:.1f} GB/s after"))
     for row in rows:
         if row.get("median_s"):
             _percentages(row, peaks)
@@ -355,13 +362,19 @@ def run(p: Plan, *, progress: bool = True, command: list[str] | None = None) -> 
     peaks = machine.peaks(p.device, p.threads, p.backends)
     inputs = Inputs()
     rows: list[dict] = []
+    # The bandwidth read again between cases (tens of ms each): the roofline is the
+    # best the machine showed during the run, not one moment before it.
+    probe = machine.BandwidthProbe(p.threads) if _measures_bandwidth(p, peaks) else None
     for case in p.cases:
         for dtype in op_dtypes(p, case.op):
             bar.step(f"{case.op} {case.label} {dtype}")
             rows += measure_case(case, dtype, p.device, p.backends, budget_s=p.budget_s,
                                  peaks=peaks, inputs=inputs, device_name=device_name)
+            if probe is not None:
+                probe.once()
     bar.done()
-    peaks = _bandwidth_again(p, peaks, rows)
+    peaks = _bandwidth_again(p, peaks, rows, probe.readings if probe is not None else [])
+    del probe  # its arrays (hundreds of MiB)
     _calibrate(rows)
     _mark_dispatch(p, rows, inputs)
     return {
