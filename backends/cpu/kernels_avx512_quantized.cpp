@@ -156,7 +156,7 @@ void decode_rows(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t cols,
   decode_rows_with(full, src, ld_src, rows, cols, table, dst, ld_dst);
 }
 
-template <int ROWS, int COLS, int KIND>
+template <int ROWS, int COLS, int KIND, bool FOLDS>
 void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared, int64_t lda_p,
           int64_t j0, int64_t step) {
   // Columns j0 + c * step, c < COLS (see columns_by). Float8: bf16 sums
@@ -179,7 +179,9 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
   }
 #pragma GCC unroll 8
   for (int c = 0; c < COLS; ++c) colsum[c] = _mm512_setzero_si512();
-  const int64_t depth = p.depth, block = p.block;
+  // FOLDS: whether p.block != 0; as a constant it lets a tile without blocks
+  // keep only its sums and the weights in registers.
+  const int64_t depth = p.depth, block = FOLDS ? p.block : 0;
   const uint8_t* w = p.w + j0 * p.ldw;
   const int64_t ldw_c = step * p.ldw;  // from one column's row of w to the next's
   // Some hardware prefetchers stop at every page (a 4096-byte row is one): the
@@ -287,12 +289,16 @@ void tile(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
 // hardware prefetcher follows across pages; adjacent columns would start COLS
 // new streams, one page each at K = 4096, on every tile. The last
 // (col1 - col0) % COLS columns go one by one.
-template <int ROWS, int COLS, int KIND>
+template <int ROWS, int COLS, int KIND, bool FOLDS>
 void columns_by(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
                 int64_t lda_p, int64_t col0, int64_t col1) {
   const int64_t step = (col1 - col0) / COLS;
-  for (int64_t r = 0; r < step; ++r) tile<ROWS, COLS, KIND>(p, t, a_prepared, lda_p, col0 + r, step);
-  for (int64_t j = col0 + step * COLS; j < col1; ++j) tile<ROWS, 1, KIND>(p, t, a_prepared, lda_p, j, 1);
+  for (int64_t r = 0; r < step; ++r) {
+    tile<ROWS, COLS, KIND, FOLDS>(p, t, a_prepared, lda_p, col0 + r, step);
+  }
+  for (int64_t j = col0 + step * COLS; j < col1; ++j) {
+    tile<ROWS, 1, KIND, FOLDS>(p, t, a_prepared, lda_p, j, 1);
+  }
 }
 
 // Columns per tile: 8 for one row of a, 4 for 2-4 rows (what the 32 vector
@@ -303,8 +309,9 @@ void columns_by(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_pre
 template <int ROWS, int KIND>
 void columns(const QuantizedSmallM& p, const HalfPlanes& t, const void* a_prepared,
              int64_t lda_p, int64_t col0, int64_t col1) {
-  if (ROWS > 1) return columns_by<ROWS, 4, KIND>(p, t, a_prepared, lda_p, col0, col1);
-  columns_by<ROWS, 8, KIND>(p, t, a_prepared, lda_p, col0, col1);
+  constexpr int kCols = ROWS > 1 ? 4 : 8;
+  if (p.block != 0) return columns_by<ROWS, kCols, KIND, true>(p, t, a_prepared, lda_p, col0, col1);
+  columns_by<ROWS, kCols, KIND, false>(p, t, a_prepared, lda_p, col0, col1);
 }
 
 template <int KIND>
