@@ -4,8 +4,10 @@
 // Each sequence is an ordinary attention call on 4-D views of the
 // packed tensors (batch 1, strides taken from the packed rows), run by the
 // flash or decode path of attention_forward.cpp with the window and softcap in
-// its ScoreMask. Sequences too small to share out run whole on one thread
-// each, taken from a common counter; larger ones spread over all threads.
+// its ScoreMask. Sequences run whole on one thread each, taken largest first
+// from a common counter, so threads that finish early take the small ones;
+// only a sequence holding more than its share of the batch (see
+// spread_over_threads) spreads over all threads, one at a time, before them.
 
 #include "attention_serving.h"
 
@@ -24,7 +26,16 @@ namespace {
 
 using namespace serving;
 
-constexpr int64_t kSmallSequenceWork = int64_t{1} << 22;  // below: one thread per sequence
+constexpr int64_t kSmallSequenceWork = int64_t{1} << 22;  // below: always one thread per sequence
+
+// Whether a sequence of `work` spreads over the threads rather than running on
+// one: where it holds more than half a thread's share of the batch's `total`,
+// a thread running it whole would still be busy when the others run dry.
+// Spreading costs a parallel region and its split per sequence, which for
+// many short sequences was a third of the call.
+bool spread_over_threads(int64_t work, int64_t total, int threads) {
+  return threads > 1 && work >= kSmallSequenceWork && work * 2 * threads > total;
+}
 
 // Sequence rows [row0, row0 + rows) of a packed (T, H, X) view as (1, H, rows, X).
 TensorView sequence_view(const TensorView& t, int64_t row0, int64_t rows) {
@@ -106,10 +117,15 @@ Status varlen_attention_forward(const TensorView& q, const TensorView& k, const 
     auto work = [&](int64_t b) {
       return (int_at(cu_q, b + 1) - int_at(cu_q, b)) * std::max(1, int_at(cu_k, b + 1) - int_at(cu_k, b)) * Hq * (D + Dv);
     };
+    int64_t batch_work = 0;
+    for (int64_t b = 0; b < batch; ++b) batch_work += work(b);
     std::vector<int64_t> small, large;
-    for (int64_t b = 0; b < batch; ++b) (work(b) < kSmallSequenceWork ? small : large).push_back(b);
+    for (int64_t b = 0; b < batch; ++b) {
+      (spread_over_threads(work(b), batch_work, num_threads) ? large : small).push_back(b);
+    }
     for (int64_t b : large) call(b, num_threads);
     if (small.empty()) return Status::Ok();
+    std::stable_sort(small.begin(), small.end(), [&](int64_t x, int64_t y) { return work(x) > work(y); });
     int64_t total = 0;
     for (int64_t b : small) total += work(b);
     const int threads = static_cast<int>(std::min<int64_t>(threads_for_work(num_threads, total, int64_t{1} << 18),

@@ -47,6 +47,26 @@ def test_varlen_matches_the_oracle(isa, dtype, mask, lens):
     check_within(out, ref, _bound(ref, dtype, max(lens_k)))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_varlen_runs_sequences_whole_and_spread_on_two_threads(isa, dtype):
+    """On two threads a sequence holding most of the batch spreads over both and the
+    rest run whole, largest first: every row as the oracle has it."""
+    lens = [40, 700, 0, 300, 5, 260, 1]
+    q, k, v = (randn(sum(lens), h, 64, dtype=dtype, seed=s) for h, s in ((8, 4), (2, 5), (2, 6)))
+    cu = offsets(lens)
+    out = poison_(torch.empty_like(q))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        hetero.varlen_attention(q, k, v, cu, cu, max(lens), max(lens), out=out, causal=True,
+                                backend="cpu")
+    finally:
+        torch.set_num_threads(previous)
+    ref, _ = varlen_reference(q, k, v, cu.tolist(), cu.tolist(), scale=1 / math.sqrt(64),
+                              causal=True, window=(-1, -1), softcap=0.0)
+    check_within(out, ref, _bound(ref, dtype, max(lens)))
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("mask", MASKS, ids=lambda m: "-".join(f"{k}{v}" for k, v in m.items()))
 @pytest.mark.parametrize("shape", [
