@@ -373,8 +373,9 @@ def run(p: Plan, *, progress: bool = True, command: list[str] | None = None) -> 
             if probe is not None:
                 probe.once()
     bar.done()
-    peaks = _bandwidth_again(p, peaks, rows, probe.readings if probe is not None else [])
-    del probe  # its arrays (hundreds of MiB)
+    readings = probe.readings if probe is not None else []
+    del probe  # its arrays (hundreds of MiB), before the measurement after the sweep
+    peaks = _bandwidth_again(p, peaks, rows, readings)
     _calibrate(rows)
     _mark_dispatch(p, rows, inputs)
     return {
