@@ -3,7 +3,9 @@ would otherwise run, interleaved in one process, operands rotated through copies
 than the last-level cache (so decode reads its weight from memory, as a served model
 does).
 
-For each Llama-3-8B linear layer (N, K) and M in ``--rows``:
+For each Llama-3-8B linear layer (N, K) and M in ``--rows``, hetero's calls made as a user
+writes them (no ``backend=``; ``hetero.use("cpu")`` picks the cpu kernels, so fp8 and bf16
+take the native entries of ``hetero.scaled_gemm`` and ``hetero.gemm``):
   fp8   hetero.scaled_gemm (e4m3fn, row-wise scales, bf16 out) vs torch._scaled_mm,
         and vs hetero's own bf16 GEMM of the same shape (the weight in bf16);
   int8  hetero.scaled_gemm (int32 out) vs torch._int_mm.
@@ -78,17 +80,18 @@ def measure(m: int, n: int, k: int, rounds: int, probe: machine.BandwidthProbe) 
         return ws[r % len(ws)]
 
     calls = {
-        "hetero fp8": lambda r: hetero.scaled_gemm(x8, pick(w8, r).t(), sx, sw, backend="cpu"),
+        "hetero fp8": lambda r: hetero.scaled_gemm(x8, pick(w8, r).t(), sx, sw),
         "torch._scaled_mm": lambda r: torch._scaled_mm(x8, pick(w8, r).t(), sx, sw,
                                                        out_dtype=bf16),
-        "hetero bf16": lambda r: hetero.gemm(xb, pick(wb, r).t(), backend="cpu"),
+        "hetero bf16": lambda r: hetero.gemm(xb, pick(wb, r).t()),
         "hetero int8": lambda r: hetero.scaled_gemm(xi, pick(wi, r).t(), None, None,
-                                                    out_dtype=torch.int32, backend="cpu"),
+                                                    out_dtype=torch.int32),
         "torch._int_mm": lambda r: torch._int_mm(xi, pick(wi, r).t()),
     }
     slow = m > 1 and m * n * k > 1 << 28  # torch._scaled_mm at ~20 GFLOP/s: fewer rounds
     rounds = 3 if slow else rounds
-    samples = dict(zip(calls, timed([*calls.values(), lambda r: probe.once()], rounds)))
+    with hetero.use("cpu"):  # hetero's calls as a user writes them, on its cpu kernels
+        samples = dict(zip(calls, timed([*calls.values(), lambda r: probe.once()], rounds)))
     bandwidth = probe.readings[-rounds:]  # each round's (the probe ran last in each)
     seconds = {c: statistics.median(s) for c, s in samples.items()}
     weight_bytes = {"hetero fp8": n * k, "torch._scaled_mm": n * k, "hetero bf16": 2 * n * k,

@@ -33,8 +33,9 @@ void bind(py::module_& parent) {
   m.def("uninstall", &uninstall, py::call_guard<py::gil_scoped_release>(),
         "Undo one install; the last restores PyTorch's kernels.");
   m.def("installs", &installs);
-  m.def("register_gemm_call", &register_gemm_call,
-        "Register hetero_route::gemm's native kernel (once; its schema defined first).");
+  m.def("register_entry_calls", &register_entry_calls,
+        "Register hetero_route::gemm's and ::scaled_gemm's native kernels (once; their\n"
+        "schemas defined first).");
   m.attr("GEMM") = static_cast<int>(kRouteGemm);
   m.attr("ATTENTION") = static_cast<int>(kRouteAttention);
   m.attr("SCALED_GEMM") = static_cast<int>(kRouteScaled);

@@ -32,7 +32,9 @@ int kernel_threads();  // HETERO_NUM_THREADS, else torch.get_num_threads()
 // (kOpMm, ...), then sizes, dtype, flags, layout, alignment; the scope is added.
 constexpr int kKeyFields = 16;
 using Key = std::array<int64_t, kKeyFields>;
-enum OpCode : int64_t { kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward, kOpGemmCall };
+enum OpCode : int64_t {
+  kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward, kOpGemmCall, kOpScaledGemmCall
+};
 
 int64_t cached(const Key& key, bool* found);
 void remember(const Key& key, int64_t decision);
@@ -130,9 +132,18 @@ AtenTensorHandle empty(int64_t ndim, const int64_t* sizes, const int64_t* stride
 
 // hetero's dtype for a PyTorch code; false for one hetero's native kernels do not take.
 bool hetero_dtype(int32_t code, DType* dtype);
+// The same for the byte-coded dtypes (float8 formats, int8) of the scaled GEMM.
+bool byte_coded_dtype(int32_t code, DType* dtype);
 std::string dtype_name(int32_t code);
 // Largest power of two (at most 16) dividing every pointer, as hetero's keys record it.
 int64_t alignment(std::initializer_list<const void*> pointers);
+
+// What an entry (hetero_route::gemm, ::scaled_gemm) returns for a call it leaves to the
+// public function's Python path: an undefined tensor, None in Python.
+AtenTensorHandle declined();
+bool on_cpu(const Operand& t);
+// A transposed view of row-major storage (w.t(), as F.linear passes the weight).
+inline bool column_major(const Operand& t) { return t.stride(-2) == 1 && t.stride(-1) != 1; }
 
 // Calls made while Python decides or runs go to PyTorch.
 struct BypassScope {
@@ -172,6 +183,7 @@ struct Registration {
 };
 extern const Registration kGemmKernels[4];
 extern const Registration kGemmCall;  // hetero_route::gemm, registered for good (route.h)
+extern const Registration kScaledGemmCall;  // hetero_route::scaled_gemm, likewise
 extern const Registration kAttentionKernels[2];
 extern const Registration kScaledKernels[4];
 

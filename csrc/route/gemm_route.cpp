@@ -43,9 +43,6 @@ void check_operands(Op op, const Operand& a, const Operand& b) {
   }
 }
 
-// A transposed view of row-major storage (w.t(), as F.linear passes the weight).
-bool column_major(const Operand& t) { return t.stride(-2) == 1 && t.stride(-1) != 1; }
-
 // A GEMM key (op, batch, M, N, K, ...) with its sizes bucketed: a prefill or a batch of
 // sequences brings new sizes often; dispatch sees only their bucket and whether a batch.
 Key bucketed(const Key& exact) {
@@ -139,18 +136,6 @@ void run(Op op, StableIValue* stack, bool has_out) {
 // or dtypes, bad input, a kernel written in Python) gets an undefined tensor, None in
 // Python, and hetero.gemm takes its Python path, which checks, names bad arguments and
 // dispatches.
-AtenTensorHandle declined() {
-  AtenTensorHandle none = nullptr;
-  check(g_shim.new_uninitialized_tensor(&none), "aoti_torch_new_uninitialized_tensor");
-  return none;
-}
-
-bool on_cpu(const Operand& t) {
-  int32_t type = -1;
-  check(g_shim.get_device_type(t.handle, &type), "aoti_torch_get_device_type");
-  return type == g_shim.cpu;
-}
-
 AtenTensorHandle gemm_call_result(const Operand& a, const Operand& b) {
   DType dtype;
   if (a.dim != 2 || b.dim != 2 || a.sizes[1] != b.sizes[0] || a.dtype != b.dtype ||

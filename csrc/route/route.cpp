@@ -87,6 +87,29 @@ bool hetero_dtype(int32_t code, DType* dtype) {
   return true;
 }
 
+bool byte_coded_dtype(int32_t code, DType* dtype) {
+  if (code < 0) return false;  // a dtype this libtorch lacks
+  if (code == g_shim.float8_e4m3fn) *dtype = DType::float8_e4m3fn;
+  else if (code == g_shim.float8_e5m2) *dtype = DType::float8_e5m2;
+  else if (code == g_shim.float8_e4m3fnuz) *dtype = DType::float8_e4m3fnuz;
+  else if (code == g_shim.float8_e5m2fnuz) *dtype = DType::float8_e5m2fnuz;
+  else if (code == g_shim.int8) *dtype = DType::int8;
+  else return false;
+  return true;
+}
+
+AtenTensorHandle declined() {
+  AtenTensorHandle none = nullptr;
+  check(g_shim.new_uninitialized_tensor(&none), "aoti_torch_new_uninitialized_tensor");
+  return none;
+}
+
+bool on_cpu(const Operand& t) {
+  int32_t type = -1;
+  check(g_shim.get_device_type(t.handle, &type), "aoti_torch_get_device_type");
+  return type == g_shim.cpu;
+}
+
 std::string dtype_name(int32_t code) {  // as PyTorch's messages name them
   if (code == g_shim.float32) return "float";
   if (code == g_shim.float64) return "double";
@@ -183,7 +206,7 @@ void uninstall() {
 
 int installs() { return g_installs; }
 
-void register_gemm_call() {
+void register_entry_calls() {
   std::lock_guard<std::mutex> lock(g_install_mutex);
   static void* library = nullptr;  // kept until the process ends
   if (library != nullptr) return;
@@ -194,9 +217,10 @@ void register_gemm_call() {
   bool ok = g_shim.library_init_impl("hetero_route", "CompositeExplicitAutograd", __FILE__,
                                      __LINE__, &made) == 0;
   ok = ok && g_shim.library_impl(made, kGemmCall.name, kGemmCall.kernel) == 0;
+  ok = ok && g_shim.library_impl(made, kScaledGemmCall.name, kScaledGemmCall.kernel) == 0;
   if (!ok) {
     if (made != nullptr) g_shim.delete_library_object(made);
-    throw std::runtime_error("hetero: registering hetero_route::gemm with PyTorch failed");
+    throw std::runtime_error("hetero: registering hetero_route::gemm, ::scaled_gemm with PyTorch failed");
   }
   library = made;
 }

@@ -37,9 +37,10 @@ void install();
 void uninstall();
 int installs();
 
-// Registers hetero_route::gemm's kernel (gemm_route.cpp) on every device, for the rest of
-// the process; the op's schema must be defined (Python defines it). Throws on failure.
-void register_gemm_call();
+// Registers the kernels of hetero_route::gemm (gemm_route.cpp) and ::scaled_gemm
+// (scaled_route.cpp) on every device, for the rest of the process; the ops' schemas must
+// be defined (Python defines them). Throws on failure.
+void register_entry_calls();
 
 // What a thread routes: RoutedOp bits (0: nothing).
 enum RoutedOp : int { kRouteGemm = 1, kRouteAttention = 2, kRouteScaled = 4 };

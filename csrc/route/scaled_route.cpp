@@ -1,8 +1,13 @@
-// aten::_scaled_mm and aten::_int_mm (and their .out forms) on the CPU, while the native
-// route is installed (route.h). These are heavy calls (a decoded weight per call), so a
-// routed one goes to Python, hetero_route::run_scaled_mm / run_int_mm, which serves it on
-// hetero's scaled GEMM through the function mode's routes or hands it back to PyTorch
-// (counted either way); calls not routed run PyTorch's kernel directly.
+// Scaled GEMM calls:
+// - aten::_scaled_mm and aten::_int_mm (and their .out forms) on the CPU, while the native
+//   route is installed (route.h). A routed one goes to Python, hetero_route::run_scaled_mm /
+//   run_int_mm, which serves it on hetero's scaled GEMM through the function mode's routes
+//   or hands it back to PyTorch (counted either way); calls not routed run PyTorch's kernel
+//   directly.
+// - hetero_route::scaled_gemm, hetero.scaled_gemm's common case (see scaled_gemm_call).
+#include <algorithm>
+
+#include "backends/cpu/scaled_gemm.h"
 #include "route/common.h"
 
 namespace hetero::route {
@@ -102,7 +107,95 @@ void scaled_mm_run(StableIValue* stack, bool has_out) {
 void scaled_mm(StableIValue* stack, uint64_t, uint64_t) { scaled_mm_run(stack, false); }
 void scaled_mm_out(StableIValue* stack, uint64_t, uint64_t) { scaled_mm_run(stack, true); }
 
+// ---------------------------------------------------------------- hetero.scaled_gemm
+// hetero_route::scaled_gemm(Tensor a, Tensor b, Tensor scale_a, Tensor scale_b) -> Tensor:
+// hetero.scaled_gemm's common case (two CPU matrices of one byte-coded dtype, float32
+// tensor-wise or row-wise scales, no bias, a fresh bfloat16 result) without Python. A
+// decode-shaped call streams its weight once in a few hundred microseconds, and the
+// Python path's checks and dispatch, run with the interpreter's data just evicted by that
+// stream, took a tenth of it. The cached decision runs cpu::scaled_gemm; anything else
+// (another recipe, kernel, dtype or device, bad input) is declined, and
+// hetero.scaled_gemm's Python path checks, names what is wrong and dispatches.
+
+int64_t elements(const Operand& t) {
+  int64_t n = 1;
+  for (int64_t d = 0; d < t.dim; ++d) n *= t.sizes[d];
+  return n;
+}
+
+// The recipe the scales' shapes name, tensor-wise first as hetero.ops.scaled_gemm.api's
+// _recipe takes it where a tiny shape fits both; -1 for any other (block-wise included).
+int recipe_of(const Operand& sa, const Operand& sb, int64_t m, int64_t n) {
+  if (sa.dim <= 2 && sb.dim <= 2 && elements(sa) == 1 && elements(sb) == 1) {
+    return static_cast<int>(cpu::ScaleRecipe::tensor);
+  }
+  if (sa.dim == 2 && sb.dim == 2 && sa.sizes[0] == m && sa.sizes[1] == 1 && sb.sizes[0] == 1 &&
+      sb.sizes[1] == n) {
+    return static_cast<int>(cpu::ScaleRecipe::row);
+  }
+  return -1;
+}
+
+// A scale as the kernel reads it: 2-D, one element broadcast for the tensor-wise recipe.
+TensorView scale_view(const Operand& s, cpu::ScaleRecipe recipe) {
+  TensorView v = s.view(DType::float32);
+  if (recipe == cpu::ScaleRecipe::tensor) {
+    v.ndim = 2;
+    v.sizes[0] = v.sizes[1] = 1;
+    v.strides[0] = v.strides[1] = 0;
+  }
+  return v;
+}
+
+AtenTensorHandle scaled_gemm_result(const Operand& a, const Operand& b, const Operand& sa,
+                                    const Operand& sb) {
+  DType dtype;
+  if (a.dim != 2 || b.dim != 2 || a.sizes[1] != b.sizes[0] || a.dtype != b.dtype ||
+      !byte_coded_dtype(a.dtype, &dtype) || sa.dtype != g_shim.float32 ||
+      sb.dtype != g_shim.float32 || !on_cpu(a) || !on_cpu(b) || !on_cpu(sa) || !on_cpu(sb)) {
+    return declined();
+  }
+  const int64_t m = a.sizes[0], n = b.sizes[1], k = a.sizes[1];
+  const int recipe = recipe_of(sa, sb, m, n);
+  if (recipe < 0) return declined();
+  const Key key{kOpScaledGemmCall, recipe, m, n, k, a.dtype, 2 * column_major(a) + column_major(b),
+                alignment({a.data, b.data})};
+  Key bucketed = key;
+  for (int field = 2; field <= 4; ++field) bucketed[field] = bucket_of(key[field]);
+  const int64_t action = decision(key, bucketed, [&] {
+    StableIValue args[4] = {a.copy(), b.copy(), sa.copy(), sb.copy()};
+    return ask_python("hetero_route::decide_scaled_gemm_call", args);
+  }) & 3;
+  if (action != kNative) return declined();
+  const int64_t sizes[2] = {m, n}, strides[2] = {n, 1};
+  AtenTensorHandle out = empty(2, sizes, strides, g_shim.bfloat16);
+  void* out_data = nullptr;
+  const ShimError error = g_shim.get_data_ptr(out, &out_data);
+  TensorView out_view;
+  out_view.data = out_data;
+  out_view.dtype = DType::bfloat16;
+  out_view.ndim = 2;
+  std::copy(sizes, sizes + 2, out_view.sizes);
+  std::copy(strides, strides + 2, out_view.strides);
+  const auto how = static_cast<cpu::ScaleRecipe>(recipe);
+  const TensorView scale_a = scale_view(sa, how), scale_b = scale_view(sb, how);
+  if (error != 0 || !cpu::scaled_gemm(a.view(dtype), b.view(dtype), &scale_a, &scale_b, how, nullptr,
+                                      out_view, kernel_threads())
+                         .ok()) {
+    g_shim.delete_tensor_object(out);
+    return declined();  // the Python path reports what the kernel refused
+  }
+  return out;
+}
+
+void scaled_gemm_call(StableIValue* stack, uint64_t, uint64_t) {
+  Operand a(stack[0]), b(stack[1]), sa(stack[2]), sb(stack[3]);
+  stack[0] = reinterpret_cast<StableIValue>(scaled_gemm_result(a, b, sa, sb));
+}
+
 }  // namespace
+
+const Registration kScaledGemmCall = {"scaled_gemm", scaled_gemm_call};
 
 const Registration kScaledKernels[4] = {{"_int_mm", int_mm},
                                         {"_int_mm.out", int_mm_out},

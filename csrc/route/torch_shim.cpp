@@ -66,6 +66,12 @@ std::string load_torch_shim(const std::string& path, TorchShim* shim) {
   shim->int32 = code(library, "aoti_torch_dtype_int32", &missing);
   shim->boolean = code(library, "aoti_torch_dtype_bool", &missing);
   shim->cpu = code(library, "aoti_torch_device_type_cpu", &missing);
+  std::string optional;  // without them only hetero.scaled_gemm's native entry declines
+  shim->float8_e4m3fn = code(library, "aoti_torch_dtype_float8_e4m3fn", &optional);
+  shim->float8_e5m2 = code(library, "aoti_torch_dtype_float8_e5m2", &optional);
+  shim->float8_e4m3fnuz = code(library, "aoti_torch_dtype_float8_e4m3fnuz", &optional);
+  shim->float8_e5m2fnuz = code(library, "aoti_torch_dtype_float8_e5m2fnuz", &optional);
+  shim->int8 = code(library, "aoti_torch_dtype_int8", &optional);
   dlclose(library);  // drops only the reference RTLD_NOLOAD took; torch stays loaded
   return missing.empty() ? "" : "this libtorch lacks " + missing;
 }

@@ -29,6 +29,7 @@ from .ops.gemm import gemm, reference_gemm  # noqa: I001
 from .ops.gemm import api as _gemm_api
 from .ops.attention import attention, reference_attention
 from .ops.scaled_gemm import scaled_gemm
+from .ops.scaled_gemm import api as _scaled_gemm_api
 from .ops.varlen_attention import varlen_attention
 from .ops.paged_attention import paged_attention, write_kv_cache
 from .registry import register as register_backend
@@ -39,6 +40,7 @@ from . import distributed, native_route  # noqa: E402,I001
 
 distributed.install_if_loaded()  # DTensor already in use: the ops' sharding rules now
 _gemm_api.native_gemm = native_route.gemm_entry()  # hetero.gemm's common case, native
+_scaled_gemm_api.native_scaled_gemm = native_route.scaled_gemm_entry()  # and scaled_gemm's
 
 try:
     __version__ = _metadata.version("hetero")

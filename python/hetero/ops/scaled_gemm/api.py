@@ -108,6 +108,10 @@ class ScaledGemmTraits(NamedTuple):
 _INPUTS = frozenset(INPUT_DTYPES)
 _decisions = dispatch.decisions
 _current_scope = dispatch.current_scope.get
+#: ``hetero_route::scaled_gemm(a, b, scale_a, scale_b)``: the common case served natively,
+#: ``None`` for any call it leaves to the Python path
+#: (:func:`hetero.native_route.scaled_gemm_entry`, set at import).
+native_scaled_gemm = None
 
 
 def prepare(a, b, scale_a, scale_b, bias, out_dtype, out, backend
@@ -260,6 +264,15 @@ def scaled_gemm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor | None,
         TypeError, ValueError: bad input, naming the argument.
         hetero.DispatchError: no candidate can serve the call.
     """
+    if native_scaled_gemm is not None and bias is None and out is None and out_dtype is None \
+            and backend is None:
+        try:
+            if not (scale_a.requires_grad or scale_b.requires_grad):
+                result = native_scaled_gemm(a, b, scale_a, scale_b)
+                if result is not None:
+                    return result
+        except Exception:  # noqa: BLE001 - the Python path below reports it, naming the argument
+            pass
     key, args = prepare(a, b, scale_a, scale_b, bias, out_dtype, out, backend)
     (_decisions.get(key) or dispatch.resolve(key, args))(args)
     return args.out
