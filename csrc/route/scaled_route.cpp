@@ -108,9 +108,10 @@ void scaled_mm(StableIValue* stack, uint64_t, uint64_t) { scaled_mm_run(stack, f
 void scaled_mm_out(StableIValue* stack, uint64_t, uint64_t) { scaled_mm_run(stack, true); }
 
 // ---------------------------------------------------------------- hetero.scaled_gemm
-// hetero_route::scaled_gemm(Tensor a, Tensor b, Tensor scale_a, Tensor scale_b) -> Tensor:
+// hetero_route::scaled_gemm(Tensor a, Tensor b, Tensor? scale_a, Tensor? scale_b) -> Tensor:
 // hetero.scaled_gemm's common case (two CPU matrices of one byte-coded dtype, float32
-// tensor-wise or row-wise scales, no bias, a fresh bfloat16 result) without Python. A
+// tensor-wise or row-wise scales, no bias, a fresh bfloat16 result; or int8 without
+// scales into a fresh int32 result, torch._int_mm's call) without Python. A
 // decode-shaped call streams its weight once in a few hundred microseconds, and the
 // Python path's checks and dispatch, run with the interpreter's data just evicted by that
 // stream, took a tenth of it. The cached decision runs cpu::scaled_gemm; anything else
@@ -125,7 +126,11 @@ int64_t elements(const Operand& t) {
 
 // The recipe the scales' shapes name, tensor-wise first as hetero.ops.scaled_gemm.api's
 // _recipe takes it where a tiny shape fits both; -1 for any other (block-wise included).
+// kUnscaled: no scales (int8 sums into int32), a key's value only.
+constexpr int kUnscaled = 3;
 int recipe_of(const Operand& sa, const Operand& sb, int64_t m, int64_t n) {
+  if (sa.handle == nullptr && sb.handle == nullptr) return kUnscaled;
+  if (sa.handle == nullptr || sb.handle == nullptr) return -1;
   if (sa.dim <= 2 && sb.dim <= 2 && elements(sa) == 1 && elements(sb) == 1) {
     return static_cast<int>(cpu::ScaleRecipe::tensor);
   }
@@ -151,36 +156,44 @@ AtenTensorHandle scaled_gemm_result(const Operand& a, const Operand& b, const Op
                                     const Operand& sb) {
   DType dtype;
   if (a.dim != 2 || b.dim != 2 || a.sizes[1] != b.sizes[0] || a.dtype != b.dtype ||
-      !byte_coded_dtype(a.dtype, &dtype) || sa.dtype != g_shim.float32 ||
-      sb.dtype != g_shim.float32 || !on_cpu(a) || !on_cpu(b) || !on_cpu(sa) || !on_cpu(sb)) {
+      !byte_coded_dtype(a.dtype, &dtype) || !on_cpu(a) || !on_cpu(b)) {
     return declined();
   }
   const int64_t m = a.sizes[0], n = b.sizes[1], k = a.sizes[1];
   const int recipe = recipe_of(sa, sb, m, n);
-  if (recipe < 0) return declined();
+  const bool scaled = recipe != kUnscaled;
+  if (recipe < 0 || (!scaled && dtype != DType::int8) ||
+      (scaled && (sa.dtype != g_shim.float32 || sb.dtype != g_shim.float32 || !on_cpu(sa) ||
+                  !on_cpu(sb)))) {
+    return declined();
+  }
   const Key key{kOpScaledGemmCall, recipe, m, n, k, a.dtype, 2 * column_major(a) + column_major(b),
                 alignment({a.data, b.data})};
   Key bucketed = key;
   for (int field = 2; field <= 4; ++field) bucketed[field] = bucket_of(key[field]);
   const int64_t action = decision(key, bucketed, [&] {
-    StableIValue args[4] = {a.copy(), b.copy(), sa.copy(), sb.copy()};
+    // absent scales travel as `a`, with the flag
+    StableIValue args[5] = {a.copy(), b.copy(), scaled ? sa.copy() : a.copy(),
+                            scaled ? sb.copy() : a.copy(), boxed(scaled)};
     return ask_python("hetero_route::decide_scaled_gemm_call", args);
   }) & 3;
   if (action != kNative) return declined();
   const int64_t sizes[2] = {m, n}, strides[2] = {n, 1};
-  AtenTensorHandle out = empty(2, sizes, strides, g_shim.bfloat16);
+  AtenTensorHandle out = empty(2, sizes, strides, scaled ? g_shim.bfloat16 : g_shim.int32);
   void* out_data = nullptr;
   const ShimError error = g_shim.get_data_ptr(out, &out_data);
   TensorView out_view;
   out_view.data = out_data;
-  out_view.dtype = DType::bfloat16;
+  out_view.dtype = scaled ? DType::bfloat16 : DType::int32;
   out_view.ndim = 2;
   std::copy(sizes, sizes + 2, out_view.sizes);
   std::copy(strides, strides + 2, out_view.strides);
-  const auto how = static_cast<cpu::ScaleRecipe>(recipe);
-  const TensorView scale_a = scale_view(sa, how), scale_b = scale_view(sb, how);
-  if (error != 0 || !cpu::scaled_gemm(a.view(dtype), b.view(dtype), &scale_a, &scale_b, how, nullptr,
-                                      out_view, kernel_threads())
+  const auto how = scaled ? static_cast<cpu::ScaleRecipe>(recipe) : cpu::ScaleRecipe::tensor;
+  TensorView scale_a, scale_b;
+  if (scaled) scale_a = scale_view(sa, how), scale_b = scale_view(sb, how);
+  if (error != 0 || !cpu::scaled_gemm(a.view(dtype), b.view(dtype), scaled ? &scale_a : nullptr,
+                                      scaled ? &scale_b : nullptr, how, nullptr, out_view,
+                                      kernel_threads())
                          .ok()) {
     g_shim.delete_tensor_object(out);
     return declined();  // the Python path reports what the kernel refused
@@ -189,7 +202,9 @@ AtenTensorHandle scaled_gemm_result(const Operand& a, const Operand& b, const Op
 }
 
 void scaled_gemm_call(StableIValue* stack, uint64_t, uint64_t) {
-  Operand a(stack[0]), b(stack[1]), sa(stack[2]), sb(stack[3]);
+  Operand a(stack[0]), b(stack[1]), sa, sb;
+  take_optional_tensor(stack[2], &sa);
+  take_optional_tensor(stack[3], &sb);
   stack[0] = reinterpret_cast<StableIValue>(scaled_gemm_result(a, b, sa, sb));
 }
 

@@ -129,7 +129,8 @@ def scaled_gemm_entry():
     """``hetero_route::scaled_gemm(a, b, scale_a, scale_b)`` where the route can run, else
     ``None``: :func:`hetero.scaled_gemm`'s common case natively (two CPU matrices of one
     float8 or int8 dtype, float32 tensor-wise or row-wise scales, no bias, the default
-    bfloat16 out, no ``out``, no ``backend``; ``csrc/route/scaled_route.cpp``), returning
+    bfloat16 out, no ``out``, no ``backend``; or int8 without scales into int32, as
+    ``torch._int_mm``; ``csrc/route/scaled_route.cpp``), returning
     ``None`` for a call it leaves to the Python path. Decided by hetero's dispatcher
     (:func:`_decide_scaled_gemm_call`), cached natively, as :func:`gemm_entry`'s are."""
     return _entry("scaled_gemm")
@@ -372,14 +373,17 @@ def _decide_gemm_call(a: torch.Tensor, b: torch.Tensor) -> int:
 
 @_decide_entry
 def _decide_scaled_gemm_call(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor,
-                             scale_b: torch.Tensor) -> int:
-    """The decision for ``hetero.scaled_gemm(a, b, scale_a, scale_b)``, as
-    :func:`_decide_gemm_call` makes hetero.gemm's: ``cpu.scaled_gemm`` runs natively,
-    any other kernel (PyTorch's included) and a call dispatch refuses take the Python
-    path. Not counted, as hetero.scaled_gemm's calls are not."""
+                             scale_b: torch.Tensor, scaled: bool) -> int:
+    """The decision for ``hetero.scaled_gemm(a, b, scale_a, scale_b)`` (``scaled``; else
+    ``hetero.scaled_gemm(a, b, None, None, out_dtype=torch.int32)``, the scales standing
+    in being ``a``), as :func:`_decide_gemm_call` makes hetero.gemm's: ``cpu.scaled_gemm``
+    runs natively, any other kernel (PyTorch's included) and a call dispatch refuses take
+    the Python path. Not counted, as hetero.scaled_gemm's calls are not."""
+    if not scaled:
+        scale_a = scale_b = None
     try:
-        key, record = op_registry.spec("scaled_gemm").prepare(a, b, scale_a, scale_b, None,
-                                                              None, None, None)
+        key, record = op_registry.spec("scaled_gemm").prepare(
+            a, b, scale_a, scale_b, None, None if scaled else torch.int32, None, None)
         kernel = dispatch.resolve_kernel(key, record)
     except Exception:  # noqa: BLE001 - the Python path raises it again, for the caller
         return _NO_COUNTER * 4 + PYTHON
@@ -460,9 +464,10 @@ def _define_ops() -> None:
     _library.define("gemm(Tensor a, Tensor b) -> Tensor")  # native kernel: gemm_entry()
     _library.define("decide_gemm_call(Tensor a, Tensor b) -> int")
     _library.define("run_gemm(Tensor a, Tensor b) -> Tensor")
-    _library.define("scaled_gemm(Tensor a, Tensor b, Tensor scale_a, Tensor scale_b) -> Tensor")
+    _library.define("scaled_gemm(Tensor a, Tensor b, Tensor? scale_a, Tensor? scale_b) "
+                    "-> Tensor")  # native kernel: scaled_gemm_entry()
     _library.define("decide_scaled_gemm_call(Tensor a, Tensor b, Tensor scale_a, "
-                    "Tensor scale_b) -> int")
+                    "Tensor scale_b, bool scaled) -> int")
     _library.define("decide_attention(Tensor q, Tensor k, Tensor v, Tensor mask, bool has_mask, "
                     "float dropout_p, bool causal, float scale, bool has_scale, bool backward) "
                     "-> int")

@@ -1,8 +1,9 @@
 """hetero.scaled_gemm's common case served natively (hetero.native_route.scaled_gemm_entry,
 csrc/route/scaled_route.cpp): results against float64 and bitwise against the Python
-path's cpu kernel on awkward shapes, views and scale shapes, that the entry (not the
-Python path) serves them, what it leaves to the Python path, scopes, and that bad input
-still raises hetero's named errors."""
+path's cpu kernel on awkward shapes, views and scale shapes, and int8 without scales
+exactly (torch._int_mm's call); that the entry (not the Python path) serves them, what it
+leaves to the Python path, cached decisions, and that bad input still raises hetero's
+named errors."""
 
 from __future__ import annotations
 
@@ -70,6 +71,17 @@ def test_every_tensor_wise_scale_shape(shapes, python_path_calls):
     assert torch.equal(out, hetero.scaled_gemm(a, b, scale_a, scale_b, backend="cpu"))
 
 
+@pytest.mark.parametrize("layout", ["w.t()", "row-major b", "a.t()"])
+@pytest.mark.parametrize("m,n,k", SIZES + [(64, 33, 1024), (1, 301, 2100)])
+def test_int8_without_scales_is_served_natively_as_int_mm(m, n, k, layout, python_path_calls):
+    a, b = _operands(torch.int8, m, n, k, seed=m + k, layout=layout)
+    with hetero.use("cpu"):
+        out = hetero.scaled_gemm(a, b, None, None, out_dtype=torch.int32)
+    assert python_path_calls == []
+    assert out.dtype == torch.int32 and out.is_contiguous()
+    assert torch.equal(out, a.int() @ b.int())  # exact
+
+
 def test_the_decision_is_dispatchs_and_cached_natively(python_path_calls):
     a, b = _operands(torch.float8_e5m2, 6, 5, 64, seed=2)
     scale_a, scale_b = scales("row", 6, 5, 64, seed=4)
@@ -92,8 +104,9 @@ def test_the_decision_is_dispatchs_and_cached_natively(python_path_calls):
     lambda a, b, sa, sb: hetero.scaled_gemm(a, b, sa, sb, out_dtype=torch.float32),
     lambda a, b, sa, sb: hetero.scaled_gemm(a, b, sa, sb, backend="cpu"),
     lambda a, b, sa, sb: hetero.scaled_gemm(a, b, *scales("block", 6, 5, 128, seed=1)),
-    lambda a, b, sa, sb: hetero.scaled_gemm(a, b, None, None, out_dtype=torch.int32),
-], ids=["bias", "out", "out_dtype", "backend", "block", "int_mm"])
+    lambda a, b, sa, sb: hetero.scaled_gemm(a, b, None, None, out_dtype=torch.int32,
+                                            out=torch.empty(6, 5, dtype=torch.int32)),
+], ids=["bias", "out", "out_dtype", "backend", "block", "int_mm-out"])
 def test_other_calls_take_the_python_path(call, python_path_calls):
     a, b = _operands(torch.int8, 6, 5, 128, seed=5)
     call(a, b, *scales("row", 6, 5, 128, seed=6))
@@ -126,7 +139,11 @@ f8 = torch.float8_e4m3fn
     (([[1]], quantized((1, 5), f8, 2), torch.ones(1), torch.ones(1)), TypeError, "a:"),
     ((quantized((2, 3), f8, 1), quantized((3, 5), f8, 2), torch.ones(1), None), TypeError,
      "scale_b"),
+    ((quantized((2, 3), f8, 1), quantized((3, 5), f8, 2), None, None), TypeError, "scale_a"),
 ])
 def test_bad_input_raises_the_named_errors(args, error, match):
     with pytest.raises(error, match=match):
         hetero.scaled_gemm(*args)
+    if args[2] is None and args[3] is None:
+        with pytest.raises(error, match=match):
+            hetero.scaled_gemm(*args, out_dtype=torch.int32)

@@ -264,10 +264,11 @@ def scaled_gemm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor | None,
         TypeError, ValueError: bad input, naming the argument.
         hetero.DispatchError: no candidate can serve the call.
     """
-    if native_scaled_gemm is not None and bias is None and out is None and out_dtype is None \
-            and backend is None:
+    if native_scaled_gemm is not None and bias is None and out is None and backend is None \
+            and (out_dtype is None or out_dtype is torch.int32 and scale_a is None
+                 and scale_b is None):
         try:
-            if not (scale_a.requires_grad or scale_b.requires_grad):
+            if not any(s is not None and s.requires_grad for s in (scale_a, scale_b)):
                 result = native_scaled_gemm(a, b, scale_a, scale_b)
                 if result is not None:
                     return result
