@@ -5,7 +5,7 @@ same tensors, interleaved, one thread. Budget: 2 µs added.
     HETERO_TUNED=off pytest bench/test_dispatch_overhead.py -s   # hetero's cpu.gemm
 
 Also prints ``hetero.gemm`` with ``alpha=2.0``, a call that takes the Python path (the
-native entry serves only the common case: see ``hetero.native_route.gemm_entry``).
+native entry serves only the common case: see ``hetero.native_entries.gemm_entry``).
 """
 
 from __future__ import annotations

@@ -36,11 +36,11 @@ from .registry import register as register_backend
 from .registry import unregister as unregister_backend
 
 from . import calibration  # noqa: E402,I001 - installs self-calibration in dispatch
-from . import distributed, native_route  # noqa: E402,I001
+from . import distributed, native_entries  # noqa: E402,I001
 
 distributed.install_if_loaded()  # DTensor already in use: the ops' sharding rules now
-_gemm_api.native_gemm = native_route.gemm_entry()  # hetero.gemm's common case, native
-_scaled_gemm_api.native_scaled_gemm = native_route.scaled_gemm_entry()  # and scaled_gemm's
+_gemm_api.native_gemm = native_entries.gemm_entry()  # hetero.gemm's common case, native
+_scaled_gemm_api.native_scaled_gemm = native_entries.scaled_gemm_entry()  # and scaled_gemm's
 
 try:
     __version__ = _metadata.version("hetero")

@@ -17,9 +17,9 @@ While any thread routes natively, these CPU kernels of PyTorch are hetero's
 
 There is no torch function mode, so calls hetero does not route cost nothing.
 
-Two more users of the same native cache: :func:`hetero.gemm`'s common case, served by
-the op ``hetero_route::gemm`` (:func:`gemm_entry`) whether or not anything is enabled,
-and calibration, which times the candidates of a call the route serves as the route
+Two more users of the same native cache: the common cases of :func:`hetero.gemm` and
+:func:`hetero.scaled_gemm`, served whether or not anything is enabled
+(:mod:`hetero.native_entries`), and calibration, which times the candidates of a call the route serves as the route
 serves them (:func:`serving`) and keeps them as the tuned table's ``<op>@native``
 entries, which decide the route's calls (``dispatch.served_natively``).
 
@@ -83,7 +83,6 @@ _state = threading.local()  # .stack: (ops it replaced, its ops) of each nested 
 _why_not: str | None = None
 _loaded = False
 _ops_defined = False
-_entries_registered = False  # the entry ops' kernels (_entry)
 
 
 def unavailable() -> str | None:
@@ -112,46 +111,6 @@ def unavailable() -> str | None:
                             scaled_gemm=_native.SCALED_GEMM)
             return None
     return _why_not
-
-
-def gemm_entry():
-    """``hetero_route::gemm(a, b)`` where the route can run, else ``None``: the entry that
-    serves :func:`hetero.gemm`'s common case natively (two CPU matrices, no bias,
-    ``alpha = beta = 1``, no ``out``, no ``backend``; ``csrc/route/gemm_route.cpp``),
-    returning ``None`` for a call it leaves to hetero.gemm's Python path. Its decisions
-    come from hetero's dispatcher as hetero.gemm's own do (:func:`_decide_gemm_call`),
-    cached natively. Called once at import, so every later ``hetero.use`` scope reaches
-    the native cache."""
-    return _entry("gemm")
-
-
-def scaled_gemm_entry():
-    """``hetero_route::scaled_gemm(a, b, scale_a, scale_b)`` where the route can run, else
-    ``None``: :func:`hetero.scaled_gemm`'s common case natively (two CPU matrices of one
-    float8 or int8 dtype, float32 tensor-wise or row-wise scales, no bias, the default
-    bfloat16 out, no ``out``, no ``backend``; or int8 without scales into int32, as
-    ``torch._int_mm``; ``csrc/route/scaled_route.cpp``), returning
-    ``None`` for a call it leaves to the Python path. Decided by hetero's dispatcher
-    (:func:`_decide_scaled_gemm_call`), cached natively, as :func:`gemm_entry`'s are."""
-    return _entry("scaled_gemm")
-
-
-def _entry(name: str):
-    """The bound C++ function of the entry op ``hetero_route::<name>`` (no ``__call__``
-    in Python), its kernels registered and settings shared on first use; ``None`` where
-    the route cannot run."""
-    global _entries_registered
-    if unavailable() is not None:
-        return None
-    if not _entries_registered:
-        _define_ops()
-        _native.register_entry_calls()
-        _native.set_num_threads(_env_threads())
-        dispatch.cache_listeners.append(lambda: _native.set_num_threads(_env_threads()))
-        _native.set_thread_scope(dispatch.scope_id(dispatch.current_scope.get()))
-        _entries_registered = True
-    overload = getattr(torch.ops.hetero_route, name).default
-    return getattr(overload, "_op", overload)
 
 
 def start(ops=("gemm", "attention", "scaled_gemm")) -> None:
@@ -355,43 +314,6 @@ def _decide_gemm(a: torch.Tensor, b: torch.Tensor) -> int:
 
 
 @_decide_entry
-def _decide_gemm_call(a: torch.Tensor, b: torch.Tensor) -> int:
-    """The decision for ``hetero.gemm(a, b)``: hetero.gemm's own dispatch (the reference
-    backend its last resort, the tuned table's plain entries: what ``explain`` shows).
-    ``cpu.gemm`` runs natively, the ``torch`` backend as PyTorch's kernel; any other
-    kernel, and a call dispatch refuses, take hetero.gemm's Python path (which raises
-    what is wrong). Not counted, as hetero.gemm's calls are not."""
-    try:
-        key, record = op_registry.spec("gemm").prepare(a, b, None, 1.0, 1.0, None, None)
-        kernel = dispatch.resolve_kernel(key, record)
-    except Exception:  # noqa: BLE001 - the Python path raises it again, for the caller
-        return _NO_COUNTER * 4 + PYTHON  # kept for these sizes only
-    action = NATIVE if kernel.qualname == "cpu.gemm" else \
-        TORCH if kernel.backend == TORCH_BACKEND else PYTHON
-    return _NO_COUNTER * 4 + action | _bucket_wide("gemm")
-
-
-@_decide_entry
-def _decide_scaled_gemm_call(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor,
-                             scale_b: torch.Tensor, scaled: bool) -> int:
-    """The decision for ``hetero.scaled_gemm(a, b, scale_a, scale_b)`` (``scaled``; else
-    ``hetero.scaled_gemm(a, b, None, None, out_dtype=torch.int32)``, the scales standing
-    in being ``a``), as :func:`_decide_gemm_call` makes hetero.gemm's: ``cpu.scaled_gemm``
-    runs natively, any other kernel (PyTorch's included) and a call dispatch refuses take
-    the Python path. Not counted, as hetero.scaled_gemm's calls are not."""
-    if not scaled:
-        scale_a = scale_b = None
-    try:
-        key, record = op_registry.spec("scaled_gemm").prepare(
-            a, b, scale_a, scale_b, None, None if scaled else torch.int32, None, None)
-        kernel = dispatch.resolve_kernel(key, record)
-    except Exception:  # noqa: BLE001 - the Python path raises it again, for the caller
-        return _NO_COUNTER * 4 + PYTHON
-    action = NATIVE if kernel.qualname == "cpu.scaled_gemm" else PYTHON
-    return _NO_COUNTER * 4 + action | _bucket_wide("scaled_gemm")
-
-
-@_decide_entry
 def _decide_attention(q, k, v, mask, has_mask: bool, dropout_p: float, causal: bool,
                       scale: float, has_scale: bool, backward: bool) -> int:
     """The decision for PyTorch's CPU flash attention forward (or its ``backward``)."""
@@ -461,13 +383,7 @@ def _define_ops() -> None:
         return
     _library = torch.library.Library("hetero_route", "DEF")
     _library.define("decide_gemm(Tensor a, Tensor b) -> int")
-    _library.define("gemm(Tensor a, Tensor b) -> Tensor")  # native kernel: gemm_entry()
-    _library.define("decide_gemm_call(Tensor a, Tensor b) -> int")
     _library.define("run_gemm(Tensor a, Tensor b) -> Tensor")
-    _library.define("scaled_gemm(Tensor a, Tensor b, Tensor? scale_a, Tensor? scale_b) "
-                    "-> Tensor")  # native kernel: scaled_gemm_entry()
-    _library.define("decide_scaled_gemm_call(Tensor a, Tensor b, Tensor scale_a, "
-                    "Tensor scale_b, bool scaled) -> int")
     _library.define("decide_attention(Tensor q, Tensor k, Tensor v, Tensor mask, bool has_mask, "
                     "float dropout_p, bool causal, float scale, bool has_scale, bool backward) "
                     "-> int")
@@ -475,9 +391,7 @@ def _define_ops() -> None:
     _library.define("run_scaled_mm(Tensor a, Tensor b, Tensor scale_a, Tensor scale_b, "
                     "Tensor bias, bool has_bias, Tensor scale_result, bool has_scale_result, "
                     "Tensor dtype_probe, bool has_out_dtype, bool use_fast_accum) -> Tensor")
-    for name, fn in (("decide_gemm", _decide_gemm), ("decide_gemm_call", _decide_gemm_call),
-                     ("run_gemm", _run_gemm),
-                     ("decide_scaled_gemm_call", _decide_scaled_gemm_call),
+    for name, fn in (("decide_gemm", _decide_gemm), ("run_gemm", _run_gemm),
                      ("decide_attention", _decide_attention), ("run_int_mm", _run_int_mm),
                      ("run_scaled_mm", _run_scaled_mm)):
         _library.impl(name, fn, "CPU")

@@ -1,4 +1,4 @@
-"""hetero.gemm's common case served natively (hetero.native_route.gemm_entry,
+"""hetero.gemm's common case served natively (hetero.native_entries.gemm_entry,
 csrc/route/gemm_route.cpp): results against float64 on awkward shapes and views, that the
 entry (not the Python path) serves them, what it leaves to the Python path, scopes,
 threads, and that bad input still raises hetero's named errors."""

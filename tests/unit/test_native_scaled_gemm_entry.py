@@ -1,5 +1,5 @@
-"""hetero.scaled_gemm's common case served natively (hetero.native_route.scaled_gemm_entry,
-csrc/route/scaled_route.cpp): results against float64 and bitwise against the Python
+"""hetero.scaled_gemm's common case served natively
+(hetero.native_entries.scaled_gemm_entry, csrc/route/scaled_route.cpp): results against float64 and bitwise against the Python
 path's cpu kernel on awkward shapes, views and scale shapes, and int8 without scales
 exactly (torch._int_mm's call); that the entry (not the Python path) serves them, what it
 leaves to the Python path, cached decisions, and that bad input still raises hetero's

@@ -80,7 +80,7 @@ _wants_sizes = dispatch.wants_sizes
 _current_scope = dispatch.current_scope.get
 _new_record = tuple.__new__  # a record without the NamedTuple's Python-level __new__
 #: ``hetero_route::gemm(a, b)``: the common case served natively, ``None`` for any call it
-#: leaves to the Python path (:func:`hetero.native_route.gemm_entry`, set at import).
+#: leaves to the Python path (:func:`hetero.native_entries.gemm_entry`, set at import).
 native_gemm = None
 
 

@@ -110,7 +110,7 @@ _decisions = dispatch.decisions
 _current_scope = dispatch.current_scope.get
 #: ``hetero_route::scaled_gemm(a, b, scale_a, scale_b)``: the common case served natively,
 #: ``None`` for any call it leaves to the Python path
-#: (:func:`hetero.native_route.scaled_gemm_entry`, set at import).
+#: (:func:`hetero.native_entries.scaled_gemm_entry`, set at import).
 native_scaled_gemm = None
 
 

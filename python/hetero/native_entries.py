@@ -1,0 +1,104 @@
+"""The common cases of :func:`hetero.gemm` and :func:`hetero.scaled_gemm` served
+natively, whether or not anything is enabled.
+
+Each public function first calls its entry op (``hetero_route::gemm``,
+``hetero_route::scaled_gemm``; ``csrc/route/gemm_route.cpp``, ``scaled_route.cpp``),
+which looks the call up in the native route's decision cache (:mod:`hetero.native_route`)
+and runs the ``cpu`` backend's kernel (or, for gemm, PyTorch's) without Python. It
+returns ``None`` for any call it leaves to the function's Python path: another shape,
+dtype, device or recipe, bad input, keyword arguments, or a decision for another
+kernel. A miss asks hetero's dispatcher here, on the real tensors, as the Python path
+would (:func:`_decide_gemm_call`, :func:`_decide_scaled_gemm_call`); these calls are not
+counted, as the public functions' calls are not.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import dispatch
+from .backends.pytorch import NAME as TORCH_BACKEND
+from .native_route import (NATIVE, PYTHON, TORCH, _bucket_wide, _decide_entry, _define_ops,
+                           _env_threads, _native, _NO_COUNTER, unavailable)
+from .ops import registry as op_registry
+
+_library = None  # the entry ops' definitions, made on first use
+
+
+def gemm_entry():
+    """``hetero_route::gemm(a, b)`` where the native route can run, else ``None``:
+    :func:`hetero.gemm`'s common case (two CPU matrices, no bias, ``alpha = beta = 1``,
+    no ``out``, no ``backend``). Called once at import, so every later ``hetero.use``
+    scope reaches the native cache."""
+    return _entry("gemm")
+
+
+def scaled_gemm_entry():
+    """``hetero_route::scaled_gemm(a, b, scale_a, scale_b)`` where the native route can
+    run, else ``None``: :func:`hetero.scaled_gemm`'s common case (two CPU matrices of one
+    float8 or int8 dtype, float32 tensor-wise or row-wise scales, no bias, the default
+    bfloat16 out, no ``out``, no ``backend``; or int8 without scales into int32, as
+    ``torch._int_mm``)."""
+    return _entry("scaled_gemm")
+
+
+def _entry(name: str):
+    """The bound C++ function of the entry op ``hetero_route::<name>`` (no ``__call__``
+    in Python), the entries defined and registered on first use."""
+    global _library
+    if unavailable() is not None:
+        return None
+    if _library is None:
+        _define_ops()  # the namespace, with the route's own ops
+        library = torch.library.Library("hetero_route", "FRAGMENT")
+        library.define("gemm(Tensor a, Tensor b) -> Tensor")
+        library.define("decide_gemm_call(Tensor a, Tensor b) -> int")
+        library.define("scaled_gemm(Tensor a, Tensor b, Tensor? scale_a, Tensor? scale_b) "
+                       "-> Tensor")
+        library.define("decide_scaled_gemm_call(Tensor a, Tensor b, Tensor scale_a, "
+                       "Tensor scale_b, bool scaled) -> int")
+        library.impl("decide_gemm_call", _decide_gemm_call, "CPU")
+        library.impl("decide_scaled_gemm_call", _decide_scaled_gemm_call, "CPU")
+        _native.register_entry_calls()
+        _native.set_num_threads(_env_threads())
+        dispatch.cache_listeners.append(lambda: _native.set_num_threads(_env_threads()))
+        _native.set_thread_scope(dispatch.scope_id(dispatch.current_scope.get()))
+        _library = library
+    overload = getattr(torch.ops.hetero_route, name).default
+    return getattr(overload, "_op", overload)
+
+
+def _dispatchs_decision(op: str, prepared: tuple, native_kernel: str) -> int:
+    """What the entry does with a call ``op``'s Python path would dispatch as
+    ``prepare(*prepared)``: ``native_kernel`` runs natively, the ``torch`` backend as
+    PyTorch's kernel (gemm's entry only: ``native_kernel`` ``"cpu.gemm"``), anything
+    else, and a call dispatch refuses, takes the Python path (which raises what is
+    wrong; that answer is kept for these sizes only)."""
+    try:
+        key, record = op_registry.spec(op).prepare(*prepared)
+        kernel = dispatch.resolve_kernel(key, record)
+    except Exception:  # noqa: BLE001 - the Python path raises it again, for the caller
+        return _NO_COUNTER * 4 + PYTHON
+    action = NATIVE if kernel.qualname == native_kernel else \
+        TORCH if op == "gemm" and kernel.backend == TORCH_BACKEND else PYTHON
+    return _NO_COUNTER * 4 + action | _bucket_wide(op)
+
+
+@_decide_entry
+def _decide_gemm_call(a: torch.Tensor, b: torch.Tensor) -> int:
+    """The decision for ``hetero.gemm(a, b)``: hetero.gemm's own dispatch (the reference
+    backend its last resort, the tuned table's plain entries: what ``explain`` shows)."""
+    return _dispatchs_decision("gemm", (a, b, None, 1.0, 1.0, None, None), "cpu.gemm")
+
+
+@_decide_entry
+def _decide_scaled_gemm_call(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor,
+                             scale_b: torch.Tensor, scaled: bool) -> int:
+    """The decision for ``hetero.scaled_gemm(a, b, scale_a, scale_b)`` (``scaled``; else
+    ``hetero.scaled_gemm(a, b, None, None, out_dtype=torch.int32)``, ``a`` standing in
+    for the absent scales)."""
+    if not scaled:
+        scale_a = scale_b = None
+    return _dispatchs_decision(
+        "scaled_gemm", (a, b, scale_a, scale_b, None, None if scaled else torch.int32, None,
+                        None), "cpu.scaled_gemm")
