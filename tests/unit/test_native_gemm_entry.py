@@ -23,17 +23,9 @@ route = hetero._C.route if native_route.unavailable() is None else None
 
 
 @pytest.fixture
-def python_path_calls(monkeypatch):
-    """How many calls reached hetero.gemm's Python path (its ``prepare``)."""
-    calls = []
-    original = api.prepare
-
-    def counting(*args):
-        calls.append(args)
-        return original(*args)
-
-    monkeypatch.setattr(api, "prepare", counting)
-    return calls
+def python_path_calls(python_path_calls_of):
+    """The calls that reached hetero.gemm's Python path."""
+    return python_path_calls_of(api)
 
 
 def _check(out, a, b):

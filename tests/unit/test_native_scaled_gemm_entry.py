@@ -23,17 +23,9 @@ DTYPES = [pytest.param(d, id=str(d).removeprefix("torch.")) for d in api.INPUT_D
 
 
 @pytest.fixture
-def python_path_calls(monkeypatch):
-    """How many calls reached hetero.scaled_gemm's Python path (its ``prepare``)."""
-    calls = []
-    original = api.prepare
-
-    def counting(*args):
-        calls.append(args)
-        return original(*args)
-
-    monkeypatch.setattr(api, "prepare", counting)
-    return calls
+def python_path_calls(python_path_calls_of):
+    """The calls that reached hetero.scaled_gemm's Python path."""
+    return python_path_calls_of(api)
 
 
 def _operands(dtype, m, n, k, seed, layout="w.t()"):
