@@ -115,6 +115,12 @@ struct WeightStream {
                    float* c, int64_t ldc);
 };
 
+// WeightStream::pack_x of both bf16 weight streams (avx512, amx): x packed as
+// the bf16 attention's B slivers of x^T (kernels_avx512_bf16_stream.cpp; x86-64
+// builds only, run where the CPU has AVX512_BF16).
+void pack_bf16_stream_x(const uint16_t* x, int64_t rs, int64_t cs, int64_t rows, int64_t depth,
+                        uint16_t* dst);
+
 // Flash attention's two products in bf16 pairs (attention_forward.cpp), in
 // DotGemm's packed layouts with a tile of kDotAttentionMR x kDotAttentionNR
 // (head dimensions 64 and 128 are whole slivers): S = Q K^T over d, and

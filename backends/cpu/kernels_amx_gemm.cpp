@@ -302,10 +302,6 @@ struct Bf16Dot {  // amx_stream.h's Dot
   static void c3() { _tile_dpbf16ps(3, 5, 7); }
 };
 
-void pack_x(const uint16_t* x, int64_t rs, int64_t cs, int64_t rows, int64_t depth, uint16_t* dst) {
-  avx512_bf16_attention()->pack_b({x, DType::bfloat16, cs, rs}, depth, rows, dst);
-}
-
 void stream_multiply(const uint16_t* xp, int64_t rows, int64_t depth, const uint16_t* w, int64_t ldw,
                      float* c, int64_t ldc) {
   constexpr int64_t E = sizeof(uint16_t);
@@ -325,7 +321,8 @@ const DotAttention* amx_attention() {
 
 const WeightStream* amx_weight_stream() {
   if (amx_bf16_gemm() == nullptr) return nullptr;
-  static const WeightStream stream{kStreamMinRows, kStreamMaxRows, kStep, amx::kStreamCols, pack_x, stream_multiply};
+  static const WeightStream stream{kStreamMinRows, kStreamMaxRows, kStep, amx::kStreamCols,
+                                   pack_bf16_stream_x, stream_multiply};
   return &stream;
 }
 

@@ -39,10 +39,6 @@ struct PairDot {  // avx512_stream.h's Dot
   static void store(Sum* t, Acc acc) { _mm512_storeu_ps(t, acc); }
 };
 
-void pack_x(const uint16_t* x, int64_t rs, int64_t cs, int64_t rows, int64_t depth, uint16_t* dst) {
-  avx512_bf16_attention()->pack_b({x, DType::bfloat16, cs, rs}, depth, rows, dst);
-}
-
 // c[i * ldc + j] for i < rows, j < avx512::kStreamCols (WeightStream::multiply).
 void multiply(const uint16_t* xp, int64_t rows, int64_t depth, const uint16_t* w, int64_t ldw,
               float* c, int64_t ldc) {
@@ -53,8 +49,14 @@ void multiply(const uint16_t* xp, int64_t rows, int64_t depth, const uint16_t* w
 
 }  // namespace
 
+void pack_bf16_stream_x(const uint16_t* x, int64_t rs, int64_t cs, int64_t rows, int64_t depth,
+                        uint16_t* dst) {
+  avx512_bf16_attention()->pack_b({x, DType::bfloat16, cs, rs}, depth, rows, dst);
+}
+
 const WeightStream* avx512_bf16_weight_stream() {
-  static const WeightStream stream{kMinRows, kMaxRows, 2, avx512::kStreamCols, pack_x, multiply};
+  static const WeightStream stream{kMinRows, kMaxRows, 2, avx512::kStreamCols, pack_bf16_stream_x,
+                                   multiply};
   return &stream;
 }
 
