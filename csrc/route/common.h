@@ -33,7 +33,8 @@ int kernel_threads();  // HETERO_NUM_THREADS, else torch.get_num_threads()
 constexpr int kKeyFields = 16;
 using Key = std::array<int64_t, kKeyFields>;
 enum OpCode : int64_t {
-  kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward, kOpGemmCall, kOpScaledGemmCall
+  kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward, kOpGemmCall, kOpScaledGemmCall,
+  kOpPagedCall
 };
 
 int64_t cached(const Key& key, bool* found);
@@ -138,8 +139,9 @@ std::string dtype_name(int32_t code);
 // Largest power of two (at most 16) dividing every pointer, as hetero's keys record it.
 int64_t alignment(std::initializer_list<const void*> pointers);
 
-// What an entry (hetero_route::gemm, ::scaled_gemm) returns for a call it leaves to the
-// public function's Python path: an undefined tensor, None in Python.
+// What an entry returning a tensor (hetero_route::gemm, ::scaled_gemm, ::paged_attention)
+// returns for a call it leaves to the public function's Python path: an undefined tensor,
+// None in Python.
 AtenTensorHandle declined();
 bool on_cpu(const Operand& t);
 // A transposed view of row-major storage (w.t(), as F.linear passes the weight).
@@ -184,6 +186,8 @@ struct Registration {
 extern const Registration kGemmKernels[4];
 extern const Registration kGemmCall;  // hetero_route::gemm, registered for good (route.h)
 extern const Registration kScaledGemmCall;  // hetero_route::scaled_gemm, likewise
+extern const Registration kPagedAttentionCall;  // hetero_route::paged_attention, likewise
+extern const Registration kWriteKvCacheCall;    // hetero_route::write_kv_cache, likewise
 extern const Registration kAttentionKernels[2];
 extern const Registration kScaledKernels[4];
 

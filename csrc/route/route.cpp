@@ -1,5 +1,6 @@
 // See route.h: the state, the decision cache and counters, and the public surface. The
-// kernels are in gemm_route.cpp and attention_route.cpp.
+// kernels are in gemm_route.cpp, attention_route.cpp, scaled_route.cpp and, for the public
+// functions' entries, paged_route.cpp too.
 #include "route/route.h"
 
 #include <atomic>
@@ -218,9 +219,13 @@ void register_entry_calls() {
                                      __LINE__, &made) == 0;
   ok = ok && g_shim.library_impl(made, kGemmCall.name, kGemmCall.kernel) == 0;
   ok = ok && g_shim.library_impl(made, kScaledGemmCall.name, kScaledGemmCall.kernel) == 0;
+  ok = ok && g_shim.library_impl(made, kPagedAttentionCall.name, kPagedAttentionCall.kernel) == 0;
+  ok = ok && g_shim.library_impl(made, kWriteKvCacheCall.name, kWriteKvCacheCall.kernel) == 0;
   if (!ok) {
     if (made != nullptr) g_shim.delete_library_object(made);
-    throw std::runtime_error("hetero: registering hetero_route::gemm, ::scaled_gemm with PyTorch failed");
+    throw std::runtime_error(
+        "hetero: registering hetero_route::gemm, ::scaled_gemm, ::paged_attention, ::write_kv_cache "
+        "with PyTorch failed");
   }
   library = made;
 }

@@ -37,8 +37,8 @@ void install();
 void uninstall();
 int installs();
 
-// Registers the kernels of hetero_route::gemm (gemm_route.cpp) and ::scaled_gemm
-// (scaled_route.cpp) on every device, for the rest of the process; the ops' schemas must
+// Registers the kernels of hetero_route::gemm (gemm_route.cpp), ::scaled_gemm
+// (scaled_route.cpp), ::paged_attention and ::write_kv_cache (paged_route.cpp) on every device, for the rest of the process; the ops' schemas must
 // be defined (Python defines them). Throws on failure.
 void register_entry_calls();
 

@@ -64,6 +64,7 @@ std::string load_torch_shim(const std::string& path, TorchShim* shim) {
   shim->bfloat16 = code(library, "aoti_torch_dtype_bfloat16", &missing);
   shim->float64 = code(library, "aoti_torch_dtype_float64", &missing);
   shim->int32 = code(library, "aoti_torch_dtype_int32", &missing);
+  shim->int64 = code(library, "aoti_torch_dtype_int64", &missing);
   shim->boolean = code(library, "aoti_torch_dtype_bool", &missing);
   shim->cpu = code(library, "aoti_torch_device_type_cpu", &missing);
   std::string optional;  // without them only hetero.scaled_gemm's native entry declines

@@ -75,7 +75,7 @@ struct TorchShim {
 
   // Codes of the dtypes (c10::ScalarType) and of the CPU device type; the byte-coded
   // ones -1 where this libtorch has none.
-  int32_t float32 = -1, float16 = -1, bfloat16 = -1, float64 = -1, int32 = -1, boolean = -1;
+  int32_t float32 = -1, float16 = -1, bfloat16 = -1, float64 = -1, int32 = -1, int64 = -1, boolean = -1;
   int32_t float8_e4m3fn = -1, float8_e5m2 = -1, float8_e4m3fnuz = -1, float8_e5m2fnuz = -1,
           int8 = -1;
   int32_t cpu = -1;

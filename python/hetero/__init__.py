@@ -32,6 +32,8 @@ from .ops.scaled_gemm import scaled_gemm
 from .ops.scaled_gemm import api as _scaled_gemm_api
 from .ops.varlen_attention import varlen_attention
 from .ops.paged_attention import paged_attention, write_kv_cache
+from .ops.paged_attention import api as _paged_attention_api
+from .ops.paged_attention import kv_cache as _kv_cache
 from .registry import register as register_backend
 from .registry import unregister as unregister_backend
 
@@ -41,6 +43,8 @@ from . import distributed, native_entries  # noqa: E402,I001
 distributed.install_if_loaded()  # DTensor already in use: the ops' sharding rules now
 _gemm_api.native_gemm = native_entries.gemm_entry()  # hetero.gemm's common case, native
 _scaled_gemm_api.native_scaled_gemm = native_entries.scaled_gemm_entry()  # and scaled_gemm's
+_paged_attention_api.native_paged_attention = native_entries.paged_attention_entry()  # decode
+_kv_cache.native_write_kv_cache = native_entries.write_kv_cache_entry()  # and its cache write
 
 try:
     __version__ = _metadata.version("hetero")

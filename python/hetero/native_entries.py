@@ -1,15 +1,17 @@
-"""The common cases of :func:`hetero.gemm` and :func:`hetero.scaled_gemm` served
-natively, whether or not anything is enabled.
+"""The common cases of :func:`hetero.gemm`, :func:`hetero.scaled_gemm`,
+:func:`hetero.paged_attention` and :func:`hetero.write_kv_cache` served natively,
+whether or not anything is enabled.
 
-Each public function first calls its entry op (``hetero_route::gemm``,
-``hetero_route::scaled_gemm``; ``csrc/route/gemm_route.cpp``, ``scaled_route.cpp``),
-which looks the call up in the native route's decision cache (:mod:`hetero.native_route`)
-and runs the ``cpu`` backend's kernel (or, for gemm, PyTorch's) without Python. It
-returns ``None`` for any call it leaves to the function's Python path: another shape,
-dtype, device or recipe, bad input, keyword arguments, or a decision for another
-kernel. A miss asks hetero's dispatcher here, on the real tensors, as the Python path
-would (:func:`_decide_gemm_call`, :func:`_decide_scaled_gemm_call`); these calls are not
-counted, as the public functions' calls are not.
+Each public function first calls its entry op (``hetero_route::gemm``, ``::scaled_gemm``,
+``::paged_attention``, ``::write_kv_cache``; ``csrc/route/gemm_route.cpp``,
+``scaled_route.cpp``, ``paged_route.cpp``), which looks the call up in the native
+route's decision cache (:mod:`hetero.native_route`) and runs the ``cpu`` backend's
+kernel (or, for gemm, PyTorch's) without Python. It returns ``None`` (the cache write:
+``False``) for any call it leaves to the function's Python path: another shape, dtype,
+device or recipe, bad input, keyword arguments, or a decision for another kernel. A
+miss asks hetero's dispatcher here, on the real tensors, as the Python path would
+(:func:`_decide_gemm_call`, ...); these calls are not counted, as the public functions'
+calls are not.
 """
 
 from __future__ import annotations
@@ -42,6 +44,27 @@ def scaled_gemm_entry():
     return _entry("scaled_gemm")
 
 
+def paged_attention_entry():
+    """``hetero_route::paged_attention(q, k_cache, v_cache, block_table, seq_lens, scale,
+    causal, window_left, window_right, softcap)`` where the native route can run, else
+    ``None``: :func:`hetero.paged_attention`'s decode step (one query per sequence, CPU
+    tensors, no ``cu_seqlens_q``, no ``out``, no ``backend``; ``scale`` given as a float),
+    checked natively as the Python path checks it."""
+    return _entry("paged_attention")
+
+
+def write_kv_cache_entry():
+    """``hetero_route::write_kv_cache(k, v, k_cache, v_cache, slot_mapping) -> bool``
+    where the native route can run, else ``None``: :func:`hetero.write_kv_cache` on CPU
+    tensors of a float dtype, checked natively as the Python path checks it; ``False``
+    for a call it leaves to that path."""
+    return _entry("write_kv_cache")
+
+
+_PAGED_ARGS = ("Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_table, Tensor seq_lens, "
+               "float scale, bool causal, int window_left, int window_right, float softcap")
+
+
 def _entry(name: str):
     """The bound C++ function of the entry op ``hetero_route::<name>`` (no ``__call__``
     in Python), the entries defined and registered on first use."""
@@ -57,8 +80,13 @@ def _entry(name: str):
                        "-> Tensor")
         library.define("decide_scaled_gemm_call(Tensor a, Tensor b, Tensor scale_a, "
                        "Tensor scale_b, bool scaled) -> int")
+        library.define(f"paged_attention({_PAGED_ARGS}) -> Tensor")
+        library.define(f"decide_paged_attention_call({_PAGED_ARGS}) -> int")
+        library.define("write_kv_cache(Tensor k, Tensor v, Tensor(a!) k_cache, "
+                       "Tensor(b!) v_cache, Tensor slot_mapping) -> bool")
         library.impl("decide_gemm_call", _decide_gemm_call, "CPU")
         library.impl("decide_scaled_gemm_call", _decide_scaled_gemm_call, "CPU")
+        library.impl("decide_paged_attention_call", _decide_paged_attention_call, "CPU")
         _native.register_entry_calls()
         _native.set_num_threads(_env_threads())
         dispatch.cache_listeners.append(lambda: _native.set_num_threads(_env_threads()))
@@ -102,3 +130,16 @@ def _decide_scaled_gemm_call(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Te
     return _dispatchs_decision(
         "scaled_gemm", (a, b, scale_a, scale_b, None, None if scaled else torch.int32, None,
                         None), "cpu.scaled_gemm")
+
+
+@_decide_entry
+def _decide_paged_attention_call(q, k_cache, v_cache, block_table, seq_lens, scale: float,
+                                 causal: bool, window_left: int, window_right: int,
+                                 softcap: float) -> int:
+    """The decision for ``hetero.paged_attention(q, k_cache, v_cache, block_table,
+    seq_lens, causal=causal, scale=scale, window=(window_left, window_right),
+    softcap=softcap)``; the entry has checked the call as its Python path would."""
+    return _dispatchs_decision(
+        "paged_attention", (q, k_cache, v_cache, block_table, seq_lens, None, None, causal,
+                            scale, (window_left, window_right), softcap, None, None),
+        "cpu.paged")

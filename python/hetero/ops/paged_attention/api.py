@@ -14,6 +14,7 @@ tokens of its keys. The mask (causal by default, window, softcap) is
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -123,6 +124,10 @@ def check_block_table(block_table, seq_lens, num_blocks: int, block_size: int,
 
 _decisions = dispatch.decisions
 _current_scope = dispatch.current_scope.get
+#: ``hetero_route::paged_attention``: the decode step served natively, ``None`` for any
+#: call it leaves to the Python path (:func:`hetero.native_entries.paged_attention_entry`,
+#: set at import).
+native_paged_attention = None
 
 
 def prepare(q, k_cache, v_cache, block_table, seq_lens, cu_seqlens_q, max_seqlen_q, causal,
@@ -204,6 +209,22 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         TypeError, ValueError: bad input, naming the argument.
         hetero.DispatchError: no candidate can serve the call.
     """
+    if native_paged_attention is not None and cu_seqlens_q is None and max_seqlen_q is None \
+            and out is None and backend is None:
+        try:
+            if type(causal) is bool and type(softcap) is float and type(window) is tuple \
+                    and len(window) == 2 and type(window[0]) is int and type(window[1]) is int \
+                    and (scale is None or type(scale) is float) and not (
+                        torch.is_grad_enabled() and (q.requires_grad or k_cache.requires_grad
+                                                     or v_cache.requires_grad)):
+                result = native_paged_attention(
+                    q, k_cache, v_cache, block_table, seq_lens,
+                    1.0 / math.sqrt(q.shape[-1]) if scale is None else scale, causal,
+                    window[0], window[1], softcap)
+                if result is not None:
+                    return result
+        except Exception:  # noqa: BLE001 - the Python path below reports it, naming the argument
+            pass
     key, args = prepare(q, k_cache, v_cache, block_table, seq_lens, cu_seqlens_q,
                         max_seqlen_q, causal, scale, window, softcap, out, backend)
     (_decisions.get(key) or dispatch.resolve(key, args))(args)

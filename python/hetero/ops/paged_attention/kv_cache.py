@@ -8,9 +8,15 @@ the cache lives, so it is not dispatched to backends.
 from __future__ import annotations
 
 import torch
+from torch.autograd.graph import increment_version as _increment_version
 
 from .. import _checks
 from .api import check_cache
+
+#: ``hetero_route::write_kv_cache``: the write on CPU tensors done natively, ``False`` for
+#: a call it leaves to the Python path (:func:`hetero.native_entries.write_kv_cache_entry`,
+#: set at import).
+native_write_kv_cache = None
 
 
 def write_kv_cache(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
@@ -29,6 +35,16 @@ def write_kv_cache(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
         TypeError, ValueError: bad input, naming the argument (slots out of range or
         written twice included), before anything is written.
     """
+    if native_write_kv_cache is not None:
+        try:
+            if not (k_cache.requires_grad or v_cache.requires_grad or torch.is_grad_enabled()
+                    and (k.requires_grad or v.requires_grad)) \
+                    and native_write_kv_cache(k, v, k_cache, v_cache, slot_mapping):
+                _increment_version(k_cache)  # written in place, as index_put_ marks them
+                _increment_version(v_cache)
+                return
+        except Exception:  # noqa: BLE001 - the Python path below reports it, naming the argument
+            pass
     for t, name in ((k, "k"), (v, "v")):
         _checks.tensor(t, name)
         if t.dim() != 3:
