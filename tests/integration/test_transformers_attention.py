@@ -1,6 +1,9 @@
 """``attn_implementation="hetero"`` in transformers (small configs, random weights, no
 download): greedy ``generate()`` of a Llama and of a Mistral (sliding window) gives the
-tokens SDPA gives, padded batches included; a Gemma 2 (softcap) the tokens eager gives;
+tokens SDPA gives, padded batches included (the Llama's decode steps on ``attention``
+over the tensors as they lie, the padded prompt and the Mistral's window on
+``varlen_attention``); a BERT the hidden states SDPA gives, padded or not; a Gemma 2
+(softcap) the tokens eager gives;
 ``generate_batch`` with ``"paged|hetero"`` on four prompts of different lengths gives the
 tokens ``"paged|eager"`` gives, its prefill on ``varlen_attention`` and its decode steps on
 ``paged_attention`` over transformers' own block table."""
@@ -15,6 +18,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from hetero.integrations import transformers as integration  # noqa: E402
+from hetero.ops.attention import api as attention_api  # noqa: E402
 from hetero.ops.paged_attention import api as paged_api  # noqa: E402
 from hetero.ops.varlen_attention import api as varlen_api  # noqa: E402
 
@@ -36,7 +40,7 @@ def _model(cls, config, implementation):
 
 def _counting():
     """Patches that count the calls of the public serving functions."""
-    counts = {"varlen": 0, "paged": 0}
+    counts = {"varlen": 0, "paged": 0, "attention": 0}
 
     def wrap(name, fn):
         def counted(*args, **kwargs):
@@ -47,7 +51,9 @@ def _counting():
     patches = [mock.patch.object(integration, "varlen_attention",
                                  wrap("varlen", varlen_api.varlen_attention)),
                mock.patch.object(integration, "paged_attention",
-                                 wrap("paged", paged_api.paged_attention))]
+                                 wrap("paged", paged_api.paged_attention)),
+               mock.patch.object(integration, "attention",
+                                 wrap("attention", attention_api.attention))]
     return counts, patches
 
 
@@ -64,11 +70,33 @@ def test_generate_gives_the_sdpa_tokens(family):
     want = _model(cls, config, "sdpa").generate(ids, attention_mask=mask, max_new_tokens=16,
                                                  do_sample=False)
     counts, patches = _counting()
-    with patches[0], patches[1]:
+    with patches[0], patches[1], patches[2]:
         got = _model(cls, config, "hetero").generate(ids, attention_mask=mask,
                                                      max_new_tokens=16, do_sample=False)
     assert torch.equal(got, want)
-    assert counts["varlen"] >= 2 * 16  # every layer of every step
+    if family == "llama":  # the padded prompt skips its padding; each decode step reads in place
+        assert counts["varlen"] == 2 and counts["attention"] == 2 * 15
+    else:  # the window: every layer of every step packed
+        assert counts["varlen"] == 2 * 16 and counts["attention"] == 0
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["full", "right-padded"])
+def test_an_encoder_attends_both_ways(padded):
+    """A BERT (not causal): hetero's hidden states match SDPA's at every real token, a
+    right-padded batch included (its packed rows are not causal either)."""
+    config = transformers.BertConfig(vocab_size=256, hidden_size=128, intermediate_size=256,
+                                     num_hidden_layers=2, num_attention_heads=4)
+    ids = torch.randint(0, 256, (2, 20), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[1, 15:] = 0
+    states = {}
+    for implementation in ("sdpa", "hetero"):
+        with torch.no_grad():
+            states[implementation] = _model(transformers.BertModel, config, implementation)(
+                ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    torch.testing.assert_close(states["hetero"][keep], states["sdpa"][keep], rtol=0, atol=1e-5)
 
 
 def test_gemma2_softcap_gives_the_eager_tokens():

@@ -5,8 +5,11 @@ mask interface, so models hand it padding masks rather than 4-D score masks). Th
 attention function serves the three ways transformers calls attention:
 
 - ordinary ``generate()``/forward: ``(B, H, S, D)`` tensors, causal, with the model's
-  sliding window and softcap, and a padding mask when the batch is padded — the rows
-  each sequence keeps are packed and run by :func:`hetero.varlen_attention`;
+  sliding window and softcap, and a padding mask when the batch is padded. Without a
+  window or softcap they go to :func:`hetero.attention` as they lie, the padding mask
+  masking padded keys; a padded prompt (as many queries as keys), and any call with a
+  window or softcap, has the rows each sequence keeps packed and run by
+  :func:`hetero.varlen_attention`, which skips the padding;
 - continuous batching (``model.generate_batch`` with ``"paged|hetero"``) reading the
   cache by index: the packed batch and its ``cu_seq_lens`` go to
   :func:`hetero.varlen_attention`;
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from ..ops.attention import attention
 from ..ops.paged_attention import paged_attention, write_kv_cache
 from ..ops.varlen_attention import varlen_attention
 
@@ -58,7 +62,7 @@ def _cache_step(query, key, value, scale, softcap, window, kwargs):
                            scale=scale, window=window, softcap=softcap)
 
 
-def _padded(query, key, value, mask, scale, softcap, window):
+def _padded(query, key, value, mask, causal, scale, softcap, window):
     """A padded batch (``mask (B, Sk)``, 1 = a real token): each sequence's real keys and
     its real queries (the last ``Sq`` positions) packed, padding rows left zero."""
     B, H, Sq, _ = query.shape
@@ -68,7 +72,7 @@ def _padded(query, key, value, mask, scale, softcap, window):
     k, v = key.transpose(1, 2)[keep_k], value.transpose(1, 2)[keep_k]
     counts_q, counts_k = keep_q.sum(1), keep_k.sum(1)
     out = varlen_attention(q, k, v, _offsets(counts_q), _offsets(counts_k),
-                           int(counts_q.max()), int(counts_k.max()), causal=True,
+                           int(counts_q.max()), int(counts_k.max()), causal=causal,
                            scale=scale, window=window, softcap=softcap)
     full = out.new_zeros((B, Sq, H, value.shape[3]))
     full[keep_q] = out
@@ -97,11 +101,20 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
                                int(kwargs.get("max_length_k") or key.shape[2]),
                                causal=True, scale=scaling, window=window, softcap=softcap)
         return out.view(query.shape[0], -1, *out.shape[-2:]), None
-    if attention_mask is not None and not bool(attention_mask.all()):
-        return _padded(query, key, value, attention_mask, scaling, softcap, window), None
     B, _, Sq, _ = query.shape
     Sk = key.shape[2]
+    padded = attention_mask is not None and not bool(attention_mask.all())
     causal = getattr(module, "is_causal", True)
+    if window == (-1, -1) and not softcap and not (padded and Sq == Sk):
+        # The heads and sequences read where transformers keeps them: packing them for
+        # varlen_attention copies the keys and values, which for a decode step costs more
+        # than the attention. A padding mask masks the padded keys (computing over them
+        # costs less than copying the cache to skip them).
+        mask = attention_mask.bool()[:, None, None, :] if padded else None
+        out = attention(query, key, value, causal=causal, scale=scaling, attn_mask=mask)
+        return out.transpose(1, 2).contiguous(), None
+    if padded:
+        return _padded(query, key, value, attention_mask, causal, scaling, softcap, window), None
     out = varlen_attention(_packed(query), _packed(key), _packed(value),
                            torch.arange(B + 1, dtype=torch.int32) * Sq,
                            torch.arange(B + 1, dtype=torch.int32) * Sk, Sq, Sk, causal=causal,
