@@ -13,8 +13,10 @@
 //     cap, mask, m, l, P = 2^(S - m)                      online softmax in log2 units
 //     O (R x Dv)  = O * 2^(m_old - m_new) + P . V         small_m_axpy (V rows contiguous in d)
 //
-// With fewer than two items per thread (decode of a few sequences), each
-// item's keys are split into parts whose (O, m, l) are merged at the end.
+// A sequence's key/value heads go in groups (items); with fewer sequences
+// than threads the groups shrink until every thread has one. With fewer than
+// two items per thread still (decode of a few sequences), each item's keys
+// are split into parts whose (O, m, l) are merged at the end.
 //
 // The avx512 set runs items on its own paged kernels instead (kernels.h
 // PagedRows): bf16 on AMX tiles where the CPU has AMX-BF16, 16 rows per item
@@ -324,27 +326,35 @@ Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,
     if (!(s = validate_paged(c, batch, k_cache.sizes[0], block_table.sizes[1])).ok()) return s;
     if (q.sizes[0] == 0 || Dv == 0) return Status::Ok();
 
-    // Items: (sequence, kv heads, part of their rows) over the keys the part
-    // sees; as many heads as the scratch holds rows for, so that a kernel
-    // taking several reads each key's row of the cache in one run.
-    std::vector<Item> items;
+    // Parts: (sequence, a part of its query rows per head) over the keys the
+    // part sees.
+    std::vector<Item> parts;
     int64_t work = 0;
     for (int64_t b = 0; b < batch; ++b) {
       const int64_t rows = c.queries(b) * c.group();
       for (int64_t r0 = 0; r0 < rows; r0 += rows_per_part) {
         const int64_t r1 = std::min(rows, r0 + rows_per_part);
-        const int64_t heads = std::clamp<int64_t>(kRowsPerPart / (r1 - r0), 1, max_heads);
         int64_t lo, hi, lo_last, hi_last;
         c.visible(b, r0 / c.group(), &lo, &hi);
         c.visible(b, (r1 - 1) / c.group(), &lo_last, &hi_last);
-        for (int64_t hkv = 0; hkv < Hkv; hkv += heads) {
-          const int64_t n = std::min(heads, Hkv - hkv);
-          items.push_back({b, hkv, n, r0, r1, lo, std::max(hi, hi_last), -1});
-          work += n * (r1 - r0) * std::max<int64_t>(1, std::max(hi, hi_last) - lo) * (D + Dv);
-        }
+        parts.push_back({b, 0, Hkv, r0, r1, lo, std::max(hi, hi_last), -1});
+        work += Hkv * (r1 - r0) * std::max<int64_t>(1, std::max(hi, hi_last) - lo) * (D + Dv);
       }
     }
     const int threads = threads_for_work(num_threads, work, int64_t{1} << 16);
+    // Items: each part's key/value heads in groups as large as the scratch
+    // holds rows for (a kernel taking several reads each key's row of the
+    // cache in one run), but small enough that every thread gets one where
+    // there are fewer parts than threads (a decode step of one sequence):
+    // splitting the keys instead costs a merge.
+    max_heads = std::min(max_heads, std::max<int64_t>(1, Hkv * static_cast<int64_t>(parts.size()) / threads));
+    std::vector<Item> items;
+    for (const Item& part : parts) {
+      const int64_t heads = std::clamp<int64_t>(kRowsPerPart / (part.r1 - part.r0), 1, max_heads);
+      for (int64_t hkv = 0; hkv < Hkv; hkv += heads) {
+        items.push_back({part.b, hkv, std::min(heads, Hkv - hkv), part.r0, part.r1, part.j0, part.j1, -1});
+      }
+    }
     const int64_t base_items = static_cast<int64_t>(items.size());
     // Flash-decoding: too few items for the threads -> split each item's keys.
     int64_t splits = 1;

@@ -1,6 +1,6 @@
 """The cpu backend's varlen and paged attention on every kernel set, against the float64
-oracle: awkward lengths, the flash-decoding split (few sequences, long caches), chunked
-prefill, windows and softcap, strided views, poisoned outputs."""
+oracle: awkward lengths, the flash-decoding splits (few sequences: heads, then keys over
+long caches), chunked prefill, windows and softcap, strided views, poisoned outputs."""
 
 from __future__ import annotations
 
@@ -97,6 +97,26 @@ def test_paged_matches_the_oracle(isa, dtype, mask, shape):
                                                         **kwargs)
     ref = paged_reference(record, torch.float64)
     check_within(out, ref, _bound(ref, dtype, max(lens)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("keys", [300, 1100], ids=["heads-split", "heads-and-keys-split"])
+def test_one_sequence_decodes_on_two_threads(isa, dtype, keys):
+    """A decode step of one sequence on two threads: its key/value heads split between
+    them (and, over a long cache, its keys too): every head as the oracle has it."""
+    k_cache, v_cache, table = paged_cache([keys], 16, 8, 64, 64, dtype=dtype, seed=9)
+    q = randn(1, 32, 64, dtype=dtype, seed=10)
+    seq_lens = torch.tensor([keys], dtype=torch.int32)
+    out = poison_(torch.empty_like(q))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        hetero.paged_attention(q, k_cache, v_cache, table, seq_lens, out=out, backend="cpu")
+    finally:
+        torch.set_num_threads(previous)
+    _, record = hetero.ops.spec("paged_attention").bind(q, k_cache, v_cache, table, seq_lens)
+    ref = paged_reference(record, torch.float64)
+    check_within(out, ref, _bound(ref, dtype, keys))
 
 
 def test_the_amx_path_runs_exactly_where_the_cpu_has_amx(isa):
