@@ -1,8 +1,9 @@
 """``hetero.write_kv_cache``: new keys and values into a paged cache, the companion of
 :func:`hetero.paged_attention`.
 
-It is a scatter, not a kernel to choose: one indexed copy in PyTorch on whatever device
-the cache lives, so it is not dispatched to backends.
+It is a scatter, not a kernel to choose, so it is not dispatched to backends: on CPU
+tensors of a float dtype a native copy (``csrc/route/paged_route.cpp``, after the same
+checks), elsewhere one indexed copy in PyTorch on the caches' device.
 """
 
 from __future__ import annotations
