@@ -6,10 +6,11 @@ attention function serves the three ways transformers calls attention:
 
 - ordinary ``generate()``/forward: ``(B, H, S, D)`` tensors, causal, with the model's
   sliding window and softcap, and a padding mask when the batch is padded. Without a
-  window or softcap they go to :func:`hetero.attention` as they lie, the padding mask
-  masking padded keys; a padded prompt (as many queries as keys), and any call with a
-  window or softcap, has the rows each sequence keeps packed and run by
-  :func:`hetero.varlen_attention`, which skips the padding;
+  softcap, decode steps (queries and keys in different numbers) and unpadded calls
+  without a window go to :func:`hetero.attention` as they lie, padded keys and a
+  window's masked; a prompt with padding or a window, and any call with a softcap, has
+  the rows each sequence keeps packed and run by :func:`hetero.varlen_attention`, which
+  skips them;
 - continuous batching (``model.generate_batch`` with ``"paged|hetero"``) reading the
   cache by index: the packed batch and its ``cu_seq_lens`` go to
   :func:`hetero.varlen_attention`;
@@ -62,6 +63,24 @@ def _cache_step(query, key, value, scale, softcap, window, kwargs):
                            scale=scale, window=window, softcap=softcap)
 
 
+def _key_mask(padding, window: tuple[int, int], causal: bool, Sq: int, Sk: int, device):
+    """The bool mask ``(B or 1, 1, Sq or 1, Sk)`` of the keys each query may see beyond
+    causality: real tokens of ``padding (B, Sk)`` and, for ``window``, keys within it of
+    the query's aligned position ``i + Sk - Sq``; ``None`` where that is every key."""
+    mask = None if padding is None else padding.bool()[:, None, None, :]
+    left, right = window
+    if left >= 0 or (right >= 0 and not causal):
+        keys = torch.arange(Sk, device=device)
+        aligned = torch.arange(Sq, device=device)[:, None] + (Sk - Sq)
+        band = torch.ones(Sq, Sk, dtype=torch.bool, device=device)
+        if left >= 0:
+            band &= keys >= aligned - left
+        if right >= 0:
+            band &= keys <= aligned + right
+        mask = band if mask is None else mask & band
+    return mask
+
+
 def _padded(query, key, value, mask, causal, scale, softcap, window):
     """A padded batch (``mask (B, Sk)``, 1 = a real token): each sequence's real keys and
     its real queries (the last ``Sq`` positions) packed, padding rows left zero."""
@@ -105,12 +124,14 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
     Sk = key.shape[2]
     padded = attention_mask is not None and not bool(attention_mask.all())
     causal = getattr(module, "is_causal", True)
-    if window == (-1, -1) and not softcap and not (padded and Sq == Sk):
+    if not softcap and (Sq != Sk or (window == (-1, -1) and not padded)):
         # The heads and sequences read where transformers keeps them: packing them for
         # varlen_attention copies the keys and values, which for a decode step costs more
-        # than the attention. A padding mask masks the padded keys (computing over them
-        # costs less than copying the cache to skip them).
-        mask = attention_mask.bool()[:, None, None, :] if padded else None
+        # than the attention. Padded keys, and a window's, are masked (computing over
+        # them costs less than copying the cache to skip them; a prompt, as many queries
+        # as keys, is packed below instead, skipping them).
+        mask = _key_mask(attention_mask if padded else None, window, causal, Sq, Sk,
+                         query.device)
         out = attention(query, key, value, causal=causal, scale=scaling, attn_mask=mask)
         return out.transpose(1, 2).contiguous(), None
     if padded:
