@@ -26,11 +26,21 @@
 namespace hetero::route {
 namespace {
 
+// Element (i, j) of an int32 vector or matrix, any strides.
 int32_t int_at(const Operand& t, int64_t i, int64_t j = 0) {
   const int64_t offset = i * t.strides[0] + (t.dim > 1 ? j * t.strides[1] : 0);
   return static_cast<const int32_t*>(t.data)[offset];
 }
 
+// A float, bool or int argument from the dispatcher's stack.
+template <typename T>
+T unboxed(StableIValue value) {
+  T v;
+  std::memcpy(&v, &value, sizeof(v));
+  return v;
+}
+
+// ---------------------------------------------------------------- paged_attention
 // The Python path's structural checks (ops/paged_attention/api.py prepare, decode form).
 bool plain_decode_call(const Operand& q, const Operand& kc, const Operand& vc, const Operand& table,
                        const Operand& lens, DType* dtype) {
@@ -92,6 +102,13 @@ AtenTensorHandle paged_call_result(const Operand& q, const Operand& kc, const Op
                                                      nullptr, mask, out_view, kernel_threads());
   if (!status.ok()) return declined();  // e.g. caches strided along D: the Python path copies
   return out.release();
+}
+
+void paged_attention_call(StableIValue* stack, uint64_t, uint64_t) {
+  Operand q(stack[0]), kc(stack[1]), vc(stack[2]), table(stack[3]), lens(stack[4]);
+  stack[0] = reinterpret_cast<StableIValue>(paged_call_result(
+      q, kc, vc, table, lens, unboxed<double>(stack[5]), unboxed<bool>(stack[6]),
+      unboxed<int64_t>(stack[7]), unboxed<int64_t>(stack[8]), unboxed<double>(stack[9])));
 }
 
 // ---------------------------------------------------------------- write_kv_cache
@@ -163,21 +180,6 @@ bool write_kv_cache_result(const Operand& k, const Operand& v, const Operand& kc
 void write_kv_cache_call(StableIValue* stack, uint64_t, uint64_t) {
   Operand k(stack[0]), v(stack[1]), kc(stack[2]), vc(stack[3]), slots(stack[4]);
   stack[0] = boxed(write_kv_cache_result(k, v, kc, vc, slots));
-}
-
-// ---------------------------------------------------------------- the stack
-template <typename T>
-T unboxed(StableIValue value) {
-  T v;
-  std::memcpy(&v, &value, sizeof(v));
-  return v;
-}
-
-void paged_attention_call(StableIValue* stack, uint64_t, uint64_t) {
-  Operand q(stack[0]), kc(stack[1]), vc(stack[2]), table(stack[3]), lens(stack[4]);
-  stack[0] = reinterpret_cast<StableIValue>(paged_call_result(
-      q, kc, vc, table, lens, unboxed<double>(stack[5]), unboxed<bool>(stack[6]),
-      unboxed<int64_t>(stack[7]), unboxed<int64_t>(stack[8]), unboxed<double>(stack[9])));
 }
 
 }  // namespace
