@@ -250,25 +250,29 @@ void merge_parts(const PagedCall& c, const Item& it, int64_t splits, const float
   }
 }
 
-Status validate_paged(const PagedCall& c, int64_t batch, int64_t num_blocks, int64_t max_blocks) {
-  for (int64_t b = 0; b < batch; ++b) {
-    const int64_t keys = c.keys(b);
-    if (keys < 0 || keys > max_blocks * c.block_size) {
-      return invalid("seq_lens", "entries in [0, " + std::to_string(max_blocks * c.block_size) + "] (the block table's capacity)",
+
+}  // namespace
+
+Status check_paged_tables(const TensorView& block_table, const TensorView& seq_lens, int64_t num_blocks,
+                          int64_t block_size) {
+  const int64_t max_blocks = block_table.sizes[1];
+  const auto* table = static_cast<const int32_t*>(block_table.data);
+  for (int64_t b = 0; b < seq_lens.sizes[0]; ++b) {
+    const int64_t keys = int_at(seq_lens, b);
+    if (keys < 0 || keys > max_blocks * block_size) {
+      return invalid("seq_lens", "entries in [0, " + std::to_string(max_blocks * block_size) + "] (the block table's capacity)",
                      std::to_string(keys) + " at " + std::to_string(b));
     }
-    for (int64_t i = 0; i < ceil_div(keys, c.block_size); ++i) {
-      if (c.block(b, i) < 0 || c.block(b, i) >= num_blocks) {
+    for (int64_t i = 0; i < ceil_div(keys, block_size); ++i) {
+      const int32_t block = table[b * block_table.strides[0] + i * block_table.strides[1]];
+      if (block < 0 || block >= num_blocks) {
         return invalid("block_table", "block ids in [0, " + std::to_string(num_blocks) + ")",
-                       std::to_string(c.block(b, i)) + " at (" + std::to_string(b) + ", " + std::to_string(i) + ")");
+                       std::to_string(block) + " at (" + std::to_string(b) + ", " + std::to_string(i) + ")");
       }
     }
   }
   return Status::Ok();
 }
-
-
-}  // namespace
 
 Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,
                                const TensorView& v_cache, const TensorView& block_table,
@@ -323,7 +327,7 @@ Status paged_attention_forward(const TensorView& q, const TensorView& k_cache,
         max_heads = kPagedVectorHeads;
       }
     }
-    if (!(s = validate_paged(c, batch, k_cache.sizes[0], block_table.sizes[1])).ok()) return s;
+    if (!(s = check_paged_tables(block_table, seq_lens, k_cache.sizes[0], bs)).ok()) return s;
     if (q.sizes[0] == 0 || Dv == 0) return Status::Ok();
 
     // Parts: (sequence, a part of its query rows per head) over the keys the

@@ -36,6 +36,12 @@ Status varlen_attention_forward(const TensorView& q, const TensorView& k, const 
                                 const ServingMask& mask, const TensorView& out,
                                 const TensorView* lse, int num_threads);
 
+// The block table's checks (paged_attention_forward makes them too): each of
+// seq_lens (B,) int32 within block_table (B, max_blocks) int32's capacity,
+// and every block a sequence uses in [0, num_blocks).
+Status check_paged_tables(const TensorView& block_table, const TensorView& seq_lens, int64_t num_blocks,
+                          int64_t block_size);
+
 // Keys and values in pages: key j of sequence b is row j % bs of block
 // block_table[b, j / bs] of the caches, for j < seq_lens[b].
 //   q (Tq, Hq, D), out (Tq, Hq, Dv): the caches' dtype, any strides.

@@ -17,13 +17,6 @@
 namespace hetero::route {
 namespace {
 
-template <typename T>
-T unboxed(StableIValue value) {
-  T v;
-  std::memcpy(&v, &value, sizeof(v));
-  return v;
-}
-
 // The arguments both kernels share (after their leading tensors).
 struct Arguments {
   double dropout_p = 0.0;

@@ -160,8 +160,10 @@ struct BypassScope {
 void call_python(const char* name, StableIValue* stack);
 // call_python for a decide op: its int result, or its stashed error raised when negative.
 int64_t ask_python(const char* name, StableIValue* stack);
-inline int64_t as_int(StableIValue value) {
-  int64_t v;
+// A float, bool or int argument from the dispatcher's stack, and back.
+template <typename T>
+T unboxed(StableIValue value) {
+  T v;
   std::memcpy(&v, &value, sizeof(v));
   return v;
 }

@@ -26,20 +26,6 @@
 namespace hetero::route {
 namespace {
 
-// Element (i, j) of an int32 vector or matrix, any strides.
-int32_t int_at(const Operand& t, int64_t i, int64_t j = 0) {
-  const int64_t offset = i * t.strides[0] + (t.dim > 1 ? j * t.strides[1] : 0);
-  return static_cast<const int32_t*>(t.data)[offset];
-}
-
-// A float, bool or int argument from the dispatcher's stack.
-template <typename T>
-T unboxed(StableIValue value) {
-  T v;
-  std::memcpy(&v, &value, sizeof(v));
-  return v;
-}
-
 // ---------------------------------------------------------------- paged_attention
 // The Python path's structural checks (ops/paged_attention/api.py prepare, decode form).
 bool plain_decode_call(const Operand& q, const Operand& kc, const Operand& vc, const Operand& table,
@@ -58,27 +44,14 @@ bool plain_decode_call(const Operand& q, const Operand& kc, const Operand& vc, c
          table.sizes[0] == batch && lens.sizes[0] == batch;
 }
 
-// The Python path's data checks: each length within the table, each block it uses in range.
-bool tables_in_range(const Operand& table, const Operand& lens, int64_t num_blocks, int64_t block_size) {
-  const int64_t max_blocks = table.sizes[1];
-  for (int64_t b = 0; b < lens.sizes[0]; ++b) {
-    const int64_t length = int_at(lens, b);
-    if (length < 0 || length > max_blocks * block_size) return false;
-    for (int64_t i = 0; i * block_size < length; ++i) {
-      const int64_t block = int_at(table, b, i);
-      if (block < 0 || block >= num_blocks) return false;
-    }
-  }
-  return true;
-}
-
 AtenTensorHandle paged_call_result(const Operand& q, const Operand& kc, const Operand& vc,
                                    const Operand& table, const Operand& lens, double scale,
                                    bool causal, int64_t left, int64_t right, double softcap) {
   DType dtype;
   if (!plain_decode_call(q, kc, vc, table, lens, &dtype) || left < -1 || right < -1 ||
       !(softcap >= 0.0) || std::isinf(softcap) ||
-      !tables_in_range(table, lens, kc.sizes[0], kc.sizes[1])) {
+      !cpu::check_paged_tables(table.view(DType::int32), lens.view(DType::int32), kc.sizes[0], kc.sizes[1])
+           .ok()) {
     return declined();
   }
   const int64_t batch = q.sizes[0], Hq = q.sizes[1], D = q.sizes[2], Dv = vc.sizes[3];
@@ -112,10 +85,6 @@ void paged_attention_call(StableIValue* stack, uint64_t, uint64_t) {
 }
 
 // ---------------------------------------------------------------- write_kv_cache
-int64_t element_bytes(DType dtype) {
-  return dtype == DType::float64 ? 8 : dtype == DType::float32 ? 4 : 2;
-}
-
 // The Python path's checks (ops/paged_attention/kv_cache.py), the slots' included.
 bool plain_write(const Operand& k, const Operand& v, const Operand& kc, const Operand& vc,
                  const Operand& slots, DType* dtype) {
@@ -167,7 +136,7 @@ bool write_kv_cache_result(const Operand& k, const Operand& v, const Operand& kc
                            const Operand& slots) {
   DType dtype;
   if (!plain_write(k, v, kc, vc, slots, &dtype)) return false;
-  const int64_t bytes = element_bytes(dtype), block_size = kc.sizes[1];
+  const int64_t bytes = element_size(dtype), block_size = kc.sizes[1];
   for (int64_t t = 0; t < k.sizes[0]; ++t) {
     const int64_t slot = static_cast<const int64_t*>(slots.data)[t * slots.strides[0]];
     if (slot < 0) continue;

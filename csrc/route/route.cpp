@@ -160,7 +160,7 @@ void call_python(const char* name, StableIValue* stack) {
 
 int64_t ask_python(const char* name, StableIValue* stack) {
   call_python(name, stack);
-  const int64_t answer = as_int(stack[0]);
+  const int64_t answer = unboxed<int64_t>(stack[0]);
   if (answer < 0) raise_python_error(name);
   return answer;
 }

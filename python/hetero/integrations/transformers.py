@@ -29,6 +29,7 @@ import torch
 from ..ops.attention import attention
 from ..ops.paged_attention import paged_attention, write_kv_cache
 from ..ops.varlen_attention import varlen_attention
+from ..ops.varlen_attention.api import windowed
 
 NAME = "hetero"
 
@@ -69,7 +70,7 @@ def _key_mask(padding, window: tuple[int, int], causal: bool, Sq: int, Sk: int, 
     the query's aligned position ``i + Sk - Sq``; ``None`` where that is every key."""
     mask = None if padding is None else padding.bool()[:, None, None, :]
     left, right = window
-    if left >= 0 or (right >= 0 and not causal):
+    if windowed(causal, window):
         keys = torch.arange(Sk, device=device)
         aligned = torch.arange(Sq, device=device)[:, None] + (Sk - Sq)
         band = torch.ones(Sq, Sk, dtype=torch.bool, device=device)
