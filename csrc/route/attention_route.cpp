@@ -8,6 +8,8 @@
 // Layouts, as PyTorch's CPU kernel allocates them (and its meta function promises, which
 // torch.compile checks): out dense in the dim order of q, as empty_like; lse (B, Hq, Sq)
 // float32 over (B, Sq, Hq) storage; the gradients (B, H, S, D) over (B, S, H, D) storage.
+//
+// Also hetero_route::attention, hetero.attention's common case (see attention_call below).
 #include <algorithm>
 #include <cmath>
 
@@ -35,13 +37,14 @@ struct Arguments {
 };
 
 // The mask as the (B, Hq, Sq, Sk) view hetero's kernels take: PyTorch broadcasts it from
-// the right, so a missing or size-1 dim gets stride 0. Its dtype is bool or q's (`dtype`):
-// the decision leaves any other to PyTorch.
+// the right, so a missing or size-1 dim gets stride 0. Its dtype is bool, q's (`dtype`) or
+// float32: the decisions leave any other to PyTorch or the Python path.
 TensorView expanded_mask(const Operand& mask, const Operand& q, const Operand& k, DType dtype) {
   const int64_t target[4] = {q.sizes[0], q.sizes[1], q.sizes[2], k.sizes[2]};
   TensorView v;
   v.data = mask.data;
-  v.dtype = mask.dtype == g_shim.boolean ? DType::boolean : dtype;
+  if (mask.dtype == g_shim.boolean) v.dtype = DType::boolean;
+  else if (!hetero_dtype(mask.dtype, &v.dtype)) v.dtype = dtype;
   v.ndim = 4;
   for (int d = 0; d < 4; ++d) {
     const int64_t source = d - (4 - mask.dim);
@@ -186,10 +189,131 @@ void backward(StableIValue* stack, uint64_t, uint64_t) {
   stack[2] = reinterpret_cast<StableIValue>(dv);
 }
 
+// ---------------------------------------------------------------- hetero.attention(q, k, v)
+// hetero_route::attention(Tensor q, Tensor k, Tensor v, bool causal, float? scale,
+// Tensor? attn_mask) -> Tensor: hetero.attention without out or backend, on CPU tensors,
+// after the Python path's checks (ops/attention/api.py prepare), made natively. The cached
+// decision (hetero's dispatcher's) runs cpu's flash kernel, or, for a decode step (one
+// query row, no mask) where dispatch chose the torch backend, PyTorch's CPU flash kernel as
+// that backend's sdpa calls it. Anything else gets an undefined tensor (None in Python),
+// and hetero.attention takes its Python path.
+
+bool plain_attention_call(const Operand& q, const Operand& k, const Operand& v, DType* dtype) {
+  if (q.dim != 4 || k.dim != 4 || v.dim != 4 || !hetero_dtype(q.dtype, dtype) ||
+      k.dtype != q.dtype || v.dtype != q.dtype || !on_cpu(q) || !on_cpu(k) || !on_cpu(v)) {
+    return false;
+  }
+  const int64_t Hq = q.sizes[1], Hkv = k.sizes[1];
+  return k.sizes[0] == q.sizes[0] && v.sizes[0] == q.sizes[0] && k.sizes[3] == q.sizes[3] &&
+         v.sizes[1] == Hkv && v.sizes[2] == k.sizes[2] && Hkv > 0 && Hq % Hkv == 0 &&
+         q.sizes[3] > 0 && q.sizes[0] * Hq * q.sizes[2] > 0;
+}
+
+// A mask the Python path takes (api.py _check_mask): bool, or additive in q's dtype or
+// float32, on the CPU, broadcasting to (B, Hq, Sq, Sk) from the right.
+bool plain_mask(const Operand& mask, const Operand& q, const Operand& k) {
+  if (mask.dim > 4 || !on_cpu(mask) ||
+      !(mask.dtype == g_shim.boolean || mask.dtype == q.dtype || mask.dtype == g_shim.float32)) {
+    return false;
+  }
+  const int64_t target[4] = {q.sizes[0], q.sizes[1], q.sizes[2], k.sizes[2]};
+  for (int64_t d = 0; d < mask.dim; ++d) {
+    const int64_t size = mask.sizes[d], wanted = target[d + 4 - mask.dim];
+    if (size != 1 && size != wanted) return false;
+  }
+  return true;
+}
+
+// Whether any element of q (B, Hq, 1, D) is NaN: the torch backend gives such a row NaN,
+// where PyTorch's CPU kernel may not, so those calls take the Python path.
+bool has_nan_row(const Operand& q, DType dtype) {
+  const auto* base = static_cast<const char*>(q.data);
+  const int64_t bytes = dtype == DType::float32 ? 4 : 2;
+  for (int64_t b = 0; b < q.sizes[0]; ++b) {
+    for (int64_t h = 0; h < q.sizes[1]; ++h) {
+      for (int64_t d = 0; d < q.sizes[3]; ++d) {
+        const char* at = base + (b * q.strides[0] + h * q.strides[1] + d * q.strides[3]) * bytes;
+        if (dtype == DType::float32) {
+          float x;
+          std::memcpy(&x, at, 4);
+          if (std::isnan(x)) return true;
+        } else {
+          uint16_t bits;
+          std::memcpy(&bits, at, 2);
+          const uint16_t infinity = dtype == DType::bfloat16 ? 0x7f80 : 0x7c00;
+          if ((bits & 0x7fff) > infinity) return true;
+        }
+      }
+    }
+  }
+  return false;
+}
+
+AtenTensorHandle attention_call_result(const Operand& q, const Operand& k, const Operand& v,
+                                       const Operand& mask, bool causal, double scale) {
+  DType dtype;
+  const bool masked = mask.handle != nullptr;
+  if (!plain_attention_call(q, k, v, &dtype) || (masked && !plain_mask(mask, q, k))) {
+    return declined();
+  }
+  const int64_t B = q.sizes[0], Hq = q.sizes[1], Sq = q.sizes[2], Sk = k.sizes[2];
+  const int64_t D = q.sizes[3], Dv = v.sizes[3];
+  const Key exact{kOpAttentionCall, B, Hq, k.sizes[1], Sq, Sk, D, Dv, q.dtype, causal,
+                  mask_code(mask), alignment({q.data, k.data, v.data, mask.data})};
+  Key bucketed = exact;
+  bucketed[4] = bucket_of(Sq);
+  bucketed[5] = bucket_of(Sk);
+  bucketed[12] = Sq == Sk;
+  const int64_t action = decision(exact, bucketed, [&] {
+    StableIValue args[7] = {q.copy(), k.copy(), v.copy(), masked ? mask.copy() : q.copy(),
+                            boxed(masked), boxed(causal), boxed(scale)};
+    return ask_python("hetero_route::decide_attention_call", args);
+  }) & 3;
+  const int64_t sizes[4] = {B, Hq, Sq, Dv}, strides[4] = {Hq * Sq * Dv, Sq * Dv, Dv, 1};
+  Operand out;
+  if (action == kNative) {
+    out.reset(empty(4, sizes, strides, q.dtype));
+    TensorView mask_view;
+    if (masked) mask_view = expanded_mask(mask, q, k, dtype);
+    const Status status = cpu::attention_forward(q.view(dtype), k.view(dtype), v.view(dtype),
+                                                 masked ? &mask_view : nullptr, causal, scale,
+                                                 out.view(dtype), nullptr, kernel_threads());
+    if (!status.ok()) return declined();
+    return out.release();
+  }
+  // One query row sees every key, causal or not: the torch backend calls SDPA unmasked,
+  // which runs this kernel (for head dims equal and at least one key).
+  if (action != kTorch || masked || Sq != 1 || Sk == 0 || Dv != D || has_nan_row(q, dtype)) {
+    return declined();
+  }
+  AtenTensorHandle result = nullptr, lse = nullptr;
+  check(g_shim.cpu_flash_attention(q.handle, k.handle, v.handle, 0.0, false, nullptr, &scale,
+                                   &result, &lse),
+        "CPU kernel of aten::_scaled_dot_product_flash_attention_for_cpu");
+  g_shim.delete_tensor_object(lse);
+  out.reset(result);
+  if (std::equal(strides, strides + 4, out.strides)) return out.release();
+  Operand dense;  // the Python path copies into a fresh (B, Hq, 1, Dv) tensor: its strides
+  dense.reset(empty(4, sizes, strides, q.dtype));
+  check(g_shim.copy_(dense.handle, out.handle, 0), "aten::copy_");
+  return dense.release();
+}
+
+void attention_call(StableIValue* stack, uint64_t, uint64_t) {
+  Operand q(stack[0]), k(stack[1]), v(stack[2]), mask;
+  const bool causal = unboxed<bool>(stack[3]);
+  const auto given = optional_arg(stack[4]);
+  take_optional_tensor(stack[5], &mask);
+  const double scale = given ? unboxed<double>(*given)
+                             : 1.0 / std::sqrt(static_cast<double>(q.dim == 4 ? q.sizes[3] : 1));
+  stack[0] = reinterpret_cast<StableIValue>(attention_call_result(q, k, v, mask, causal, scale));
+}
+
 }  // namespace
 
 const Registration kAttentionKernels[2] = {
     {"_scaled_dot_product_flash_attention_for_cpu", forward},
     {"_scaled_dot_product_flash_attention_for_cpu_backward", backward}};
+const Registration kAttentionCall = {"attention", attention_call};
 
 }  // namespace hetero::route

@@ -34,7 +34,7 @@ constexpr int kKeyFields = 16;
 using Key = std::array<int64_t, kKeyFields>;
 enum OpCode : int64_t {
   kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward, kOpGemmCall, kOpScaledGemmCall,
-  kOpPagedCall
+  kOpPagedCall, kOpAttentionCall
 };
 
 int64_t cached(const Key& key, bool* found);
@@ -190,6 +190,7 @@ extern const Registration kGemmCall;  // hetero_route::gemm, registered for good
 extern const Registration kScaledGemmCall;  // hetero_route::scaled_gemm, likewise
 extern const Registration kPagedAttentionCall;  // hetero_route::paged_attention, likewise
 extern const Registration kWriteKvCacheCall;    // hetero_route::write_kv_cache, likewise
+extern const Registration kAttentionCall;       // hetero_route::attention, likewise
 extern const Registration kAttentionKernels[2];
 extern const Registration kScaledKernels[4];
 

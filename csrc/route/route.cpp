@@ -221,10 +221,12 @@ void register_entry_calls() {
   ok = ok && g_shim.library_impl(made, kScaledGemmCall.name, kScaledGemmCall.kernel) == 0;
   ok = ok && g_shim.library_impl(made, kPagedAttentionCall.name, kPagedAttentionCall.kernel) == 0;
   ok = ok && g_shim.library_impl(made, kWriteKvCacheCall.name, kWriteKvCacheCall.kernel) == 0;
+  ok = ok && g_shim.library_impl(made, kAttentionCall.name, kAttentionCall.kernel) == 0;
   if (!ok) {
     if (made != nullptr) g_shim.delete_library_object(made);
     throw std::runtime_error(
-        "hetero: registering hetero_route::gemm, ::scaled_gemm, ::paged_attention, ::write_kv_cache "
+        "hetero: registering hetero_route::gemm, ::scaled_gemm, ::paged_attention, ::write_kv_cache, "
+        "::attention "
         "with PyTorch failed");
   }
   library = made;

@@ -38,8 +38,9 @@ void uninstall();
 int installs();
 
 // Registers the kernels of hetero_route::gemm (gemm_route.cpp), ::scaled_gemm
-// (scaled_route.cpp), ::paged_attention and ::write_kv_cache (paged_route.cpp) on every device, for the rest of the process; the ops' schemas must
-// be defined (Python defines them). Throws on failure.
+// (scaled_route.cpp), ::paged_attention and ::write_kv_cache (paged_route.cpp) and
+// ::attention (attention_route.cpp) on every device, for the rest of the process; the ops'
+// schemas must be defined (Python defines them). Throws on failure.
 void register_entry_calls();
 
 // What a thread routes: RoutedOp bits (0: nothing).

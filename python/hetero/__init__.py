@@ -28,6 +28,7 @@ from .ops import OpSpec, list_ops, register_op, unregister_op
 from .ops.gemm import gemm, reference_gemm  # noqa: I001
 from .ops.gemm import api as _gemm_api
 from .ops.attention import attention, reference_attention
+from .ops.attention import api as _attention_api
 from .ops.scaled_gemm import scaled_gemm
 from .ops.scaled_gemm import api as _scaled_gemm_api
 from .ops.varlen_attention import varlen_attention
@@ -43,6 +44,7 @@ from . import distributed, native_entries  # noqa: E402,I001
 distributed.install_if_loaded()  # DTensor already in use: the ops' sharding rules now
 _gemm_api.native_gemm = native_entries.gemm_entry()  # hetero.gemm's common case, native
 _scaled_gemm_api.native_scaled_gemm = native_entries.scaled_gemm_entry()  # and scaled_gemm's
+_attention_api.native_attention = native_entries.attention_entry()  # no out, backend
 _paged_attention_api.native_paged_attention = native_entries.paged_attention_entry()  # decode
 _kv_cache.native_write_kv_cache = native_entries.write_kv_cache_entry()  # and its cache write
 

@@ -1,12 +1,13 @@
 """The common cases of :func:`hetero.gemm`, :func:`hetero.scaled_gemm`,
-:func:`hetero.paged_attention` and :func:`hetero.write_kv_cache` served natively,
-whether or not anything is enabled.
+:func:`hetero.attention`, :func:`hetero.paged_attention` and :func:`hetero.write_kv_cache`
+served natively, whether or not anything is enabled.
 
 Each public function first calls its entry op (``hetero_route::gemm``, ``::scaled_gemm``,
-``::paged_attention``, ``::write_kv_cache``; ``csrc/route/gemm_route.cpp``,
-``scaled_route.cpp``, ``paged_route.cpp``), which looks the call up in the native
-route's decision cache (:mod:`hetero.native_route`) and runs the ``cpu`` backend's
-kernel (or, for gemm, PyTorch's) without Python. It returns ``None`` (the cache write:
+``::attention``, ``::paged_attention``, ``::write_kv_cache``;
+``csrc/route/gemm_route.cpp``, ``scaled_route.cpp``, ``attention_route.cpp``,
+``paged_route.cpp``), which looks the call up in the native route's decision cache
+(:mod:`hetero.native_route`) and runs the ``cpu`` backend's kernel (or, for gemm and a
+decode step's attention, PyTorch's) without Python. It returns ``None`` (the cache write:
 ``False``) for any call it leaves to the function's Python path: another shape, dtype,
 device or recipe, bad input, keyword arguments, or a decision for another kernel. A
 miss asks hetero's dispatcher here, on the real tensors, as the Python path would
@@ -42,6 +43,14 @@ def scaled_gemm_entry():
     bfloat16 out, no ``out``, no ``backend``; or int8 without scales into int32, as
     ``torch._int_mm``)."""
     return _entry("scaled_gemm")
+
+
+def attention_entry():
+    """``hetero_route::attention(q, k, v, causal, scale, attn_mask)`` where the native
+    route can run, else ``None``: :func:`hetero.attention` without ``out`` or
+    ``backend``, on CPU tensors (``scale`` a float or ``None``), checked natively as the
+    Python path checks it."""
+    return _entry("attention")
 
 
 def paged_attention_entry():
@@ -80,12 +89,17 @@ def _entry(name: str):
                        "-> Tensor")
         library.define("decide_scaled_gemm_call(Tensor a, Tensor b, Tensor scale_a, "
                        "Tensor scale_b, bool scaled) -> int")
+        library.define("attention(Tensor q, Tensor k, Tensor v, bool causal, float? scale, "
+                       "Tensor? attn_mask) -> Tensor")
+        library.define("decide_attention_call(Tensor q, Tensor k, Tensor v, Tensor mask, "
+                       "bool has_mask, bool causal, float scale) -> int")
         library.define(f"paged_attention({_PAGED_ARGS}) -> Tensor")
         library.define(f"decide_paged_attention_call({_PAGED_ARGS}) -> int")
         library.define("write_kv_cache(Tensor k, Tensor v, Tensor(a!) k_cache, "
                        "Tensor(b!) v_cache, Tensor slot_mapping) -> bool")
         library.impl("decide_gemm_call", _decide_gemm_call, "CPU")
         library.impl("decide_scaled_gemm_call", _decide_scaled_gemm_call, "CPU")
+        library.impl("decide_attention_call", _decide_attention_call, "CPU")
         library.impl("decide_paged_attention_call", _decide_paged_attention_call, "CPU")
         _native.register_entry_calls()
         _native.set_num_threads(_env_threads())
@@ -96,19 +110,22 @@ def _entry(name: str):
     return getattr(overload, "_op", overload)
 
 
+_TORCH_SERVED = frozenset({"gemm", "attention"})  # entries that call PyTorch's kernel
+
+
 def _dispatchs_decision(op: str, prepared: tuple, native_kernel: str) -> int:
     """What the entry does with a call ``op``'s Python path would dispatch as
     ``prepare(*prepared)``: ``native_kernel`` runs natively, the ``torch`` backend as
-    PyTorch's kernel (gemm's entry only: ``native_kernel`` ``"cpu.gemm"``), anything
-    else, and a call dispatch refuses, takes the Python path (which raises what is
-    wrong; that answer is kept for these sizes only)."""
+    PyTorch's kernel (the entries of gemm and attention only), anything else, and a call
+    dispatch refuses, takes the Python path (which raises what is wrong; that answer is
+    kept for these sizes only)."""
     try:
         key, record = op_registry.spec(op).prepare(*prepared)
         kernel = dispatch.resolve_kernel(key, record)
     except Exception:  # noqa: BLE001 - the Python path raises it again, for the caller
         return _NO_COUNTER * 4 + PYTHON
     action = NATIVE if kernel.qualname == native_kernel else \
-        TORCH if op == "gemm" and kernel.backend == TORCH_BACKEND else PYTHON
+        TORCH if op in _TORCH_SERVED and kernel.backend == TORCH_BACKEND else PYTHON
     return _NO_COUNTER * 4 + action | _bucket_wide(op)
 
 
@@ -130,6 +147,15 @@ def _decide_scaled_gemm_call(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Te
     return _dispatchs_decision(
         "scaled_gemm", (a, b, scale_a, scale_b, None, None if scaled else torch.int32, None,
                         None), "cpu.scaled_gemm")
+
+
+@_decide_entry
+def _decide_attention_call(q, k, v, mask, has_mask: bool, causal: bool, scale: float) -> int:
+    """The decision for ``hetero.attention(q, k, v, causal=causal, scale=scale,
+    attn_mask=mask if has_mask else None)``; the entry has checked the call as its
+    Python path would."""
+    return _dispatchs_decision("attention", (q, k, v, causal, scale, mask if has_mask else None,
+                                             None, None), "cpu.flash")
 
 
 @_decide_entry

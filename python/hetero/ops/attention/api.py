@@ -93,6 +93,11 @@ def head_dims(lowest: int, highest: int, multiple: int = 1) -> dict[str, Range]:
     return {"head_dim": allowed, "head_dim_v": allowed}
 
 
+#: ``hetero_route::attention(q, k, v, causal, scale, attn_mask)``: the call without
+#: ``out`` or backend served natively, ``None`` for any call it leaves to the Python path
+#: (:func:`hetero.native_entries.attention_entry`, set at import).
+native_attention = None
+
 _decisions = dispatch.decisions  # the hot path reads the cache directly
 _wants_alignment = dispatch.wants_alignment
 _wants_bucket = dispatch.wants_bucket
@@ -191,6 +196,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         TypeError, ValueError: bad input, naming the argument.
         hetero.DispatchError: no candidate can serve the call (see ``.decision``).
     """
+    if native_attention is not None and out is None and backend is None:
+        try:
+            if type(causal) is bool and (scale is None or type(scale) is float) and not (
+                    q.requires_grad or k.requires_grad or v.requires_grad
+                    or attn_mask is not None and attn_mask.requires_grad):
+                result = native_attention(q, k, v, causal, scale, attn_mask)
+                if result is not None:
+                    return result
+        except Exception:  # noqa: BLE001 - the Python path below reports it, naming the argument
+            pass
     key, args = prepare(q, k, v, causal, scale, attn_mask, out, backend)
     (_decisions.get(key) or dispatch.resolve(key, args))(args)
     return args.out

@@ -43,7 +43,9 @@ def _forward(q, k, v, args: AttentionArgs) -> torch.Tensor:
         return out.to(q.dtype)
     nan_rows = q.isnan().any(-1, keepdim=True)
     blind_rows = mask is not None or (causal and Sq > Sk)
-    if causal and (Sq != Sk or mask is not None):
+    if causal and Sq == 1 and Sk >= 1 and mask is None:
+        causal = False  # one query row, aligned bottom-right, sees every key
+    elif causal and (Sq != Sk or mask is not None):
         lower = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device).tril(Sk - Sq)
         if mask is None:
             mask = lower
