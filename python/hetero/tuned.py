@@ -16,15 +16,17 @@ Which table: ``HETERO_TUNED=PATH`` (``off`` disables tuning and calibration), el
 machine's, ``$XDG_CACHE_HOME/hetero/tuned-<fingerprint>.json``
 (``~/.cache/hetero/...``); :func:`hetero.set_tuned_table` sets one from Python.
 
-Buckets: every size an op buckets by (``OpSpec.bucket_dims``: ``(M, N, K)`` for gemm,
-``(Sq, Sk)`` for attention) rounded up to a power of two, and the categories it buckets
-by as they are (lowercase names: gemm's operand ``layout``, which changes how fast a
-kernel reads them); head dims, dtype and features are already part of dispatch's
-traits. A call whose bucket was never measured follows the default order.
+Buckets: every size an op buckets by (``OpSpec.bucket_dims``: ``(M, N, K)`` for gemm;
+``(B·Hq, Sq, Sk, D)`` for attention) rounded up to a power of two, and the categories it
+buckets by as they are (lowercase names: gemm's operand ``layout``, which changes how
+fast a kernel reads them). An entry is per device, op, dtype and bucket. A call whose
+bucket was never measured follows the default order.
 
-File format (JSON; ``hetero-tuned/1`` files, without a fingerprint, are read too)::
+File format (JSON; files of the earlier formats, ``hetero-tuned/1`` without a
+fingerprint and ``hetero-tuned/2``, are read too, less their entries of a bucket layout
+an op has since changed: attention bucketed by ``(Sq, Sk)`` alone before ``/3``)::
 
-    {"format": "hetero-tuned/2", "created": "...", "fingerprint": {...}, "entries": [
+    {"format": "hetero-tuned/3", "created": "...", "fingerprint": {...}, "entries": [
         {"device": "AMD EPYC", "op": "gemm", "dtype": "float32", "bucket": [16, 4096, 4096, 1],
          "kernel": "cpu.gemm", "median_s": 0.017, "runner_up": "reference.torch",
          "runner_up_s": 0.41, "cases": 2}]}
@@ -44,8 +46,8 @@ import torch
 from . import fingerprint as machine
 from .ops import registry as op_registry
 
-FORMAT = "hetero-tuned/2"
-_READS = ("hetero-tuned/1", FORMAT)
+FORMAT = "hetero-tuned/3"
+_READS = ("hetero-tuned/1", "hetero-tuned/2", FORMAT)
 
 
 def pow2_ceil(n: int) -> int:
@@ -192,6 +194,8 @@ class Table:
             try:
                 spec = op_registry.get(base_op(item["op"]))  # one not registered never matches
                 if spec is not None and len(item["bucket"]) != len(spec.bucket_dims):
+                    if data["format"] != FORMAT:
+                        continue  # measured in an earlier bucket layout: it misleads now
                     raise ValueError(f"op {item['op']!r} with bucket {item['bucket']!r}")
                 entries.append(Entry(**dict(item, bucket=tuple(int(b) for b in item["bucket"]))))
             except (KeyError, TypeError, ValueError) as exc:

@@ -34,7 +34,7 @@ def test_metric_formulas():
 
 def test_attention_row_uses_visible_pairs():
     row = runner.new_row(AttentionCase(1, 2, 2, 4, 4, 8, causal=True), "float32", "x", "d")
-    assert row["flops"] == 4 * 2 * 8 * 10 and row["bucket"] == [4, 4]
+    assert row["flops"] == 4 * 2 * 8 * 10 and row["bucket"] == [2, 4, 4, 8]
 
 
 def test_rank_and_speedup_skip_wrong_results():

@@ -28,7 +28,7 @@ def test_attention_flops_count_visible_pairs():
     assert decode.flops == AttentionCase(1, 4, 2, 1, 100, 16).flops == 4 * 4 * 16 * 100
     # q and out per query head, k and v per key/value head
     assert full.min_bytes(4) == 4 * 2 * 16 * (2 * 4 * 8 + 2 * 2 * 8)
-    assert full.bucket == (8, 8)
+    assert full.bucket == (8, 8, 8, 16)  # (B·Hq, Sq, Sk, D)
 
 
 def test_llm_suite_follows_the_model_configs():

@@ -41,9 +41,9 @@ def test_table_file_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"format": "other"}, "expected format 'hetero-tuned/2'"),
+    ({"format": "other"}, "expected format 'hetero-tuned/3'"),
     ({"format": "hetero-tuned/1", "entries": [{"op": "gemm"}]}, "entry 0 is malformed"),
-    ({"format": "hetero-tuned/1", "entries": [dict(
+    ({"format": "hetero-tuned/3", "entries": [dict(
         device="x", op="gemm", dtype="float32", bucket=[1, 2], kernel="cpu.gemm",
         median_s=1.0)]}, "entry 0 is malformed"),
 ])
@@ -87,12 +87,23 @@ def test_an_entry_that_cannot_serve_the_call_is_passed_over(table_in_use):
 
 def test_attention_buckets(table_in_use):
     q, k = torch.randn(1, 2, 3, 16), torch.randn(1, 2, 30, 16)
-    table_in_use(Table([_entry("reference.torch", bucket=(4, 32), op="attention")]))
+    table_in_use(Table([_entry("reference.torch", bucket=(2, 4, 32, 16), op="attention")]))
     assert hetero.explain("attention", q, k, k).chosen.qualname == "reference.torch"
-    assert hetero.explain("attention", q, k[:, :, :10], k[:, :, :10]).chosen.qualname == \
-        "cpu.flash"
+    assert tuned.bucket_label("attention", (2, 4, 32, 16)) == "BH≤2 Sq≤4 Sk≤32 D≤16"
+    # another key length, batch x heads or head dim is another bucket
+    for q_, k_ in ((q, k[:, :, :10]), (q.expand(3, -1, -1, -1), k.expand(3, -1, -1, -1)),
+                   (torch.randn(1, 2, 3, 32), torch.randn(1, 2, 30, 32))):
+        assert hetero.explain("attention", q_, k_, k_).chosen.qualname == "cpu.flash"
     assert dispatch.wants_bucket == {"gemm": False, "attention": True, "scaled_gemm": False,
                                      "varlen_attention": False, "paged_attention": False}
+
+
+def test_entries_of_an_earlier_bucket_layout_are_dropped(tmp_path):
+    old = Table([_entry("reference.torch"),
+                 _entry("reference.torch", bucket=(4, 32), op="attention")]).as_dict()
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(dict(old, format="hetero-tuned/2")))
+    assert [e.op for e in tuned.load(path).entries.values()] == ["gemm"]
 
 
 def test_the_environment_picks_the_table(hetero_env, tmp_path):

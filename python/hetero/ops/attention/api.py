@@ -23,7 +23,10 @@ from .. import _checks
 
 OP = "attention"
 FEATURES = ("causal", "gqa", "mask_bool", "mask_additive", "head_dim_v")
-BUCKET_DIMS = ("Sq", "Sk")
+# The tuned table's bucket: the independent problems (batch x query heads), the lengths and
+# the head dim. Which kernel wins depends on all four: a few heads of a short decode step
+# cost the call's overhead, many of them the kernel's speed.
+BUCKET_DIMS = ("BH", "Sq", "Sk", "D")
 
 
 class AttentionArgs(NamedTuple):
@@ -58,8 +61,9 @@ class AttentionArgs(NamedTuple):
 class AttentionTraits(NamedTuple):
     """What dispatch knows about an ``attention`` call. ``mask`` is ``None``,
     ``"bool"`` or ``"additive"``; ``align`` as for gemm's traits; ``bucket``:
-    ``(Sq, Sk)`` rounded up to powers of two, ``None`` while the tuned table has no
-    attention entry; ``sizes``: ``(Sq, Sk)``, ``None`` while no kernel limits them."""
+    ``(B * Hq, Sq, Sk, D)`` rounded up to powers of two, ``None`` while the tuned table
+    has no attention entry; ``sizes``: ``(Sq, Sk)``, ``None`` while no kernel limits
+    them."""
 
     SIZES = ("Sq", "Sk")
 
@@ -144,7 +148,7 @@ def prepare(q, k, v, causal, scale, attn_mask, out, backend) -> tuple[tuple, Att
     if backend is not None and type(backend) is not str:
         backend = tuple(backend)
     align = _checks.alignment(q, k, v, attn_mask, out) if _wants_alignment[OP] else None
-    bucket = tuned.bucket(Sq, Sk) if _wants_bucket[OP] else None
+    bucket = tuned.bucket(B * Hq, Sq, Sk, D) if _wants_bucket[OP] else None
     sizes = (Sq, Sk) if _wants_sizes[OP] else None
     key = (OP, device, dtype, D, Dv, causal, Hq != Hkv, mask_kind, align, bucket, sizes,
            backend, _current_scope())

@@ -59,7 +59,7 @@ class AttentionCase:
 
     @property
     def bucket(self) -> tuple[int, ...]:
-        return tuned.bucket(self.sq, self.sk)
+        return tuned.bucket(self.b * self.hq, self.sq, self.sk, self.d)
 
     def key(self) -> tuple:
         return (self.op, self.b, self.hq, self.hkv, self.sq, self.sk, self.d, self.causal)
