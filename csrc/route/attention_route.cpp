@@ -282,8 +282,11 @@ AtenTensorHandle attention_call_result(const Operand& q, const Operand& k, const
     return out.release();
   }
   // One query row sees every key, causal or not: the torch backend calls SDPA unmasked,
-  // which runs this kernel (for head dims equal and at least one key).
-  if (action != kTorch || masked || Sq != 1 || Sk == 0 || Dv != D || has_nan_row(q, dtype)) {
+  // which runs this kernel (for head dims equal and at least one key) on rows it has made
+  // contiguous along the head dim, as the kernel requires.
+  const bool rows_contiguous = q.strides[3] == 1 && k.strides[3] == 1 && v.strides[3] == 1;
+  if (action != kTorch || masked || Sq != 1 || Sk == 0 || Dv != D || !rows_contiguous ||
+      has_nan_row(q, dtype)) {
     return declined();
   }
   AtenTensorHandle result = nullptr, lse = nullptr;

@@ -94,8 +94,11 @@ def test_the_torch_backends_other_calls_take_the_python_path(python_path_calls):
         out = hetero.attention(q, k, v)
         q, k, v = _qkv(1, 4, 2, 1, 30, 32, seed=4)
         hetero.attention(q, k, v, attn_mask=torch.rand(30) > 0.5)  # a mask
+        v_columns = torch.randn(1, 2, 32, 30).transpose(2, 3)  # PyTorch's kernel wants rows
+        assert torch.equal(hetero.attention(q, k, v_columns),
+                           hetero.attention(q, k, v_columns, backend="torch"))
     assert out[0, 1].isnan().all() and not out[0, [0, 2, 3]].isnan().any()
-    assert len(python_path_calls) == 5
+    assert len(python_path_calls) == 7
 
 
 def _masks(b, hq, sq, sk, dtype):
