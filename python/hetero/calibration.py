@@ -7,12 +7,14 @@ How one bucket is measured: the op's benchmark case of the same sizes
 (``OpSpec.bench.case_of``) runs through the benchmark harness — every candidate checked
 against float64 on a sample of its output (a wrong one is out), then timed interleaved
 for at least :data:`ROUNDS` rounds and :data:`BUDGET_S` seconds each, on inputs of its
-own, each through the op's function. Calls the native route serves
-(:mod:`hetero.native_route`, CPU gemm and attention) are decided by entries of their own,
-``tuned.natively(op)``, measured as the route serves them: PyTorch's call routed to each
-candidate in turn, so every candidate pays the per-call cost the calls it will serve
-pay (through hetero's Python function, hetero's kernels would pay more of it than
-PyTorch's).
+own. Calls the native route serves (:mod:`hetero.native_route`, CPU gemm and attention)
+are decided by entries of their own, ``tuned.natively(op)``, measured as the route serves
+them: PyTorch's call routed to each candidate in turn. The op's own calls on a CPU are
+measured as a call naming no backend makes them, each candidate in turn held by a scope:
+through the op's native entry where it has one (``hetero.native_entries``), else its
+Python path. Either way every candidate pays the per-call cost the calls it will serve
+pay (named by ``backend=``, every call takes the Python path, which charges hetero's
+kernels for what the entry would not, and PyTorch's own call would be timed bare).
 
 The cost is bounded: about ``ROUNDS + 1`` calls of each candidate (more only while
 they stay within :data:`BUDGET_S`), plus the float64 check on a sample, once per
@@ -102,7 +104,9 @@ def measure(traits, kernels, record, training: bool = False,
         _busy.on = True
         start = time.perf_counter()
         try:
-            with _as_served(traits) if native else nullcontext() as timed_as:
+            with _as_served(traits) if native else nullcontext() as served:
+                timed_as = (lambda work, name: served(work.torch_call, name)) if native \
+                    else _as_called(spec) if traits.device.type == "cpu" else None
                 rows = runner.measure_case(case, str(traits.dtype).removeprefix("torch."),
                                            traits.device, names, budget_s=BUDGET_S,
                                            min_rounds=ROUNDS, timed_as=timed_as)
@@ -145,6 +149,25 @@ def _as_served(traits):
             or native_route.unavailable() is not None:
         return None
     return native_route.serving(traits.op)
+
+
+def _as_called(spec):
+    """``as_called(work, backend) -> call``: the op's function called on ``work`` as a
+    user calls it, naming no backend, with dispatch held to ``backend`` (``torch``:
+    the ``torch`` backend's kernel) by a scope, so an op's native entry serves it where
+    it can."""
+    def as_called(work, backend: str):
+        scope = dispatch.Scope((backend,), None)
+        function, args, kwargs = spec.function, work.args, work.kwargs
+
+        def call():
+            token = dispatch.enter_scope(scope)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                dispatch.leave_scope(token)
+        return call
+    return as_called
 
 
 def _measure_training(spec, case, traits, kernels) -> tuned.Entry | None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 import hetero
 from hetero import calibration, dispatch, fingerprint, native_route, registry
 from hetero.bench import runner
+from hetero.ops.gemm import api as gemm_api
 from hetero.testing import randn
 
 
@@ -163,29 +165,35 @@ def test_calls_the_native_route_serves_are_measured_as_it_serves_them(calibratin
                                                                       monkeypatch):
     if native_route.unavailable() is not None:
         pytest.skip(f"native route: {native_route.unavailable()}")
-    timed = []
+    timed = []  # what each candidate's timed call returned, per measurement
+    python_path, on_python_path, prepare = [], [], gemm_api.prepare
+    monkeypatch.setattr(gemm_api, "prepare", lambda *a: python_path.append(a) or prepare(*a))
     measure_case = runner.measure_case
+    x, w = randn(3, 96, seed=1), randn(64, 96, seed=2)
+    work = SimpleNamespace(torch_call=lambda: "routed torch call", args=(x, w.t()), kwargs={})
 
     def spying(*args, timed_as=None, **kwargs):
-        if timed_as is not None:
-            timed.extend(call for name in ("cpu", "torch")
-                         if (call := timed_as(torch.randn(1).exp, name)) is not None)
+        before = len(python_path)
+        timed.append({name: timed_as(work, name)() for name in ("cpu", "torch")})
+        on_python_path.append(len(python_path) - before)
         return measure_case(*args, timed_as=timed_as, **kwargs)
 
     monkeypatch.setattr(runner, "measure_case", spying)
-    x, w = randn(3, 96, seed=1), randn(64, 96, seed=2)
     with hetero.enabled(native=True):
         out = F.linear(x, w)  # an unmeasured bucket: measured on routed torch.matmul calls
-    assert len(timed) == 2 and calibration.cost().failed == []
+    assert timed == [{"cpu": "routed torch call", "torch": "routed torch call"}]
+    assert calibration.cost().failed == []
     assert (out.double() - x.double() @ w.double().t()).abs().max() < 1e-4
     (entry,) = json.loads(calibrating.read_text())["entries"]
     assert entry["op"] == "gemm@native" and entry["bucket"] == [4, 64, 128, 1]
     assert entry["kernel"] in ("cpu.gemm", "torch.matmul") and entry["runner_up"]
     served = hetero.stats().served["gemm"]
     assert sum(c.calls for c in served.values()) == 1  # the timing calls are not counted
-    with hetero.enabled(native=False):  # the function mode: measured through hetero.gemm
-        F.linear(x, w)
-    assert len(timed) == 2
+    with hetero.enabled(native=False):  # the function mode: measured as hetero.gemm(x, w.t())
+        F.linear(x, w)                  # is served, on its native entry
+    assert len(timed) == 2 and on_python_path == [0, 0]
+    for result in timed[1].values():
+        assert (result.double() - x.double() @ w.double().t()).abs().max() < 1e-4
     ops = sorted(e["op"] for e in json.loads(calibrating.read_text())["entries"])
     assert ops == ["gemm", "gemm@native"]
 

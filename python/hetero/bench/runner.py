@@ -192,9 +192,10 @@ def measure_case(case, dtype: str, device: torch.device, participants, *, budget
     """One (case, dtype): each participant (backend names, and ``torch``, the baseline)
     checked against float64, then timed interleaved for ``budget_s`` seconds beyond
     ``min_rounds`` (default 3 on a CPU, 10 on a GPU); the rows, ranked, with the
-    metrics ``peaks`` allows. ``timed_as(torch_call, backend) -> call | None``: time a
-    participant as this call (PyTorch's call of the case served by ``backend``) instead
-    of through hetero's op function, where it gives one (calibration on a CPU)."""
+    metrics ``peaks`` allows. ``timed_as(work, backend) -> call | None``: time a
+    participant as this call of the case's ``work`` served by ``backend`` (calibration
+    on a CPU: as the native route or the op's native entry serves it) instead of
+    through hetero's op function with the backend named, where it gives one."""
     work = make_work(case, DTYPES[dtype], device, inputs)
     device_name = device_name or tuned.device_name(device)
     peaks = peaks or machine.Peaks({}, None, "not measured")
@@ -253,7 +254,7 @@ def case_id(case) -> str:
 
 def _rotating(case, works: list[Work], participant: str, timed_as=None):
     """The participant's call on each copy of the operands in turn."""
-    calls = [(timed_as and timed_as(w.torch_call, participant)) or call(case, w, participant)
+    calls = [(timed_as and timed_as(w, participant)) or call(case, w, participant)
              for w in works]
     if len(calls) == 1:
         return calls[0]
