@@ -3,7 +3,8 @@ thread:
 
 - ``hetero.gemm`` on 8×8 fp32 against ``torch.mm``. Budget: 2 µs added. Also
   ``hetero.gemm`` with ``alpha=2.0``, a call that takes the Python path (the native
-  entry serves only the common case: see ``hetero.native_entries.gemm_entry``).
+  entry serves only the common case: see ``hetero.native_entries.gemm_entry``), and the
+  torch operator ``torch.ops.hetero.gemm`` (autograd's Python layer, then the entry).
 - ``hetero.attention`` on a decode step (q (1, 4, 1, 32), k and v (1, 4, 16, 32)), fp32
   and bf16, against ``F.scaled_dot_product_attention``; and the same call with
   ``backend="cpu"``, which takes the Python path.
@@ -57,7 +58,8 @@ def test_gemm_call_overhead(benchmark):
     a, b = randn(8, 8, seed=0), randn(8, 8, seed=1)
     kernel = hetero.explain("gemm", a, b).chosen
     calls = {"torch.mm": lambda: torch.mm(a, b), "hetero.gemm": lambda: hetero.gemm(a, b),
-             "hetero.gemm alpha=2": lambda: hetero.gemm(a, b, alpha=2.0)}
+             "hetero.gemm alpha=2": lambda: hetero.gemm(a, b, alpha=2.0),
+             "torch.ops.hetero.gemm": lambda: torch.ops.hetero.gemm(a, b)}
     times = _interleaved(calls)
     median = {name: statistics.median(t) for name, t in times.items()}
     added = _added(times, "hetero.gemm", "torch.mm")

@@ -34,7 +34,7 @@ constexpr int kKeyFields = 16;
 using Key = std::array<int64_t, kKeyFields>;
 enum OpCode : int64_t {
   kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward, kOpGemmCall, kOpScaledGemmCall,
-  kOpPagedCall, kOpAttentionCall
+  kOpPagedCall, kOpAttentionCall, kOpGemmOp
 };
 
 int64_t cached(const Key& key, bool* found);
@@ -187,6 +187,7 @@ struct Registration {
 };
 extern const Registration kGemmKernels[4];
 extern const Registration kGemmCall;  // hetero_route::gemm, registered for good (route.h)
+extern const Registration kGemmOpCall;  // hetero_route::gemm_op, likewise
 extern const Registration kScaledGemmCall;  // hetero_route::scaled_gemm, likewise
 extern const Registration kPagedAttentionCall;  // hetero_route::paged_attention, likewise
 extern const Registration kWriteKvCacheCall;    // hetero_route::write_kv_cache, likewise

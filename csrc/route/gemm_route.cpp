@@ -3,7 +3,8 @@
 //   installed (route.h): PyTorch's own checks and messages first (these kernels stand where
 //   its checks ran), then the cached decision: hetero's cpu::gemm, PyTorch's kernel (called
 //   directly, so nothing recurses) or a Python kernel through the op hetero_route::run_gemm;
-// - hetero_route::gemm, hetero.gemm's common case (see gemm_call below).
+// - hetero_route::gemm and ::gemm_op, the common case of hetero.gemm and of
+//   torch.ops.hetero.gemm (see gemm_call below).
 #include "backends/cpu/gemm.h"
 #include "route/common.h"
 
@@ -136,27 +137,41 @@ void run(Op op, StableIValue* stack, bool has_out) {
 // or dtypes, bad input, a kernel written in Python) gets an undefined tensor, None in
 // Python, and hetero.gemm takes its Python path, which checks, names bad arguments and
 // dispatches.
-AtenTensorHandle gemm_call_result(const Operand& a, const Operand& b) {
+//
+// hetero_route::gemm_op(Tensor a, Tensor b) -> Tensor: the same for torch.ops.hetero.gemm's
+// CPU kernel (ops/gemm/torch_op.py), whose calls hetero.stats() counts: its decisions (asked
+// of hetero_route::decide_gemm_op) carry the counter each call it serves adds to.
+AtenTensorHandle gemm_call_result(const Operand& a, const Operand& b, OpCode op, const char* decide) {
   DType dtype;
   if (a.dim != 2 || b.dim != 2 || a.sizes[1] != b.sizes[0] || a.dtype != b.dtype ||
       !hetero_dtype(a.dtype, &dtype) || !on_cpu(a) || !on_cpu(b)) {
     return declined();
   }
   const int64_t m = a.sizes[0], n = b.sizes[1], k = a.sizes[1];
-  const Key key{kOpGemmCall, 1, m, n, k, a.dtype, 2 * column_major(a) + column_major(b),
+  const Key key{op, 1, m, n, k, a.dtype, 2 * column_major(a) + column_major(b),
                 alignment({a.data, b.data})};
-  const int64_t action = decision(key, bucketed(key), [&] {
+  const int64_t decided = decision(key, bucketed(key), [&] {
     StableIValue args[2] = {a.copy(), b.copy()};
-    return ask_python("hetero_route::decide_gemm_call", args);
-  }) & 3;
-  if (action == kNative) return native_gemm(Op::mm, a, b, dtype, nullptr);
-  if (action == kTorch) return torch_kernel(Op::mm, a, b, nullptr);
-  return declined();
+    return ask_python(decide, args);
+  });
+  AtenTensorHandle result;
+  if ((decided & 3) == kNative) result = native_gemm(Op::mm, a, b, dtype, nullptr);
+  else if ((decided & 3) == kTorch) result = torch_kernel(Op::mm, a, b, nullptr);
+  else return declined();
+  count(decided >> 2, static_cast<uint64_t>(2 * m * n * k));  // the entry's decisions: none
+  return result;
 }
 
 void gemm_call(StableIValue* stack, uint64_t, uint64_t) {
   Operand a(stack[0]), b(stack[1]);
-  stack[0] = reinterpret_cast<StableIValue>(gemm_call_result(a, b));
+  stack[0] = reinterpret_cast<StableIValue>(
+      gemm_call_result(a, b, kOpGemmCall, "hetero_route::decide_gemm_call"));
+}
+
+void gemm_op_call(StableIValue* stack, uint64_t, uint64_t) {
+  Operand a(stack[0]), b(stack[1]);
+  stack[0] = reinterpret_cast<StableIValue>(
+      gemm_call_result(a, b, kOpGemmOp, "hetero_route::decide_gemm_op"));
 }
 
 void mm(StableIValue* stack, uint64_t, uint64_t) { run(Op::mm, stack, false); }
@@ -168,5 +183,6 @@ void bmm_out(StableIValue* stack, uint64_t, uint64_t) { run(Op::bmm, stack, true
 
 const Registration kGemmKernels[4] = {{"mm", mm}, {"mm.out", mm_out}, {"bmm", bmm}, {"bmm.out", bmm_out}};
 const Registration kGemmCall = {"gemm", gemm_call};
+const Registration kGemmOpCall = {"gemm_op", gemm_op_call};
 
 }  // namespace hetero::route

@@ -218,6 +218,7 @@ void register_entry_calls() {
   bool ok = g_shim.library_init_impl("hetero_route", "CompositeExplicitAutograd", __FILE__,
                                      __LINE__, &made) == 0;
   ok = ok && g_shim.library_impl(made, kGemmCall.name, kGemmCall.kernel) == 0;
+  ok = ok && g_shim.library_impl(made, kGemmOpCall.name, kGemmOpCall.kernel) == 0;
   ok = ok && g_shim.library_impl(made, kScaledGemmCall.name, kScaledGemmCall.kernel) == 0;
   ok = ok && g_shim.library_impl(made, kPagedAttentionCall.name, kPagedAttentionCall.kernel) == 0;
   ok = ok && g_shim.library_impl(made, kWriteKvCacheCall.name, kWriteKvCacheCall.kernel) == 0;
@@ -225,9 +226,8 @@ void register_entry_calls() {
   if (!ok) {
     if (made != nullptr) g_shim.delete_library_object(made);
     throw std::runtime_error(
-        "hetero: registering hetero_route::gemm, ::scaled_gemm, ::paged_attention, ::write_kv_cache, "
-        "::attention "
-        "with PyTorch failed");
+        "hetero: registering hetero_route::gemm, ::gemm_op, ::scaled_gemm, ::attention, "
+        "::paged_attention, ::write_kv_cache with PyTorch failed");
   }
   library = made;
 }

@@ -37,7 +37,7 @@ void install();
 void uninstall();
 int installs();
 
-// Registers the kernels of hetero_route::gemm (gemm_route.cpp), ::scaled_gemm
+// Registers the kernels of hetero_route::gemm and ::gemm_op (gemm_route.cpp), ::scaled_gemm
 // (scaled_route.cpp), ::paged_attention and ::write_kv_cache (paged_route.cpp) and
 // ::attention (attention_route.cpp) on every device, for the rest of the process; the ops'
 // schemas must be defined (Python defines them). Throws on failure.

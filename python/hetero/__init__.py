@@ -27,6 +27,7 @@ from .ops import OpSpec, list_ops, register_op, unregister_op
 # suite's cases).
 from .ops.gemm import gemm, reference_gemm  # noqa: I001
 from .ops.gemm import api as _gemm_api
+from .ops.gemm import torch_op as _gemm_torch_op
 from .ops.attention import attention, reference_attention
 from .ops.attention import api as _attention_api
 from .ops.scaled_gemm import scaled_gemm
@@ -43,6 +44,7 @@ from . import distributed, native_entries  # noqa: E402,I001
 
 distributed.install_if_loaded()  # DTensor already in use: the ops' sharding rules now
 _gemm_api.native_gemm = native_entries.gemm_entry()  # hetero.gemm's common case, native
+_gemm_torch_op.native_gemm_op = native_entries.gemm_op_entry()  # and torch.ops.hetero.gemm's
 _scaled_gemm_api.native_scaled_gemm = native_entries.scaled_gemm_entry()  # and scaled_gemm's
 _attention_api.native_attention = native_entries.attention_entry()  # no out, backend
 _paged_attention_api.native_paged_attention = native_entries.paged_attention_entry()  # decode

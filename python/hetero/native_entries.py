@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import torch
 
-from . import dispatch
+from . import dispatch, torch_ops
 from .backends.pytorch import NAME as TORCH_BACKEND
 from .native_route import (NATIVE, PYTHON, TORCH, _bucket_wide, _decide_entry, _define_ops,
-                           _env_threads, _native, _NO_COUNTER, unavailable)
+                           _env_threads, _native, _NO_COUNTER, _slot, unavailable)
 from .ops import registry as op_registry
 
 _library = None  # the entry ops' definitions, made on first use
@@ -34,6 +34,13 @@ def gemm_entry():
     no ``out``, no ``backend``). Called once at import, so every later ``hetero.use``
     scope reaches the native cache."""
     return _entry("gemm")
+
+
+def gemm_op_entry():
+    """``hetero_route::gemm_op(a, b)`` where the native route can run, else ``None``:
+    :func:`gemm_entry` for the CPU kernel of ``torch.ops.hetero.gemm``, whose calls are
+    counted in :func:`hetero.stats` as that op's Python kernel counts them."""
+    return _entry("gemm_op")
 
 
 def scaled_gemm_entry():
@@ -85,6 +92,8 @@ def _entry(name: str):
         library = torch.library.Library("hetero_route", "FRAGMENT")
         library.define("gemm(Tensor a, Tensor b) -> Tensor")
         library.define("decide_gemm_call(Tensor a, Tensor b) -> int")
+        library.define("gemm_op(Tensor a, Tensor b) -> Tensor")
+        library.define("decide_gemm_op(Tensor a, Tensor b) -> int")
         library.define("scaled_gemm(Tensor a, Tensor b, Tensor? scale_a, Tensor? scale_b) "
                        "-> Tensor")
         library.define("decide_scaled_gemm_call(Tensor a, Tensor b, Tensor scale_a, "
@@ -98,6 +107,7 @@ def _entry(name: str):
         library.define("write_kv_cache(Tensor k, Tensor v, Tensor(a!) k_cache, "
                        "Tensor(b!) v_cache, Tensor slot_mapping) -> bool")
         library.impl("decide_gemm_call", _decide_gemm_call, "CPU")
+        library.impl("decide_gemm_op", _decide_gemm_op, "CPU")
         library.impl("decide_scaled_gemm_call", _decide_scaled_gemm_call, "CPU")
         library.impl("decide_attention_call", _decide_attention_call, "CPU")
         library.impl("decide_paged_attention_call", _decide_paged_attention_call, "CPU")
@@ -134,6 +144,22 @@ def _decide_gemm_call(a: torch.Tensor, b: torch.Tensor) -> int:
     """The decision for ``hetero.gemm(a, b)``: hetero.gemm's own dispatch (the reference
     backend its last resort, the tuned table's plain entries: what ``explain`` shows)."""
     return _dispatchs_decision("gemm", (a, b, None, 1.0, 1.0, None, None), "cpu.gemm")
+
+
+@_decide_entry
+def _decide_gemm_op(a: torch.Tensor, b: torch.Tensor) -> int:
+    """The decision for ``torch.ops.hetero.gemm(a, b)``, with the counter its calls add to:
+    as :func:`_decide_gemm_call`, a kernel PyTorch's fallback would stand in for left to
+    the op's Python kernel (which counts and warns about it)."""
+    try:
+        key, record = op_registry.spec("gemm").prepare(a, b, None, 1.0, 1.0, None, None)
+        kernel, _ = torch_ops.decide(key, record)
+    except Exception:  # noqa: BLE001 - the Python kernel raises it again, for the caller
+        kernel = None
+    if kernel is None or (kernel.qualname != "cpu.gemm" and kernel.backend != TORCH_BACKEND):
+        return _NO_COUNTER * 4 + PYTHON
+    return _slot(True, "gemm", kernel.qualname) * 4 + (
+        NATIVE if kernel.qualname == "cpu.gemm" else TORCH) | _bucket_wide("gemm")
 
 
 @_decide_entry

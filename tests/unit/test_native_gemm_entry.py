@@ -1,7 +1,8 @@
 """hetero.gemm's common case served natively (hetero.native_entries.gemm_entry,
 csrc/route/gemm_route.cpp): results against float64 on awkward shapes and views, that the
 entry (not the Python path) serves them, what it leaves to the Python path, scopes,
-threads, and that bad input still raises hetero's named errors."""
+threads, and that bad input still raises hetero's named errors. The same for
+torch.ops.hetero.gemm's CPU kernel (gemm_op_entry), counted in hetero.stats()."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 import hetero
 from hetero import dispatch, native_route
-from hetero.ops.gemm import api
+from hetero.ops.gemm import api, torch_op
 from hetero.ops.gemm.checks import ROUTED_LAYOUTS, gemm_operands
 from hetero.ops.gemm.numerics import gemm_error_bound
 from hetero.testing import check_within, randn
@@ -117,3 +118,70 @@ def test_a_scope_on_another_thread_is_its_own(python_path_calls):
     assert len(python_path_calls) == 1  # the reference scope's call only
     hetero.gemm(a, b)
     assert len(python_path_calls) == 1
+
+
+# ---------------------------------------------------------------- torch.ops.hetero.gemm
+@pytest.fixture
+def python_kernel_calls(monkeypatch):
+    """The calls that reached torch.ops.hetero.gemm's Python kernel."""
+    calls, serve = [], torch_op._serve
+    monkeypatch.setattr(torch_op, "_serve", lambda *args: calls.append(args) or serve(*args))
+    return calls
+
+
+@pytest.mark.parametrize("backend,kernel", [("cpu", "cpu.gemm"), ("torch", "torch.matmul")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ROUTED_LAYOUTS)
+def test_the_torch_ops_common_case_is_served_natively_and_counted(layout, dtype, backend, kernel,
+                                                                 python_kernel_calls):
+    a, b = gemm_operands(layout, 37, 19, 23, dtype=dtype)
+    hetero.reset_stats()
+    with hetero.use(backend):
+        out = torch.ops.hetero.gemm(a, b)
+        out_again = torch.ops.hetero.gemm(a, b)
+        assert python_kernel_calls == []
+        want = torch_op._serve(a, b, None, 1.0, 1.0)  # the Python kernel: the same kernel
+    assert torch.equal(out, want) and torch.equal(out_again, want)
+    _check(out, a, b)
+    counts = hetero.stats().served["gemm"][kernel]
+    assert counts.calls == 3 and counts.flops == 3 * 2 * 37 * 19 * 23
+
+
+@pytest.mark.parametrize("call", [
+    lambda a, b: torch.ops.hetero.gemm(a, b, None, 2.0),
+    lambda a, b: torch.ops.hetero.gemm(a, b, torch.ones(4), 1.0, 0.5),
+    lambda a, b: torch.ops.hetero.gemm(a.expand(3, 6, 5), b),
+    lambda a, b: torch.ops.hetero.gemm(a.double(), b.double()),
+], ids=["alpha", "bias", "batched", "float64"])
+def test_the_torch_ops_other_calls_take_its_python_kernel(call, python_kernel_calls):
+    call(randn(6, 5, seed=5), randn(5, 4, seed=6))
+    assert len(python_kernel_calls) == 1
+    with hetero.use("reference"):  # a kernel written in Python
+        torch.ops.hetero.gemm(randn(6, 5, seed=5), randn(5, 4, seed=6))
+    assert len(python_kernel_calls) == 2
+
+
+def test_the_torch_ops_calls_reach_hetero_counters_observers(python_kernel_calls):
+    seen = []
+    hetero.counters.observers.append(lambda op, kernel, args, why: seen.append((op, kernel)))
+    try:
+        torch.ops.hetero.gemm(randn(6, 5, seed=5), randn(5, 4, seed=6))
+    finally:
+        hetero.counters.observers.pop()
+    assert len(python_kernel_calls) == 1 and [op for op, _ in seen] == ["gemm"]
+
+
+def test_the_torch_ops_gradients_come_through_the_native_path(python_kernel_calls):
+    a, b = randn(6, 5, seed=5).requires_grad_(), randn(5, 4, seed=6).requires_grad_()
+    torch.ops.hetero.gemm(a, b).sum().backward()
+    assert python_kernel_calls == []  # forward and both gradients' products
+    ones = torch.ones(6, 4)
+    torch.testing.assert_close(a.grad, ones @ b.detach().t())
+    torch.testing.assert_close(b.grad, a.detach().t() @ ones)
+
+
+def test_the_torch_ops_bad_input_raises_the_named_errors():
+    with pytest.raises(ValueError, match="b: expected 3 rows"):
+        torch.ops.hetero.gemm(randn(2, 3), randn(4, 5))
+    with pytest.raises(TypeError, match="b:"):
+        torch.ops.hetero.gemm(randn(2, 3), randn(3, 4, dtype=torch.float16))

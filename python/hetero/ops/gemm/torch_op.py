@@ -2,7 +2,10 @@
 as a torch operator, with a fake impl and autograd (see :mod:`hetero.torch_ops`).
 
 Its gradients are two more ``hetero::gemm`` calls, so it differentiates any number of
-times.
+times. Its CPU kernel runs the common case (two matrices, no bias, ``alpha = beta = 1``)
+on a native entry (:func:`hetero.native_entries.gemm_op_entry`), counted natively, and
+everything else, or every call while something observes hetero's counters (an audit),
+as the other devices do.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ... import counters
 from ...routing import BridgeOp
 from ...torch_ops import plain_torch, serve
 from .._checks import STAND_IN
@@ -19,16 +23,42 @@ from .api import prepare
 from .numerics import flops, reference_gemm
 
 
-@torch.library.custom_op("hetero::gemm", mutates_args=())
-def gemm(a: Tensor, b: Tensor, bias: Optional[Tensor] = None, alpha: float = 1.0,
-         beta: float = 1.0) -> Tensor:
-    """``alpha * (a @ b) + beta * bias`` as :func:`hetero.gemm` computes it, returning a
-    new ``(..., M, N)`` tensor of ``a``'s dtype."""
+def _serve(a: Tensor, b: Tensor, bias: Optional[Tensor], alpha: float, beta: float) -> Tensor:
     with plain_torch():
         key, args = prepare(a, b, bias, alpha, beta, None, None)
         if serve(key, args, flops(args)) is None:
             return reference_gemm(a, b, bias, alpha, beta, compute_dtype=a.dtype)
         return args.out
+
+
+@torch.library.custom_op("hetero::gemm", mutates_args=())
+def gemm(a: Tensor, b: Tensor, bias: Optional[Tensor] = None, alpha: float = 1.0,
+         beta: float = 1.0) -> Tensor:
+    """``alpha * (a @ b) + beta * bias`` as :func:`hetero.gemm` computes it, returning a
+    new ``(..., M, N)`` tensor of ``a``'s dtype."""
+    return _serve(a, b, bias, alpha, beta)
+
+
+#: ``hetero_route::gemm_op(a, b)``, or ``None`` where the native route cannot run (set at
+#: import by :mod:`hetero`).
+native_gemm_op = None
+_observers = counters.observers
+
+
+def _cpu_gemm(a, b, bias=None, alpha=1.0, beta=1.0):
+    """The CPU kernel: the common case natively where it can, else as any device's. Registered
+    as a plain kernel, without the checks ``custom_op`` wraps its kernels in (whether the
+    result aliases an input: it never does)."""
+    if bias is None and alpha == 1.0 and beta == 1.0 and native_gemm_op is not None \
+            and not _observers:
+        result = native_gemm_op(a, b)
+        if result is not None:
+            return result
+    return _serve(a, b, bias, alpha, beta)
+
+
+_library = torch.library.Library("hetero", "IMPL")
+_library.impl("gemm", _cpu_gemm, "CPU")
 
 
 @gemm.register_fake
