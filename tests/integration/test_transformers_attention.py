@@ -5,7 +5,8 @@ tensors as they lie, the padded prompt on ``varlen_attention``); a BERT the hidd
 (softcap) the tokens eager gives;
 ``generate_batch`` with ``"paged|hetero"`` on four prompts of different lengths gives the
 tokens ``"paged|eager"`` gives, its prefill on ``varlen_attention`` and its decode steps on
-``paged_attention`` over transformers' own block table."""
+``paged_attention`` over transformers' own block table; a training step the loss and
+gradients SDPA (or eager) gives."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+import hetero  # noqa: E402
 from hetero.integrations import transformers as integration  # noqa: E402
 from hetero.ops.attention import api as attention_api  # noqa: E402
 from hetero.ops.paged_attention import api as paged_api  # noqa: E402
@@ -121,3 +123,47 @@ def test_generate_batch_runs_on_paged_attention_with_transformers_block_table():
     assert [got[k].generated_tokens for k in sorted(got)] == \
         [want[k].generated_tokens for k in sorted(want)]
     assert counts["varlen"] > 0 and counts["paged"] > 0
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "gemma2"])
+def test_a_training_step_gives_the_gradients_of_pytorchs_attention(family):
+    """Under autograd (a forward outside torch.no_grad(), a training step) a left-padded
+    batch gives the loss and gradients SDPA gives (eager for the softcap), on
+    torch.ops.hetero.attention with hetero's backward; the softcap, which no hetero
+    operator differentiates, in PyTorch's operations, counted as such."""
+    if family == "llama":
+        cls, config, baseline = transformers.LlamaForCausalLM, transformers.LlamaConfig(
+            **SMALL), "sdpa"
+    elif family == "mistral":
+        cls, config, baseline = transformers.MistralForCausalLM, transformers.MistralConfig(
+            **SMALL, sliding_window=8), "sdpa"
+    else:
+        cls, baseline = transformers.Gemma2ForCausalLM, "eager"
+        config = transformers.Gemma2Config(**SMALL, head_dim=32, sliding_window=8,
+                                           attn_logit_softcapping=5.0)
+    ids = torch.randint(0, 256, (2, 20), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones_like(ids)
+    mask[1, :6] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    # nor a prediction made at padding (a query that sees no key: zeros here, any value in
+    # PyTorch's implementations)
+    labels[:, 1:] = labels[:, 1:].masked_fill(mask[:, :-1] == 0, -100)
+    results = {}
+    for implementation in (baseline, "hetero"):
+        model = _model(cls, config, implementation).train()
+        hetero.reset_stats()
+        loss = model(ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        results[implementation] = loss.detach(), {
+            name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    (want_loss, want), (got_loss, got) = results[baseline], results["hetero"]
+    torch.testing.assert_close(got_loss, want_loss, rtol=0, atol=1e-5)
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, msg=name)
+    stats = hetero.stats()
+    if family == "gemma2":
+        (reason,) = stats.fallbacks["attention"]
+        assert "softcap" in reason and stats.fallbacks["attention"][reason].calls == 2
+    else:
+        assert sum(c.calls for c in stats.served["attention_backward"].values()) == 2

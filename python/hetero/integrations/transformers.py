@@ -19,14 +19,22 @@ attention function serves the three ways transformers calls attention:
   :func:`hetero.write_kv_cache` and the decode step runs on
   :func:`hetero.paged_attention` over transformers' own pages and block table.
 
-Dropout and attention sinks stay with transformers' SDPA implementation.
+A call autograd must record (training, or a forward outside ``torch.no_grad()``) runs on
+``torch.ops.hetero.attention``, which brings hetero's backward, padded keys and a window
+masked; one with a softcap, which no hetero operator differentiates, in plain PyTorch
+operations, counted in :func:`hetero.stats` with the reason. Dropout and attention sinks
+stay with transformers' SDPA implementation.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from .. import counters
 from ..ops.attention import attention
+from ..ops.attention.numerics import attention_flops
 from ..ops.paged_attention import paged_attention, write_kv_cache
 from ..ops.varlen_attention import varlen_attention
 from ..ops.varlen_attention.api import windowed
@@ -99,6 +107,31 @@ def _padded(query, key, value, mask, causal, scale, softcap, window):
     return full
 
 
+def _recorded(query, key, value, padding, causal: bool, scale, softcap: float,
+              window: tuple[int, int]) -> torch.Tensor:
+    """``(B, Hq, S, Dv)`` for a call autograd records: ``torch.ops.hetero.attention``
+    over the tensors as they lie, or, with a softcap, PyTorch's own operations."""
+    Sq, Sk = query.shape[2], key.shape[2]
+    mask = _key_mask(padding, window, causal, Sq, Sk, query.device)
+    if not softcap:
+        return torch.ops.hetero.attention(query, key, value, mask, causal, scale)
+    counters.record_fallback("attention", "softcap in a call autograd records (no hetero "
+                             "operator differentiates it)", attention_flops(
+                                 query.shape[0] * query.shape[1], Sq, Sk, query.shape[3],
+                                 value.shape[3], causal))
+    group = query.shape[1] // key.shape[1]
+    key, value = key.repeat_interleave(group, 1), value.repeat_interleave(group, 1)
+    scores = query @ key.transpose(-1, -2) * (scale or 1 / math.sqrt(query.shape[3]))
+    scores = softcap * torch.tanh(scores / softcap)
+    sees = torch.ones(Sq, Sk, dtype=torch.bool, device=query.device)
+    if causal:
+        sees = sees.tril(Sk - Sq)
+    if mask is not None:
+        sees = sees & mask
+    probs = scores.float().masked_fill(~sees, -math.inf).softmax(-1).nan_to_num(0.0)
+    return probs.to(value.dtype) @ value  # a row that sees no key: zeros, as hetero gives
+
+
 def attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
                       scaling: float | None = None, sliding_window: int | None = None,
                       softcap: float | None = None, **kwargs):
@@ -125,6 +158,11 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
     Sk = key.shape[2]
     padded = attention_mask is not None and not bool(attention_mask.all())
     causal = getattr(module, "is_causal", True)
+    if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad
+                                    or value.requires_grad):
+        out = _recorded(query, key, value, attention_mask if padded else None, causal,
+                        scaling, softcap, window)
+        return out.transpose(1, 2).contiguous(), None
     if not softcap and (Sq != Sk or (window == (-1, -1) and not padded)):
         # The heads and sequences read where transformers keeps them: packing them for
         # varlen_attention copies the keys and values, which for a decode step costs more
