@@ -123,20 +123,25 @@ def _entry(name: str):
 _TORCH_SERVED = frozenset({"gemm", "attention"})  # entries that call PyTorch's kernel
 
 
-def _dispatchs_decision(op: str, prepared: tuple, native_kernel: str) -> int:
+def _dispatchs_decision(op: str, prepared: tuple, native_kernel: str,
+                        counted: bool = False) -> int:
     """What the entry does with a call ``op``'s Python path would dispatch as
     ``prepare(*prepared)``: ``native_kernel`` runs natively, the ``torch`` backend as
     PyTorch's kernel (the entries of gemm and attention only), anything else, and a call
     dispatch refuses, takes the Python path (which raises what is wrong; that answer is
-    kept for these sizes only)."""
+    kept for these sizes only). ``counted``: for a torch operator's kernel, decided as
+    the operator decides (:func:`hetero.torch_ops.decide`; PyTorch's fallback is left
+    to the Python kernel, which counts and warns about it), each call served counted."""
     try:
         key, record = op_registry.spec(op).prepare(*prepared)
-        kernel = dispatch.resolve_kernel(key, record)
+        kernel = torch_ops.decide(key, record)[0] if counted else \
+            dispatch.resolve_kernel(key, record)
     except Exception:  # noqa: BLE001 - the Python path raises it again, for the caller
-        return _NO_COUNTER * 4 + PYTHON
-    action = NATIVE if kernel.qualname == native_kernel else \
+        kernel = None
+    action = PYTHON if kernel is None else NATIVE if kernel.qualname == native_kernel else \
         TORCH if op in _TORCH_SERVED and kernel.backend == TORCH_BACKEND else PYTHON
-    return _NO_COUNTER * 4 + action | _bucket_wide(op)
+    counter = _slot(True, op, kernel.qualname) if counted and action != PYTHON else _NO_COUNTER
+    return counter * 4 + action | (_bucket_wide(op) if kernel is not None else 0)
 
 
 @_decide_entry
@@ -148,18 +153,10 @@ def _decide_gemm_call(a: torch.Tensor, b: torch.Tensor) -> int:
 
 @_decide_entry
 def _decide_gemm_op(a: torch.Tensor, b: torch.Tensor) -> int:
-    """The decision for ``torch.ops.hetero.gemm(a, b)``, with the counter its calls add to:
-    as :func:`_decide_gemm_call`, a kernel PyTorch's fallback would stand in for left to
-    the op's Python kernel (which counts and warns about it)."""
-    try:
-        key, record = op_registry.spec("gemm").prepare(a, b, None, 1.0, 1.0, None, None)
-        kernel, _ = torch_ops.decide(key, record)
-    except Exception:  # noqa: BLE001 - the Python kernel raises it again, for the caller
-        kernel = None
-    if kernel is None or (kernel.qualname != "cpu.gemm" and kernel.backend != TORCH_BACKEND):
-        return _NO_COUNTER * 4 + PYTHON
-    return _slot(True, "gemm", kernel.qualname) * 4 + (
-        NATIVE if kernel.qualname == "cpu.gemm" else TORCH) | _bucket_wide("gemm")
+    """The decision for ``torch.ops.hetero.gemm(a, b)``, with the counter its calls add
+    to."""
+    return _dispatchs_decision("gemm", (a, b, None, 1.0, 1.0, None, None), "cpu.gemm",
+                               counted=True)
 
 
 @_decide_entry
