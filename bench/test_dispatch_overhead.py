@@ -6,8 +6,8 @@ thread:
   entry serves only the common case: see ``hetero.native_entries.gemm_entry``), and the
   torch operator ``torch.ops.hetero.gemm`` (autograd's Python layer, then the entry).
 - ``hetero.attention`` on a decode step (q (1, 4, 1, 32), k and v (1, 4, 16, 32)), fp32
-  and bf16, against ``F.scaled_dot_product_attention``; and the same call with
-  ``backend="cpu"``, which takes the Python path.
+  and bf16, against ``F.scaled_dot_product_attention``; the same call with
+  ``backend="cpu"``, which takes the Python path, and the torch operator.
 
     pytest bench/test_dispatch_overhead.py -s                    # kernels as tuned
     HETERO_TUNED=off pytest bench/test_dispatch_overhead.py -s   # hetero's own kernels
@@ -79,7 +79,8 @@ def test_attention_call_overhead(benchmark, dtype):
     kernel = hetero.explain("attention", q, k, v).chosen
     calls = {"SDPA": lambda: F.scaled_dot_product_attention(q, k, v),
              "hetero.attention": lambda: hetero.attention(q, k, v),
-             "hetero.attention backend=cpu": lambda: hetero.attention(q, k, v, backend="cpu")}
+             "hetero.attention backend=cpu": lambda: hetero.attention(q, k, v, backend="cpu"),
+             "torch.ops.hetero.attention": lambda: torch.ops.hetero.attention(q, k, v)}
     times = _interleaved(calls)
     median = {name: statistics.median(t) for name, t in times.items()}
     added = _added(times, "hetero.attention", "SDPA")

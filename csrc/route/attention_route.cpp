@@ -9,7 +9,8 @@
 // torch.compile checks): out dense in the dim order of q, as empty_like; lse (B, Hq, Sq)
 // float32 over (B, Sq, Hq) storage; the gradients (B, H, S, D) over (B, S, H, D) storage.
 //
-// Also hetero_route::attention, hetero.attention's common case (see attention_call below).
+// Also hetero_route::attention and ::attention_op, the common case of hetero.attention and
+// of torch.ops.hetero.attention_forward (see attention_call below).
 #include <algorithm>
 #include <cmath>
 
@@ -249,6 +250,46 @@ bool has_nan_row(const Operand& q, DType dtype) {
   return false;
 }
 
+// The call's decision (counter * 4 + action), asked of the Python op `decide` on a miss.
+int64_t call_decision(const Operand& q, const Operand& k, const Operand& v, const Operand& mask,
+                      bool causal, double scale, OpCode op, const char* decide) {
+  const int64_t Sq = q.sizes[2], Sk = k.sizes[2];
+  const Key exact{op, q.sizes[0], q.sizes[1], k.sizes[1], Sq, Sk, q.sizes[3], v.sizes[3], q.dtype,
+                  causal, mask_code(mask), alignment({q.data, k.data, v.data, mask.data})};
+  Key bucketed = exact;
+  bucketed[4] = bucket_of(Sq);
+  bucketed[5] = bucket_of(Sk);
+  bucketed[12] = Sq == Sk;
+  return decision(exact, bucketed, [&] {
+    const bool masked = mask.handle != nullptr;
+    StableIValue args[7] = {q.copy(), k.copy(), v.copy(), masked ? mask.copy() : q.copy(),
+                            boxed(masked), boxed(causal), boxed(scale)};
+    return ask_python(decide, args);
+  });
+}
+
+// cpu's flash kernel into a fresh (B, Hq, Sq, Dv) `out` and, given `lse`, a fresh (B, Hq, Sq)
+// float32 log-sum-exp, as the Python path allocates them; false if the kernel refuses.
+bool run_flash(const Operand& q, const Operand& k, const Operand& v, const Operand& mask,
+               bool causal, double scale, DType dtype, Operand* out, Operand* lse) {
+  const int64_t B = q.sizes[0], Hq = q.sizes[1], Sq = q.sizes[2], Dv = v.sizes[3];
+  const int64_t sizes[4] = {B, Hq, Sq, Dv}, strides[4] = {Hq * Sq * Dv, Sq * Dv, Dv, 1};
+  out->reset(empty(4, sizes, strides, q.dtype));
+  TensorView lse_view;
+  if (lse != nullptr) {
+    const int64_t lse_strides[3] = {Hq * Sq, Sq, 1};
+    lse->reset(empty(3, sizes, lse_strides, g_shim.float32));
+    lse_view = lse->view(DType::float32);
+  }
+  TensorView mask_view;
+  if (mask.handle != nullptr) mask_view = expanded_mask(mask, q, k, dtype);
+  return cpu::attention_forward(q.view(dtype), k.view(dtype), v.view(dtype),
+                                mask.handle != nullptr ? &mask_view : nullptr, causal, scale,
+                                out->view(dtype), lse != nullptr ? &lse_view : nullptr,
+                                kernel_threads())
+      .ok();
+}
+
 AtenTensorHandle attention_call_result(const Operand& q, const Operand& k, const Operand& v,
                                        const Operand& mask, bool causal, double scale) {
   DType dtype;
@@ -256,34 +297,16 @@ AtenTensorHandle attention_call_result(const Operand& q, const Operand& k, const
   if (!plain_attention_call(q, k, v, &dtype) || (masked && !plain_mask(mask, q, k))) {
     return declined();
   }
-  const int64_t B = q.sizes[0], Hq = q.sizes[1], Sq = q.sizes[2], Sk = k.sizes[2];
-  const int64_t D = q.sizes[3], Dv = v.sizes[3];
-  const Key exact{kOpAttentionCall, B, Hq, k.sizes[1], Sq, Sk, D, Dv, q.dtype, causal,
-                  mask_code(mask), alignment({q.data, k.data, v.data, mask.data})};
-  Key bucketed = exact;
-  bucketed[4] = bucket_of(Sq);
-  bucketed[5] = bucket_of(Sk);
-  bucketed[12] = Sq == Sk;
-  const int64_t action = decision(exact, bucketed, [&] {
-    StableIValue args[7] = {q.copy(), k.copy(), v.copy(), masked ? mask.copy() : q.copy(),
-                            boxed(masked), boxed(causal), boxed(scale)};
-    return ask_python("hetero_route::decide_attention_call", args);
-  }) & 3;
-  const int64_t sizes[4] = {B, Hq, Sq, Dv}, strides[4] = {Hq * Sq * Dv, Sq * Dv, Dv, 1};
+  const int64_t action = call_decision(q, k, v, mask, causal, scale, kOpAttentionCall,
+                                       "hetero_route::decide_attention_call") & 3;
   Operand out;
-  if (action == kNative) {
-    out.reset(empty(4, sizes, strides, q.dtype));
-    TensorView mask_view;
-    if (masked) mask_view = expanded_mask(mask, q, k, dtype);
-    const Status status = cpu::attention_forward(q.view(dtype), k.view(dtype), v.view(dtype),
-                                                 masked ? &mask_view : nullptr, causal, scale,
-                                                 out.view(dtype), nullptr, kernel_threads());
-    if (!status.ok()) return declined();
-    return out.release();
-  }
+  if (action == kNative) return run_flash(q, k, v, mask, causal, scale, dtype, &out, nullptr)
+                                    ? out.release() : declined();
   // One query row sees every key, causal or not: the torch backend calls SDPA unmasked,
   // which runs this kernel (for head dims equal and at least one key) on rows it has made
   // contiguous along the head dim, as the kernel requires.
+  const int64_t B = q.sizes[0], Hq = q.sizes[1], Sq = q.sizes[2], Sk = k.sizes[2];
+  const int64_t D = q.sizes[3], Dv = v.sizes[3];
   const bool rows_contiguous = q.strides[3] == 1 && k.strides[3] == 1 && v.strides[3] == 1;
   if (action != kTorch || masked || Sq != 1 || Sk == 0 || Dv != D || !rows_contiguous ||
       has_nan_row(q, dtype)) {
@@ -295,6 +318,7 @@ AtenTensorHandle attention_call_result(const Operand& q, const Operand& k, const
         "CPU kernel of aten::_scaled_dot_product_flash_attention_for_cpu");
   g_shim.delete_tensor_object(lse);
   out.reset(result);
+  const int64_t sizes[4] = {B, Hq, Sq, Dv}, strides[4] = {Hq * Sq * Dv, Sq * Dv, Dv, 1};
   if (std::equal(strides, strides + 4, out.strides)) return out.release();
   Operand dense;  // the Python path copies into a fresh (B, Hq, 1, Dv) tensor: its strides
   dense.reset(empty(4, sizes, strides, q.dtype));
@@ -312,11 +336,38 @@ void attention_call(StableIValue* stack, uint64_t, uint64_t) {
   stack[0] = reinterpret_cast<StableIValue>(attention_call_result(q, k, v, mask, causal, scale));
 }
 
+// hetero_route::attention_op(Tensor q, Tensor k, Tensor v, bool causal, float? scale,
+// Tensor? attn_mask) -> (Tensor, Tensor): the same call for torch.ops.hetero.attention_forward's
+// CPU kernel (ops/attention/torch_op.py): (out, lse) from cpu's flash kernel where dispatch
+// picks it, counted in hetero.stats(); two undefined tensors (None) for anything else.
+void attention_op_call(StableIValue* stack, uint64_t, uint64_t) {
+  Operand q(stack[0]), k(stack[1]), v(stack[2]), mask, out, lse;
+  const bool causal = unboxed<bool>(stack[3]);
+  const auto given = optional_arg(stack[4]);
+  take_optional_tensor(stack[5], &mask);
+  DType dtype;
+  stack[0] = reinterpret_cast<StableIValue>(declined());
+  stack[1] = reinterpret_cast<StableIValue>(declined());
+  if (!plain_attention_call(q, k, v, &dtype) || (mask.handle != nullptr && !plain_mask(mask, q, k))) {
+    return;
+  }
+  const double scale = given ? unboxed<double>(*given) : 1.0 / std::sqrt(static_cast<double>(q.sizes[3]));
+  const int64_t decided = call_decision(q, k, v, mask, causal, scale, kOpAttentionOp,
+                                        "hetero_route::decide_attention_op");
+  if ((decided & 3) != kNative || !run_flash(q, k, v, mask, causal, scale, dtype, &out, &lse)) return;
+  count(decided >> 2, static_cast<uint64_t>(flops(q, k, v, causal)));
+  g_shim.delete_tensor_object(reinterpret_cast<AtenTensorHandle>(stack[0]));
+  g_shim.delete_tensor_object(reinterpret_cast<AtenTensorHandle>(stack[1]));
+  stack[0] = out.take();
+  stack[1] = lse.take();
+}
+
 }  // namespace
 
 const Registration kAttentionKernels[2] = {
     {"_scaled_dot_product_flash_attention_for_cpu", forward},
     {"_scaled_dot_product_flash_attention_for_cpu_backward", backward}};
 const Registration kAttentionCall = {"attention", attention_call};
+const Registration kAttentionOpCall = {"attention_op", attention_op_call};
 
 }  // namespace hetero::route

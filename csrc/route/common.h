@@ -34,7 +34,7 @@ constexpr int kKeyFields = 16;
 using Key = std::array<int64_t, kKeyFields>;
 enum OpCode : int64_t {
   kOpMm = 1, kOpBmm, kOpAttention, kOpAttentionBackward, kOpGemmCall, kOpScaledGemmCall,
-  kOpPagedCall, kOpAttentionCall, kOpGemmOp
+  kOpPagedCall, kOpAttentionCall, kOpGemmOp, kOpAttentionOp
 };
 
 int64_t cached(const Key& key, bool* found);
@@ -192,6 +192,7 @@ extern const Registration kScaledGemmCall;  // hetero_route::scaled_gemm, likewi
 extern const Registration kPagedAttentionCall;  // hetero_route::paged_attention, likewise
 extern const Registration kWriteKvCacheCall;    // hetero_route::write_kv_cache, likewise
 extern const Registration kAttentionCall;       // hetero_route::attention, likewise
+extern const Registration kAttentionOpCall;     // hetero_route::attention_op, likewise
 extern const Registration kAttentionKernels[2];
 extern const Registration kScaledKernels[4];
 

@@ -223,11 +223,12 @@ void register_entry_calls() {
   ok = ok && g_shim.library_impl(made, kPagedAttentionCall.name, kPagedAttentionCall.kernel) == 0;
   ok = ok && g_shim.library_impl(made, kWriteKvCacheCall.name, kWriteKvCacheCall.kernel) == 0;
   ok = ok && g_shim.library_impl(made, kAttentionCall.name, kAttentionCall.kernel) == 0;
+  ok = ok && g_shim.library_impl(made, kAttentionOpCall.name, kAttentionOpCall.kernel) == 0;
   if (!ok) {
     if (made != nullptr) g_shim.delete_library_object(made);
     throw std::runtime_error(
         "hetero: registering hetero_route::gemm, ::gemm_op, ::scaled_gemm, ::attention, "
-        "::paged_attention, ::write_kv_cache with PyTorch failed");
+        "::attention_op, ::paged_attention, ::write_kv_cache with PyTorch failed");
   }
   library = made;
 }

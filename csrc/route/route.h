@@ -39,7 +39,7 @@ int installs();
 
 // Registers the kernels of hetero_route::gemm and ::gemm_op (gemm_route.cpp), ::scaled_gemm
 // (scaled_route.cpp), ::paged_attention and ::write_kv_cache (paged_route.cpp) and
-// ::attention (attention_route.cpp) on every device, for the rest of the process; the ops'
+// ::attention and ::attention_op (attention_route.cpp) on every device, for the rest of the process; the ops'
 // schemas must be defined (Python defines them). Throws on failure.
 void register_entry_calls();
 

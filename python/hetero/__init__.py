@@ -30,6 +30,7 @@ from .ops.gemm import api as _gemm_api
 from .ops.gemm import torch_op as _gemm_torch_op
 from .ops.attention import attention, reference_attention
 from .ops.attention import api as _attention_api
+from .ops.attention import torch_op as _attention_torch_op
 from .ops.scaled_gemm import scaled_gemm
 from .ops.scaled_gemm import api as _scaled_gemm_api
 from .ops.varlen_attention import varlen_attention
@@ -47,6 +48,7 @@ _gemm_api.native_gemm = native_entries.gemm_entry()  # hetero.gemm's common case
 _gemm_torch_op.native_gemm_op = native_entries.gemm_op_entry()  # and torch.ops.hetero.gemm's
 _scaled_gemm_api.native_scaled_gemm = native_entries.scaled_gemm_entry()  # and scaled_gemm's
 _attention_api.native_attention = native_entries.attention_entry()  # no out, backend
+_attention_torch_op.native_attention_op = native_entries.attention_op_entry()  # its torch op
 _paged_attention_api.native_paged_attention = native_entries.paged_attention_entry()  # decode
 _kv_cache.native_write_kv_cache = native_entries.write_kv_cache_entry()  # and its cache write
 

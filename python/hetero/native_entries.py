@@ -60,6 +60,15 @@ def attention_entry():
     return _entry("attention")
 
 
+def attention_op_entry():
+    """``hetero_route::attention_op(q, k, v, causal, scale, attn_mask) -> (out, lse)``
+    where the native route can run, else ``None``: :func:`attention_entry` for the CPU
+    kernel of ``torch.ops.hetero.attention_forward`` (``cpu.flash`` only, which fills the
+    log-sum-exp its backward takes), counted in :func:`hetero.stats`; ``(None, None)`` for
+    a call it leaves to that op's Python kernel."""
+    return _entry("attention_op")
+
+
 def paged_attention_entry():
     """``hetero_route::paged_attention(q, k_cache, v_cache, block_table, seq_lens, scale,
     causal, window_left, window_right, softcap)`` where the native route can run, else
@@ -102,6 +111,10 @@ def _entry(name: str):
                        "Tensor? attn_mask) -> Tensor")
         library.define("decide_attention_call(Tensor q, Tensor k, Tensor v, Tensor mask, "
                        "bool has_mask, bool causal, float scale) -> int")
+        library.define("attention_op(Tensor q, Tensor k, Tensor v, bool causal, float? scale, "
+                       "Tensor? attn_mask) -> (Tensor, Tensor)")
+        library.define("decide_attention_op(Tensor q, Tensor k, Tensor v, Tensor mask, "
+                       "bool has_mask, bool causal, float scale) -> int")
         library.define(f"paged_attention({_PAGED_ARGS}) -> Tensor")
         library.define(f"decide_paged_attention_call({_PAGED_ARGS}) -> int")
         library.define("write_kv_cache(Tensor k, Tensor v, Tensor(a!) k_cache, "
@@ -110,6 +123,7 @@ def _entry(name: str):
         library.impl("decide_gemm_op", _decide_gemm_op, "CPU")
         library.impl("decide_scaled_gemm_call", _decide_scaled_gemm_call, "CPU")
         library.impl("decide_attention_call", _decide_attention_call, "CPU")
+        library.impl("decide_attention_op", _decide_attention_op, "CPU")
         library.impl("decide_paged_attention_call", _decide_paged_attention_call, "CPU")
         _native.register_entry_calls()
         _native.set_num_threads(_env_threads())
@@ -179,6 +193,14 @@ def _decide_attention_call(q, k, v, mask, has_mask: bool, causal: bool, scale: f
     Python path would."""
     return _dispatchs_decision("attention", (q, k, v, causal, scale, mask if has_mask else None,
                                              None, None), "cpu.flash")
+
+
+@_decide_entry
+def _decide_attention_op(q, k, v, mask, has_mask: bool, causal: bool, scale: float) -> int:
+    """The decision for ``torch.ops.hetero.attention_forward(q, k, v, mask if has_mask
+    else None, causal, scale)``, with the counter its calls add to."""
+    return _dispatchs_decision("attention", (q, k, v, causal, scale, mask if has_mask else None,
+                                             None, None), "cpu.flash", counted=True)
 
 
 @_decide_entry

@@ -3,7 +3,8 @@
 against the Python path's kernel (cpu's flash kernel, or the torch backend's SDPA for a
 decode step) and within bound of float64 on awkward shapes, masks and views; that the
 entry (not the Python path) serves them, what it leaves to the Python path, cached
-decisions, and that bad input still raises hetero's named errors."""
+decisions, and that bad input still raises hetero's named errors. The same for
+torch.ops.hetero.attention_forward's CPU kernel (attention_op_entry), counted."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 
 import hetero
 from hetero import dispatch, native_route
-from hetero.ops.attention import api
+from hetero.ops.attention import api, torch_op
+from hetero.ops.attention.numerics import flops
 from hetero.testing import check_against_oracle
 
 pytestmark = pytest.mark.skipif(native_route.unavailable() is not None,
@@ -216,3 +218,65 @@ def test_bad_input_raises_the_named_errors(which, kwargs, error, match, python_p
         hetero.attention(*_bad(which), **kwargs)
     hetero.attention(*_bad(None))  # served natively: bad input pinned no decision
     assert len(python_path_calls) == 1
+
+
+# ---------------------------------------------------------------- torch.ops.hetero.attention
+@pytest.fixture
+def python_kernel_calls(monkeypatch):
+    """The calls that reached torch.ops.hetero.attention_forward's Python kernel."""
+    calls, serve = [], torch_op._serve
+    monkeypatch.setattr(torch_op, "_serve", lambda *args: calls.append(args) or serve(*args))
+    return calls
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mask", [None, "padding", "additive"])
+@pytest.mark.parametrize("shape", [SHAPES["decode"], SHAPES["prompt"], SHAPES["more-queries"]],
+                         ids=["decode", "prompt", "more-queries"])
+def test_the_torch_ops_cpu_flash_calls_run_natively_and_counted(shape, mask, dtype,
+                                                                python_kernel_calls):
+    b, hq, _, sq, sk, _, _ = shape
+    q, k, v = _qkv(*shape, dtype=dtype, seed=sq + sk)
+    attn_mask = None if mask is None else _masks(b, hq, sq, sk, dtype)[mask]
+    hetero.reset_stats()
+    with hetero.use("cpu"):
+        out, lse = torch.ops.hetero.attention_forward(q, k, v, attn_mask, True, 0.3)
+        assert python_kernel_calls == []
+        want_out, want_lse = torch_op._serve(q, k, v, attn_mask, True, 0.3)  # the Python kernel
+    assert torch.equal(out, want_out) and torch.equal(lse, want_lse)
+    assert out.is_contiguous() and lse.is_contiguous() and lse.dtype == torch.float32
+    (served,) = hetero.stats().served["attention"].items()
+    assert served[0] == "cpu.flash" and served[1].calls == 2
+    _, record = api.prepare(q, k, v, True, 0.3, attn_mask, None, None)
+    assert served[1].flops == pytest.approx(2 * flops(record), rel=1e-9)
+
+
+def test_the_torch_ops_gradients_come_through_the_native_forward(python_kernel_calls,
+                                                                  monkeypatch):
+    q, k, v = _qkv(1, 4, 2, 7, 11, 16, as_transformers=True, seed=3)
+    grads = []
+    for native in (True, False):
+        if not native:
+            monkeypatch.setattr(torch_op, "native_attention_op", None)
+        leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+        with hetero.use("cpu"):
+            torch.ops.hetero.attention(*leaves, None, True, None).square().sum().backward()
+        grads.append([t.grad for t in leaves])
+    assert len(python_kernel_calls) == 1  # the second pass only
+    for native, python in zip(*grads):
+        assert torch.equal(native, python)
+
+
+def test_the_torch_ops_other_calls_take_its_python_kernel(python_kernel_calls):
+    q, k, v = _qkv(1, 4, 2, 3, 30, 32, seed=1)
+    with hetero.use("torch"):  # its log-sum-exp comes from the reference
+        torch.ops.hetero.attention(q, k, v, None, True, None)
+    torch.ops.hetero.attention(q.double(), k.double(), v.double(), None, True, None)
+    hetero.counters.observers.append(lambda *args: None)
+    try:
+        torch.ops.hetero.attention(q, k, v, None, True, None)
+    finally:
+        hetero.counters.observers.pop()
+    assert len(python_kernel_calls) == 3
+    with pytest.raises(ValueError, match="k: head dim"):
+        torch.ops.hetero.attention(q, k[..., :8], v, None, False, None)

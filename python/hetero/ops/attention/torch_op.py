@@ -9,7 +9,9 @@
 ``lse (B, Hq, Sq)`` is float32 (float64 for float64 inputs), as
 :class:`~.api.AttentionArgs` describes. The backward is the chosen kernel's ``backward``
 (the reference's when the kernel has none); it is not itself differentiable, and an
-additive mask gets no gradient (one that requires grad is refused).
+additive mask gets no gradient (one that requires grad is refused). On CPU tensors, the
+forward's calls dispatch gives ``cpu.flash`` run on a native entry
+(:func:`hetero.native_entries.attention_op_entry`), counted natively.
 """
 
 from __future__ import annotations
@@ -34,6 +36,32 @@ def attention_forward(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tenso
                       scale: Optional[float] = None) -> tuple[Tensor, Tensor]:
     """:func:`hetero.attention` returning ``(out, lse)``: the output and each row's
     log-sum-exp, which :func:`attention_backward` takes."""
+    return _serve(q, k, v, attn_mask, causal, scale)
+
+
+#: ``hetero_route::attention_op``, or ``None`` where the native route cannot run (set at
+#: import by :mod:`hetero`).
+native_attention_op = None
+_observers = counters.observers
+
+
+def _cpu_attention_forward(q, k, v, attn_mask=None, causal=False, scale=None):
+    """The CPU kernel: calls dispatch gives ``cpu.flash`` natively, unless something
+    observes hetero's counters (an audit); the rest as any device's. Registered as a
+    plain kernel, without the checks ``custom_op`` wraps its kernels in (whether a result
+    aliases an input: neither does)."""
+    if native_attention_op is not None and not _observers:
+        out, lse = native_attention_op(q, k, v, causal, scale, attn_mask)
+        if out is not None:
+            return out, lse
+    return _serve(q, k, v, attn_mask, causal, scale)
+
+
+_library = torch.library.Library("hetero", "IMPL")
+_library.impl("attention_forward", _cpu_attention_forward, "CPU")
+
+
+def _serve(q, k, v, attn_mask, causal, scale) -> tuple[Tensor, Tensor]:
     with plain_torch():
         key, args = prepare(q, k, v, causal, scale, attn_mask, None, None)
         kernel, why = decide(key, args)
