@@ -300,8 +300,10 @@ AtenTensorHandle attention_call_result(const Operand& q, const Operand& k, const
   const int64_t action = call_decision(q, k, v, mask, causal, scale, kOpAttentionCall,
                                        "hetero_route::decide_attention_call") & 3;
   Operand out;
-  if (action == kNative) return run_flash(q, k, v, mask, causal, scale, dtype, &out, nullptr)
-                                    ? out.release() : declined();
+  if (action == kNative) {
+    const bool ran = run_flash(q, k, v, mask, causal, scale, dtype, &out, nullptr);
+    return ran ? out.release() : declined();
+  }
   // One query row sees every key, causal or not: the torch backend calls SDPA unmasked,
   // which runs this kernel (for head dims equal and at least one key) on rows it has made
   // contiguous along the head dim, as the kernel requires.
@@ -348,13 +350,15 @@ void attention_op_call(StableIValue* stack, uint64_t, uint64_t) {
   DType dtype;
   stack[0] = reinterpret_cast<StableIValue>(declined());
   stack[1] = reinterpret_cast<StableIValue>(declined());
-  if (!plain_attention_call(q, k, v, &dtype) || (mask.handle != nullptr && !plain_mask(mask, q, k))) {
-    return;
-  }
-  const double scale = given ? unboxed<double>(*given) : 1.0 / std::sqrt(static_cast<double>(q.sizes[3]));
+  const bool masked = mask.handle != nullptr;
+  if (!plain_attention_call(q, k, v, &dtype) || (masked && !plain_mask(mask, q, k))) return;
+  const double scale =
+      given ? unboxed<double>(*given) : 1.0 / std::sqrt(static_cast<double>(q.sizes[3]));
   const int64_t decided = call_decision(q, k, v, mask, causal, scale, kOpAttentionOp,
                                         "hetero_route::decide_attention_op");
-  if ((decided & 3) != kNative || !run_flash(q, k, v, mask, causal, scale, dtype, &out, &lse)) return;
+  if ((decided & 3) != kNative || !run_flash(q, k, v, mask, causal, scale, dtype, &out, &lse)) {
+    return;
+  }
   count(decided >> 2, static_cast<uint64_t>(flops(q, k, v, causal)));
   g_shim.delete_tensor_object(reinterpret_cast<AtenTensorHandle>(stack[0]));
   g_shim.delete_tensor_object(reinterpret_cast<AtenTensorHandle>(stack[1]));

@@ -141,7 +141,8 @@ void run(Op op, StableIValue* stack, bool has_out) {
 // hetero_route::gemm_op(Tensor a, Tensor b) -> Tensor: the same for torch.ops.hetero.gemm's
 // CPU kernel (ops/gemm/torch_op.py), whose calls hetero.stats() counts: its decisions (asked
 // of hetero_route::decide_gemm_op) carry the counter each call it serves adds to.
-AtenTensorHandle gemm_call_result(const Operand& a, const Operand& b, OpCode op, const char* decide) {
+AtenTensorHandle gemm_call_result(const Operand& a, const Operand& b, OpCode op,
+                                  const char* decide) {
   DType dtype;
   if (a.dim != 2 || b.dim != 2 || a.sizes[1] != b.sizes[0] || a.dtype != b.dtype ||
       !hetero_dtype(a.dtype, &dtype) || !on_cpu(a) || !on_cpu(b)) {

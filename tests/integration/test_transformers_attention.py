@@ -1,10 +1,10 @@
 """``attn_implementation="hetero"`` in transformers (small configs, random weights, no
 download): greedy ``generate()`` of a Llama and of a Mistral (sliding window) gives the
 tokens SDPA gives, padded batches included (decode steps on ``attention`` over the
-tensors as they lie, the padded prompt on ``varlen_attention``); a BERT the hidden states SDPA gives, padded or not; a Gemma 2
-(softcap) the tokens eager gives;
-``generate_batch`` with ``"paged|hetero"`` on four prompts of different lengths gives the
-tokens ``"paged|eager"`` gives, its prefill on ``varlen_attention`` and its decode steps on
+tensors as they lie, the padded prompt on ``varlen_attention``); a BERT the hidden states
+SDPA gives, padded or not; a Gemma 2 (softcap) the tokens eager gives; ``generate_batch``
+with ``"paged|hetero"`` on four prompts of different lengths gives the tokens
+``"paged|eager"`` gives, its prefill on ``varlen_attention`` and its decode steps on
 ``paged_attention`` over transformers' own block table; a training step the loss and
 gradients SDPA (or eager) gives."""
 
