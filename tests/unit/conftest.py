@@ -7,16 +7,18 @@ import pytest
 
 @pytest.fixture
 def python_path_calls_of(monkeypatch):
-    """``watch(api)``: the list of calls that reach ``api.prepare`` (a public function's
-    Python path) from then on, for tests of what a native entry serves by itself."""
-    def watch(api):
+    """``watch(module, name="prepare")``: the list of calls that reach ``module.<name>``
+    (``api.prepare``: a public function's Python path; ``torch_op._serve``: a torch
+    operator's Python kernel) from then on, for tests of what a native entry serves by
+    itself."""
+    def watch(module, name: str = "prepare"):
         calls = []
-        original = api.prepare
+        original = getattr(module, name)
 
         def counting(*args):
             calls.append(args)
             return original(*args)
 
-        monkeypatch.setattr(api, "prepare", counting)
+        monkeypatch.setattr(module, name, counting)
         return calls
     return watch

@@ -162,12 +162,12 @@ def test_training_steps_are_decided_by_forward_and_backward_together(calibrating
 
 
 def test_calls_the_native_route_serves_are_measured_as_it_serves_them(calibrating,
-                                                                      monkeypatch):
+                                                                      monkeypatch,
+                                                                      python_path_calls_of):
     if native_route.unavailable() is not None:
         pytest.skip(f"native route: {native_route.unavailable()}")
     timed = []  # what each candidate's timed call returned, per measurement
-    python_path, on_python_path, prepare = [], [], gemm_api.prepare
-    monkeypatch.setattr(gemm_api, "prepare", lambda *a: python_path.append(a) or prepare(*a))
+    python_path, on_python_path = python_path_calls_of(gemm_api), []
     measure_case = runner.measure_case
     x, w = randn(3, 96, seed=1), randn(64, 96, seed=2)
     work = SimpleNamespace(torch_call=lambda: "routed torch call", args=(x, w.t()), kwargs={})

@@ -222,11 +222,9 @@ def test_bad_input_raises_the_named_errors(which, kwargs, error, match, python_p
 
 # ---------------------------------------------------------------- torch.ops.hetero.attention
 @pytest.fixture
-def python_kernel_calls(monkeypatch):
+def python_kernel_calls(python_path_calls_of):
     """The calls that reached torch.ops.hetero.attention_forward's Python kernel."""
-    calls, serve = [], torch_op._serve
-    monkeypatch.setattr(torch_op, "_serve", lambda *args: calls.append(args) or serve(*args))
-    return calls
+    return python_path_calls_of(torch_op, "_serve")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

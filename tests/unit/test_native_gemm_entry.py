@@ -122,11 +122,9 @@ def test_a_scope_on_another_thread_is_its_own(python_path_calls):
 
 # ---------------------------------------------------------------- torch.ops.hetero.gemm
 @pytest.fixture
-def python_kernel_calls(monkeypatch):
+def python_kernel_calls(python_path_calls_of):
     """The calls that reached torch.ops.hetero.gemm's Python kernel."""
-    calls, serve = [], torch_op._serve
-    monkeypatch.setattr(torch_op, "_serve", lambda *args: calls.append(args) or serve(*args))
-    return calls
+    return python_path_calls_of(torch_op, "_serve")
 
 
 @pytest.mark.parametrize("backend,kernel", [("cpu", "cpu.gemm"), ("torch", "torch.matmul")])
